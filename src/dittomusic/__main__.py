@@ -1,0 +1,3 @@
+from dittomusic.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Mel -> waveform vocoders behind one small interface.
+
+A vocoder takes the scaled log-mel [..., n_mels, frames] in [-1, 1] and returns audio
+[..., samples] at the mel config's sample rate. Griffin-Lim is the default: it needs no
+weights and runs in torch on any device. Register others with `register_vocoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from dittomusic.audio.mel import MelConfig, unit_to_db
+from dittomusic.errors import DittoError
+
+
+class Vocoder(Protocol):
+    cfg: MelConfig
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor: ...
+
+
+_VOCODERS: dict[str, Callable[..., Vocoder]] = {}
+
+
+def register_vocoder(name: str):
+    def deco(cls):
+        _VOCODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_vocoder(name: str = "griffinlim", cfg: MelConfig | None = None, **kwargs) -> Vocoder:
+    if name not in _VOCODERS:
+        raise DittoError(f"unknown vocoder {name!r}; available: {', '.join(sorted(_VOCODERS))}")
+    return _VOCODERS[name](cfg or MelConfig(), **kwargs)
+
+
+def available_vocoders() -> list[str]:
+    return sorted(_VOCODERS)
+
+
+@register_vocoder("griffinlim")
+class GriffinLimVocoder:
+    """Mel -> linear magnitude by non-negative least squares, then fast Griffin-Lim
+    (Perraudin et al. 2013).
+
+    The NNLS step (multiplicative updates from the clamped pseudo-inverse) halves the
+    mel-domain spectral convergence error of a plain pseudo-inverse (0.23 -> 0.12 on
+    rendered music at 32 iterations; see tests/audio/test_vocoder.py).
+
+    Same update as librosa.griffinlim (momentum 0.99), written in torch so it runs on the
+    model's device and batches. The initial phase comes from a fixed-seed generator so the
+    same mel always gives the same audio.
+    """
+
+    def __init__(self, cfg: MelConfig, n_iter: int = 32, nnls_iter: int = 30, momentum: float = 0.99,
+                 seed: int = 0):
+        self.cfg = cfg
+        self.n_iter = n_iter
+        self.nnls_iter = nnls_iter
+        self.momentum = momentum
+        self.seed = seed
+        basis = torch.from_numpy(cfg.mel_basis())
+        self._basis = basis
+        self._pinv = torch.linalg.pinv(basis.double()).float()
+        self._window = torch.hann_window(cfg.n_fft)
+
+    def magnitude(self, mel: torch.Tensor) -> torch.Tensor:
+        """Scaled log-mel -> non-negative linear STFT magnitude estimate."""
+        power_mel = 10.0 ** (unit_to_db(mel.float(), self.cfg) / 10.0)
+        basis = self._basis.to(mel.device)
+        power_lin = torch.matmul(self._pinv.to(mel.device), power_mel).clamp_min(1e-10)
+        numer = torch.matmul(basis.T, power_mel)
+        for _ in range(self.nnls_iter):
+            power_lin = power_lin * numer / (torch.matmul(basis.T, torch.matmul(basis, power_lin)) + 1e-12)
+        return power_lin.sqrt()
+
+    def _stft(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return torch.stft(x, c.n_fft, c.hop_length, window=self._window.to(x.device), center=True,
+                          pad_mode="constant", return_complex=True)
+
+    def _istft(self, s: torch.Tensor, length: int) -> torch.Tensor:
+        c = self.cfg
+        return torch.istft(s, c.n_fft, c.hop_length, window=self._window.to(s.device), center=True,
+                           length=length)
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        shape = mel.shape[:-2]
+        mag = self.magnitude(mel.reshape(-1, *mel.shape[-2:]))
+        length = (mag.shape[-1] - 1) * self.cfg.hop_length
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * torch.pi)
+        angles = torch.polar(torch.ones_like(mag), phase)
+        rebuilt = torch.zeros_like(angles)
+        eps = 1e-16
+        beta = self.momentum / (1 + self.momentum)
+        for _ in range(self.n_iter):
+            tprev = rebuilt
+            rebuilt = self._stft(self._istft(mag * angles, length))
+            angles = rebuilt - beta * tprev
+            angles = angles / (angles.abs() + eps)
+        wav = self._istft(mag * angles, length)
+        return wav.reshape(*shape, wav.shape[-1])

@@ -1,0 +1,40 @@
+"""Load networks from safetensors checkpoints; the bundled base model is the default."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from dittomusic.checkpoint import load_tensors
+from dittomusic.errors import DittoError
+from dittomusic.models.transformer import MelDiT, ModelConfig
+
+BUNDLED = {"base": "base.safetensors"}
+
+
+def bundled_path(name: str = "base") -> Path:
+    return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[MelDiT, dict]:
+    """A MelDiT in eval mode (fp32) and its checkpoint metadata. path=None: the bundled model."""
+    from dittomusic.utils import resolve_device
+
+    dev = resolve_device(device)
+    if path is None:
+        path = bundled_path()
+        if not path.exists():
+            raise DittoError(f"the bundled base model is missing ({path}); reinstall dittomusic or pass --model FILE")
+    tensors, meta = load_tensors(path)
+    if "model_config" not in meta:
+        raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
+    if "ema.patch_in.weight" in tensors:  # a training checkpoint: use its EMA weights
+        tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    model = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    try:
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as e:
+        raise DittoError(f"{path} does not match its own model config: {str(e)[:300]}") from None
+    return model.to(dev).eval().requires_grad_(False), meta

@@ -1,0 +1,1 @@
+"""Training loops (base diffusion model; distillation reuses the same machinery)."""

@@ -1,0 +1,277 @@
+"""`dittomusic train`: the base mel diffusion model.
+
+Objective: v-prediction with MSE on the cosine (squaredcos_cap_v2) 1000-step schedule.
+Why v rather than eps: near t = T the cosine schedule's alpha_bar is ~0, where an eps
+model must divide by sqrt(alpha_bar) to estimate x0, so its x0 (which dynamic
+thresholding, FreeDoM guidance and consistency distillation all read) blows up; v
+keeps x0 = sqrt(a) x_t - sqrt(1-a) v well conditioned over the whole range.
+
+Exact resume: every random draw (data order, crops, timesteps, noise, tag dropout) is a
+pure function of (seed, step), and the model, EMA and optimizer states are restored
+bit for bit, so a resumed run follows the same loss trajectory as an uninterrupted
+one. Draws are made for the global batch and sliced per rank, so a 2-process DDP run
+computes the same update as a 1-process run with the same global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from dittomusic.checkpoint import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
+from dittomusic.data.dataset import MelDataset
+from dittomusic.errors import DittoError
+from dittomusic.models.transformer import MelDiT, ModelConfig
+from dittomusic.sampling.schedule import NoiseSchedule
+from dittomusic.train.common import Dist, barrier, ema_update, init_distributed, lr_at, plot_loss_curve
+from dittomusic.utils import atomic_write_text, stable_hash
+
+CKPT = "checkpoint.safetensors"
+log = logging.getLogger("dittomusic.train")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 12000  # length of the LR schedule; --max-minutes may stop earlier
+    batch_size: int = 32  # global, split across processes
+    lr: float = 3e-4
+    warmup: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    tag_drop: float = 0.1  # each tag dropped independently
+    all_drop: float = 0.1  # all tags dropped: the unconditional model CFG needs
+    seed: int = 0
+    log_every: int = 10
+    ckpt_minutes: float = 5.0
+    val_every: int = 500
+    val_clips: int = 64
+    max_minutes: float | None = None
+    device: str | None = None
+    model: dict = field(default_factory=dict)  # ModelConfig overrides (width, depth, ...)
+
+    # changing these would make a resumed run a different run
+    FIXED = ("data", "batch_size", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay", "tag_drop",
+             "all_drop", "seed", "model", "steps")
+
+
+class _Batches:
+    """Epoch-wise permutations; the sample at global position g is a pure function of g."""
+
+    def __init__(self, ds: MelDataset, seed: int):
+        self.ds, self.seed, self.n = ds, seed, len(ds)
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _perm_for(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(stable_hash(self.seed, "order", epoch) % 2**63)
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def get(self, positions: range) -> dict[str, torch.Tensor]:
+        items = []
+        for gpos in positions:
+            epoch, k = divmod(gpos, self.n)
+            self.ds.set_epoch(epoch)
+            items.append(self.ds[int(self._perm_for(epoch)[k])])
+        return {k: torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else [it[k] for it in items]
+                for k in items[0]}
+
+
+def _draws(cfg: TrainConfig, step: int, batch: int, shape: tuple[int, int], n_train: int) -> dict:
+    g = torch.Generator().manual_seed(stable_hash(cfg.seed, "noise", step) % 2**63)
+    return {
+        "t": torch.randint(0, n_train, (batch,), generator=g),
+        "noise": torch.randn((batch, *shape), generator=g),
+        "drop_tags": torch.rand((batch, 4), generator=g) < cfg.tag_drop,
+        "drop_all": torch.rand((batch,), generator=g) < cfg.all_drop,
+    }
+
+
+def cond_from_batch(b: dict, drop_tags: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Dataset batch -> model conditioning; dropped tags become -1 (their null embedding)."""
+    cond = {"collection": b["collection"].clone(), "tempo": b["tempo"].clone(), "mode": b["mode"].clone(),
+            "instruments": b["instruments"].clone(),
+            "instruments_null": torch.zeros(len(b["collection"]), dtype=torch.bool)}
+    if drop_tags is not None:
+        for j, k in enumerate(("collection", "tempo", "mode")):
+            cond[k][drop_tags[:, j]] = -1
+        cond["instruments_null"] = drop_tags[:, 3]
+    return cond
+
+
+def diffusion_loss(net, x0, t, noise, cond, drop, sched: NoiseSchedule, prediction: str) -> torch.Tensor:
+    a = sched.alphas_cumprod.to(x0.device, torch.float32)[t].view(-1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = a.sqrt() * noise - (1 - a).sqrt() * x0 if prediction == "v_prediction" else noise
+    return F.mse_loss(net(xt, t.float(), cond, drop), target)
+
+
+def _to(d: dict, device) -> dict:
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in d.items()}
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    d = init_distributed(cfg.device)
+    if cfg.batch_size % d.world:
+        raise DittoError(f"--batch-size {cfg.batch_size} must be divisible by the {d.world} processes")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = MelDataset(cfg.data, "train", seed=cfg.seed)
+    try:
+        val = MelDataset(cfg.data, "val", random_crop=False)
+    except DittoError:
+        log.warning("%s has no validation clips: training without validation loss", cfg.data)
+        val = None
+    mcfg = ModelConfig.for_vocab(ds.vocab.to_dict(), n_mels=ds[0]["mel"].shape[0],
+                                 clip_frames=ds.clip_frames, **cfg.model)
+    sched = NoiseSchedule.cosine()
+    torch.manual_seed(cfg.seed)  # identical init on every rank
+    model = MelDiT(mcfg).to(d.device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in n.lower() else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+
+    step, history, cpu_s, wall_s = 0, [], 0.0, 0.0
+    ck = out / CKPT
+    if ck.exists():
+        tensors, meta = load_tensors(ck, d.device)
+        old = meta["train_config"]
+        mine = asdict(cfg)
+        diff = [k for k in TrainConfig.FIXED if old.get(k) != mine.get(k)]
+        if diff:
+            raise DittoError(f"{out} holds a run with different settings ({', '.join(diff)}); "
+                             f"use a new --out or the same settings to resume")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        load_optimizer_tensors(opt, tensors)
+        step, history = meta["step"], meta["history"]
+        cpu_s, wall_s = meta["cpu_seconds"], meta["wall_seconds"]
+    net = model
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+
+    batches = _Batches(ds, cfg.seed)
+    per = cfg.batch_size // d.world
+    shape = (mcfg.n_mels, mcfg.clip_frames)
+    val_batch = None
+    if d.main and val is not None:
+        vb = _Batches(val, cfg.seed).get(range(min(cfg.val_clips, len(val))))
+        vd = _draws(cfg, -1, len(vb["mel"]), shape, sched.num_train_timesteps)
+        val_batch = (_to(vb, d.device), _to(vd, d.device))
+
+    def checkpoint():
+        tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                   **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **optimizer_tensors(opt)}
+        meta = {"step": step, "history": history, "cpu_seconds": cpu_s, "wall_seconds": wall_s, "world": d.world,
+                "train_config": asdict(cfg), "model_config": mcfg.to_dict(), "schedule": "cosine"}
+        save_tensors(ck, tensors, meta)
+        atomic_write_text(out / "history.json", json.dumps(history))
+        plot_loss_curve(history, out / "loss.png", f"MelDiT {mcfg.width}x{mcfg.depth}, batch {cfg.batch_size}")
+
+    @torch.no_grad()
+    def val_loss() -> float:
+        vb, vd = val_batch
+        return float(diffusion_loss(ema, vb["mel"], vd["t"], vd["noise"], cond_from_batch(vb), None, sched,
+                                    mcfg.prediction))
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and d.main), desc="train", dynamic_ncols=True)
+    t_start, c_start = time.time(), time.process_time()
+    last_ck = time.time()
+    run_loss, run_n = 0.0, 0
+    model.train()
+    while step < cfg.steps:
+        g0 = step * cfg.batch_size + d.rank * per
+        b = _to(batches.get(range(g0, g0 + per)), d.device)
+        dr = _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps)
+        sl = slice(d.rank * per, (d.rank + 1) * per)
+        dr = {k: v[sl].to(d.device) for k, v in dr.items()}
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+        loss = diffusion_loss(net, b["mel"], dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
+                              dr["drop_all"], sched, mcfg.prediction)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        ema_update(ema, model, step, cfg.ema_decay)
+        step += 1
+        lv = loss.detach()
+        if d.world > 1:
+            dist.all_reduce(lv)
+            lv /= d.world
+        run_loss += float(lv)
+        run_n += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            history.append({"step": step, "loss": run_loss / run_n, "lr": opt.param_groups[0]["lr"],
+                            "grad_norm": float(gnorm)})
+            bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
+            run_loss, run_n = 0.0, 0
+        if val_batch is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            history.append({"step": step, "val_loss": val_loss()})
+        # all ranks must agree on when to checkpoint or stop
+        now = time.time()
+        elapsed_total = wall_s + (now - t_start)
+        flags = torch.tensor([float(now - last_ck >= cfg.ckpt_minutes * 60),
+                              float(cfg.max_minutes is not None and (now - t_start) >= cfg.max_minutes * 60)])
+        if d.world > 1:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        if flags.any() or step == cfg.steps:
+            c = torch.tensor([time.process_time() - c_start])
+            if d.world > 1:
+                dist.all_reduce(c)
+            cpu_now = cpu_s + float(c)
+            if d.main:
+                cpu_keep, wall_keep = cpu_s, wall_s
+                cpu_s, wall_s = cpu_now, elapsed_total
+                checkpoint()
+                cpu_s, wall_s = cpu_keep, wall_keep
+            last_ck = now
+            if flags[1] > 0:
+                break
+    bar.close()
+    c = torch.tensor([time.process_time() - c_start])
+    if d.world > 1:
+        dist.all_reduce(c)
+    cpu_s += float(c)
+    wall_s += time.time() - t_start
+    if d.main:
+        checkpoint()
+    barrier(d)
+    return {"step": step, "cpu_hours": cpu_s / 3600, "wall_hours": wall_s / 3600,
+            "last_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+            "last_val_loss": next((h["val_loss"] for h in reversed(history) if "val_loss" in h), None)}
+
+
+def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """EMA weights of a run -> a release checkpoint (fp16 by default) that carries its config."""
+    tensors, meta = load_tensors(Path(run) / CKPT)
+    ema = {k[4:]: v.to(dtype) for k, v in tensors.items() if k.startswith("ema.")}
+    hist = meta["history"]
+    release = {
+        "kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
+        "train": {"steps": meta["step"], "cpu_hours": round(meta["cpu_seconds"] / 3600, 3),
+                  "wall_hours": round(meta["wall_seconds"] / 3600, 3), "processes": meta["world"],
+                  "batch_size": meta["train_config"]["batch_size"],
+                  "final_loss": next((h["loss"] for h in reversed(hist) if "loss" in h), None),
+                  "final_val_loss": next((h["val_loss"] for h in reversed(hist) if "val_loss" in h), None)},
+        "train_config": meta["train_config"],
+    }
+    return save_tensors(out, ema, release)

@@ -1,0 +1,129 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from dittomusic.checkpoint import load_tensors
+from dittomusic.models.loading import load_model
+from dittomusic.train.base import CKPT, TrainConfig, export_release, train
+
+TINY_MODEL = {"width": 32, "depth": 2, "heads": 2, "patch_frames": 8}
+CLI_MODEL = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-frames", "8"]
+
+
+def _cfg(data, out, steps=6, **kw):
+    kw = {"warmup": 2, **kw}
+    return TrainConfig(data=str(data), out=str(out), steps=steps, batch_size=4, log_every=1,
+                       val_every=3, val_clips=4, model=TINY_MODEL, **kw)
+
+
+def _losses(run):
+    return [h["loss"] for h in json.loads((run / "history.json").read_text()) if "loss" in h]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _fixed_eval_loss(model, root):
+    """Diffusion loss on fixed training clips, timesteps and noise (not the noisy per-step loss)."""
+    from dittomusic.data.dataset import MelDataset
+    from dittomusic.sampling.schedule import NoiseSchedule
+    from dittomusic.train.base import cond_from_batch, diffusion_loss
+
+    ds = MelDataset(root, "train", random_crop=False)
+    b = {k: torch.stack([ds[i][k] for i in range(8)]) for k in ("mel", "collection", "tempo", "mode", "instruments")}
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(50, 950, 8).long()
+    noise = torch.randn(b["mel"].shape, generator=g)
+    with torch.no_grad():
+        return float(diffusion_loss(model, b["mel"], t, noise, cond_from_batch(b), None, NoiseSchedule.cosine(),
+                                    "v_prediction"))
+
+
+def test_training_reduces_loss_and_writes_curve(tiny_dataset, tmp_path):
+    from dittomusic.models import MelDiT, ModelConfig
+
+    root, _ = tiny_dataset
+    res = train(_cfg(root, tmp_path / "r", steps=100, lr=3e-3, warmup=5), progress=False)
+    assert res["step"] == 100 and len(_losses(tmp_path / "r")) == 100
+    tensors, meta = load_tensors(tmp_path / "r" / CKPT)
+    trained = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    trained.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    torch.manual_seed(0)
+    initial = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    before, after = _fixed_eval_loss(initial, root), _fixed_eval_loss(trained, root)
+    assert after < 0.8 * before, (before, after)
+    assert (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["cpu_hours"] > 0
+
+
+def test_resume_after_kill_follows_the_same_trajectory(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    ref = tmp_path / "ref"
+    train(_cfg(root, ref, steps=8), progress=False)
+    # a separate process checkpointing every step, SIGKILLed mid-run
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "dittomusic", "train", "--data", str(root), "--out", str(run), "--steps", "8",
+           "--batch-size", "4", "--warmup", "2", "--log-every", "1", "--val-every", "3", "--ckpt-minutes", "0.0001",
+           *CLI_MODEL]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / CKPT).exists() and load_tensors(run / CKPT)[1]["step"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_tensors(run / CKPT)[1]["step"]
+    assert 3 <= killed_at < 8, "the run finished before it could be killed; make it longer"
+    # the test config must match the CLI defaults used above for the resume to be accepted
+    train(_cfg(root, run, steps=8, ckpt_minutes=0.0001), progress=False)
+    assert _losses(run) == _losses(ref)
+    a, b = load_tensors(ref / CKPT)[0], load_tensors(run / CKPT)[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_changed_settings(tiny_dataset, tmp_path):
+    from dittomusic.errors import DittoError
+
+    root, _ = tiny_dataset
+    train(_cfg(root, tmp_path / "r", steps=2), progress=False)
+    with pytest.raises(DittoError, match="different settings \\(lr\\)"):
+        train(_cfg(root, tmp_path / "r", steps=2, lr=1e-2), progress=False)
+
+
+def test_ddp_two_processes_match_one_process(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    single = tmp_path / "single"
+    train(_cfg(root, single, steps=4), progress=False)
+    ddp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "dittomusic", "train", "--data", str(root), "--out", str(ddp), "--steps", "4", "--batch-size", "4",
+           "--warmup", "2", "--log-every", "1", "--val-every", "3", *CLI_MODEL]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = load_tensors(ddp / CKPT)[1]
+    assert meta["world"] == 2 and meta["step"] == 4
+    # same global batch, same draws: gradient averaging over ranks == the full-batch gradient
+    torch.testing.assert_close(torch.tensor(_losses(ddp)), torch.tensor(_losses(single)), rtol=1e-4, atol=1e-5)
+
+
+def test_export_release_fp16_loads_and_matches_ema(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    train(_cfg(root, tmp_path / "r", steps=3), progress=False)
+    out = export_release(tmp_path / "r", tmp_path / "base.safetensors")
+    tensors, meta = load_tensors(out)
+    assert all(v.dtype == torch.float16 for v in tensors.values())
+    assert meta["train"]["steps"] == 3 and meta["model_config"]["width"] == 32
+    fp16_model, _ = load_model(out)
+    ema_model, _ = load_model(tmp_path / "r" / CKPT)  # a training checkpoint loads its EMA weights
+    x, t = torch.randn(2, 160, 512), torch.tensor([10.0, 900.0])
+    torch.testing.assert_close(fp16_model(x, t), ema_model(x, t), rtol=2e-2, atol=2e-3)
