@@ -38,3 +38,30 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "ds"
     summary = build_dataset(BuildConfig(out=str(out), **TINY), progress=False)
     return out, summary
+
+
+def make_vocab() -> dict:
+    from dittomusic.data.arrange import FAMILIES, INSTRUMENTS, TEMPO_BUCKETS
+
+    return {"collections": ["chorale", "Irish folk tune", "folk song"], "families": list(FAMILIES),
+            "instruments": [i.name for i in INSTRUMENTS], "tempo_buckets": [b for b, _ in TEMPO_BUCKETS],
+            "modes": ["major", "minor"]}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A tiny random MelDiT saved as a release checkpoint (non-zero output layers)."""
+    import torch
+
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.models import MelDiT, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.for_vocab(make_vocab(), width=32, depth=2, heads=2, patch_frames=8, denoise_head=64)
+    net = MelDiT(cfg)
+    for m in (net.patch_out, net.ada_out, net.head[-1], *[b.ada for b in net.blocks]):
+        torch.nn.init.normal_(m.weight, std=0.05)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_tensors(path, {k: v.half() for k, v in net.state_dict().items()},
+                 {"kind": "base", "model_config": cfg.to_dict(), "schedule": "cosine"})
+    return path

@@ -45,3 +45,16 @@ def test_demo_writes_audio_and_png(tmp_path):
     assert len(res["captions"]) == 6
     with open(res["png"], "rb") as f:
         assert f.read(4) == b"\x89PNG"
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    from dittomusic.utils import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644

@@ -116,18 +116,20 @@ def dataset_stats_cmd(root, png, json_out):
 @click.option("--depth", type=click.IntRange(min=1), default=None, help="Transformer blocks [default: 8].")
 @click.option("--heads", type=click.IntRange(min=1), default=None, help="Attention heads [default: 4].")
 @click.option("--patch-frames", type=click.IntRange(min=1), default=None, help="Frames per token [default: 4].")
+@click.option("--denoise-head", type=click.IntRange(min=0), default=None,
+              help="Hidden size of the per-token denoising head, 0 = none [default: 1024].")
 @click.option("--prediction", type=click.Choice(["v_prediction", "epsilon"]), default=None,
               help="Network target [default: v_prediction].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @_friendly
 def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
-          patch_frames, prediction, seed, device):
+          patch_frames, denoise_head, prediction, seed, device):
     """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
     from dittomusic.train.base import TrainConfig, train as run
 
     model = {k: v for k, v in dict(width=width, depth=depth, heads=heads, patch_frames=patch_frames,
-                                   prediction=prediction).items() if v is not None}
+                                   denoise_head=denoise_head, prediction=prediction).items() if v is not None}
     cfg = TrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                       max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
                       device=device, model=model)
@@ -150,6 +152,158 @@ def export(run, out, fp32):
 
     p = export_release(run, out, torch.float32 if fp32 else torch.float16)
     click.echo(f"wrote {p}")
+
+
+# --------------------------------------------------------------------------- generation
+
+@cli.command()
+@click.option("--caption", default=None, help='Free text mapped to tags, e.g. "a lively Irish reel on fiddle in D major".')
+@click.option("--collection", default=None, help="Style: chorale, Irish folk tune, folk song, ... (see --list-tags).")
+@click.option("--instruments", default=None, help="Comma-separated, e.g. violin,cello (families like strings work too).")
+@click.option("--tempo", default=None, help="BPM (e.g. 120) or a bucket: slow, moderate, fast, very fast.")
+@click.option("--mode", default=None, help="major or minor.")
+@click.option("--unconditional", is_flag=True, help="Ignore all tags.")
+@click.option("--list-tags", is_flag=True, help="Print the model's tag vocabulary and exit.")
+@click.option("--seconds", type=float, default=None, help="Length [default: the model's 5.94 s clip].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "dpmpp_2m", "euler", "heun"]), default="ddim",
+              show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--guidance", type=float, default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Clips to generate (seeds share one batch).")
+@click.option("--out", default="out.wav", show_default=True, type=click.Path(dir_okay=False),
+              help="Output wav; with --batch N: OUT_0.wav ... A spectrogram PNG is written beside it.")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Model checkpoint (.safetensors) [default: the bundled base model].")
+@click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
+@_friendly
+def generate(caption, collection, instruments, tempo, mode, unconditional, list_tags, seconds, seed, sampler, steps,
+             guidance, batch, out, model_path, device):
+    """Generate music from tags or a caption with the base diffusion model."""
+    from dittomusic.audio import save_wav
+    from dittomusic.data.stats import plot_mels
+    from dittomusic.generate import Pipeline, caption_to_tags, make_tags
+
+    pipe = Pipeline(model_path, device)
+    v = pipe.vocab
+    if list_tags:
+        for k in ("collections", "instruments", "tempo_buckets", "modes"):
+            click.echo(f"{k}: {', '.join(v[k])}")
+        return
+    if unconditional:
+        tags = None
+    else:
+        tags = caption_to_tags(caption, v) if caption else make_tags(v)
+        explicit = make_tags(v, collection, instruments.split(",") if instruments else None, tempo, mode)
+        tags.collection = explicit.collection or tags.collection
+        tags.instruments = explicit.instruments or tags.instruments
+        tags.tempo = explicit.tempo or tags.tempo
+        tags.mode = explicit.mode or tags.mode
+    click.echo(f"tags: {tags.describe() if tags else 'unconditional'}", err=True)
+    mel, audio = pipe.generate(tags, n=batch, seconds=seconds, seed=seed, sampler=sampler, steps=steps,
+                               guidance=guidance, progress=True)
+    out = Path(out)
+    paths = [out] if batch == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(batch)]
+    for p, a in zip(paths, audio):
+        save_wav(p, a.cpu(), pipe.mel_cfg.sample_rate)
+    title = tags.describe() if tags else "unconditional"
+    png = plot_mels([m.cpu().numpy() for m in mel], [f"{title}  (seed {seed}, clip {i})" for i in range(batch)],
+                    out.with_suffix(".png"), pipe.mel_cfg)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(str(png))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Evaluation: the tag-classifier yardstick and model reports."""
+
+
+@eval_group.command("classifier")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--device", default=None)
+@_friendly
+def eval_classifier(data, out, epochs, device):
+    """Train the tag classifier (collection + instrument family) on real clips."""
+    from dittomusic.eval.classifier import train_classifier
+
+    meta = train_classifier(data, out, epochs=epochs, device=device)
+    click.echo(json.dumps(meta["test"], indent=2))
+
+
+@eval_group.command("model")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Model checkpoint [default: bundled].")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--sampler", default="ddim", show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--guidance", type=float, default=3.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON (+ .md).")
+@click.option("--device", default=None)
+@_friendly
+def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device):
+    """Classifier accuracy on generated vs real clips, and FAD(generated|validation|unconditional, test)."""
+    from dittomusic.eval.base_model import evaluate_model, report_markdown
+    from dittomusic.utils import atomic_write_text
+
+    r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
+                       guidance=guidance, seed=seed, device=device)
+    md = report_markdown(r)
+    click.echo(md)
+    if out:
+        atomic_write_text(out, json.dumps(r, indent=2))
+        atomic_write_text(Path(out).with_suffix(".md"), md + "\n")
+
+
+@eval_group.command("curve")
+@click.argument("snapshots", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--per-collection", type=click.IntRange(min=2), default=20, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON list of reports (+ .png plot).")
+@_friendly
+def eval_curve(snapshots, data, classifier, per_collection, out):
+    """Evaluate training snapshots and plot FAD / accuracy against training CPU-hours."""
+    from dittomusic.eval.base_model import evaluate_model
+    from dittomusic.eval.card import plot_curve
+    from dittomusic.utils import atomic_write_text
+
+    points = []
+    for s in snapshots:
+        r = evaluate_model(s, data, classifier, per_collection=per_collection)
+        points.append({"snapshot": s, "step": r["model_train"]["steps"], "cpu_hours": r["model_train"]["cpu_hours"],
+                       **{k: r[k] for k in ("fad", "real", "generated", "settings")}})
+        click.echo(f"{s}: step {points[-1]['step']}, {points[-1]['cpu_hours']:.2f} CPU-h, "
+                   f"FAD {r['fad']['generated']:.3f} (val {r['fad']['validation']:.3f}), "
+                   f"acc {r['generated']['collection_accuracy']:.3f} (real {r['real']['collection_accuracy']:.3f})")
+        atomic_write_text(out, json.dumps(points, indent=2))
+    click.echo(str(plot_curve(points, Path(out).with_suffix(".png"))))
+
+
+@eval_group.command("card")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--report", required=True, type=click.Path(exists=True, dir_okay=False), help="JSON from `eval model`.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The training dataset.")
+@click.option("--loss-png", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--curve", type=click.Path(exists=True, dir_okay=False), default=None, help="JSON from `eval curve`.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for README.md and images.")
+@_friendly
+def eval_card(model_path, report, data, loss_png, curve, out):
+    """Write the model card from measured files (report, curve, loss curve) plus example spectrograms."""
+    from dittomusic.eval.card import example_grid, write_model_card
+
+    ex = example_grid(model_path, Path(out) / "examples.png")
+    p = write_model_card(model_path, json.loads(Path(report).read_text()),
+                         json.loads((Path(data) / "build.json").read_text()), out, loss_png,
+                         json.loads(Path(curve).read_text()) if curve else None, ex)
+    click.echo(str(p))
 
 
 # --------------------------------------------------------------------------- demo

@@ -6,8 +6,9 @@ from dittomusic.models import MelDiT, ModelConfig
 
 def _net(**kw):
     torch.manual_seed(0)
-    net = MelDiT(ModelConfig(width=32, depth=2, heads=2, patch_frames=8, **kw))
-    for m in (net.patch_out, net.ada_out, *[b.ada for b in net.blocks]):  # leave the zero init
+    net = MelDiT(ModelConfig(**{"width": 32, "depth": 2, "heads": 2, "patch_frames": 8, "denoise_head": 64, **kw}))
+    heads = [net.head[-1]] if net.cfg.denoise_head else []
+    for m in (net.patch_out, net.ada_out, *heads, *[b.ada for b in net.blocks]):  # leave the zero init
         torch.nn.init.normal_(m.weight, std=0.05)
     return net.eval()
 
@@ -22,7 +23,7 @@ def _cond(b=2):
 def test_zero_init_is_the_preconditioning_skip():
     from dittomusic.sampling.schedule import NoiseSchedule
 
-    net = MelDiT(ModelConfig(width=32, depth=2, heads=2, patch_frames=8))
+    net = MelDiT(ModelConfig(width=32, depth=2, heads=2, patch_frames=8, denoise_head=64))
     x = torch.randn(2, 160, 512, dtype=torch.float64)
     t = torch.tensor([1.0, 600.0])
     out = net.double()(x, t, _cond())
@@ -99,3 +100,16 @@ def test_gradient_flows_to_input():
 def test_config_round_trip():
     cfg = ModelConfig(width=64, vocab={"collections": ["a"]})
     assert ModelConfig.from_dict({**cfg.to_dict(), "unknown_future_key": 1}) == cfg
+
+
+def test_denoise_head_sees_the_full_rank_input_patch():
+    """Without the head, the output lies in a width-d subspace per token; the head escapes it."""
+    x, t = torch.randn(1, 160, 512), torch.tensor([300.0])
+    for head, full_rank in ((0, False), (64, True)):
+        net = _net(denoise_head=head, width=16)
+        with torch.no_grad():
+            y = net._net(x, t, None, None)  # the preconditioned network F, before the skip
+        tokens = y.transpose(1, 2).reshape(64, 8 * 160)  # 64 tokens x 1280 values
+        centered = tokens - net.patch_out.bias
+        rank = torch.linalg.matrix_rank(centered.double(), rtol=1e-6).item()
+        assert (rank > 16) == full_rank, (head, rank)

@@ -12,8 +12,8 @@ from dittomusic.checkpoint import load_tensors
 from dittomusic.models.loading import load_model
 from dittomusic.train.base import CKPT, TrainConfig, export_release, train
 
-TINY_MODEL = {"width": 32, "depth": 2, "heads": 2, "patch_frames": 8}
-CLI_MODEL = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-frames", "8"]
+TINY_MODEL = {"width": 32, "depth": 2, "heads": 2, "patch_frames": 8, "denoise_head": 64}
+CLI_MODEL = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-frames", "8", "--denoise-head", "64"]
 
 
 def _cfg(data, out, steps=6, **kw):

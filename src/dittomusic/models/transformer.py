@@ -48,6 +48,7 @@ class ModelConfig:
     n_modes: int = 2
     prediction: str = "v_prediction"  # what forward() returns: "v_prediction" or "epsilon"
     sigma_data: float = 0.3  # RMS of the training mels in [-1, 1] (EDM's sigma_data)
+    denoise_head: int = 1024  # hidden size of the per-token denoising MLP (0: none)
     vocab: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -130,7 +131,13 @@ class MelDiT(nn.Module):
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(d, 2 * d)
         self.patch_out = nn.Linear(d, cfg.n_mels * p)
-        for m in (self.ada_out, self.patch_out):
+        zero = [self.ada_out, self.patch_out]
+        if cfg.denoise_head:
+            # sees the token's own noisy input at full rank, which the width-d stream cannot carry
+            self.head = nn.Sequential(nn.Linear(d + cfg.n_mels * p, cfg.denoise_head), nn.GELU(approximate="tanh"),
+                                      nn.Linear(cfg.denoise_head, cfg.n_mels * p))
+            zero.append(self.head[-1])
+        for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
         from dittomusic.sampling.schedule import NoiseSchedule
@@ -216,7 +223,10 @@ class MelDiT(nn.Module):
         for blk in self.blocks:
             h = blk(h, c, rope)
         s, g = self.ada_out(F.silu(c)).chunk(2, dim=-1)
-        out = self.patch_out(_modulate(self.norm_out(h), s, g))
+        h = _modulate(self.norm_out(h), s, g)
+        out = self.patch_out(h)
+        if self.cfg.denoise_head:
+            out = out + self.head(torch.cat([h, tokens], dim=-1))
         return out.reshape(b, f, m).transpose(1, 2)
 
     def num_params(self) -> int:

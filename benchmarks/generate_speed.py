@@ -1,0 +1,73 @@
+"""Generation speed of the bundled model on this machine. Prints JSON.
+
+    python benchmarks/generate_speed.py [--model FILE] [--repeats 5]
+
+Target (base-model issue): one 5.94 s clip, 20-step DDIM with classifier-free guidance,
+vocoder included, in <= 1.0 s, i.e. >= 6x faster than real time. Sampler rows are
+measured side by side in the same run.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+from dittomusic.generate import Pipeline, Tags
+from dittomusic.sampling.samplers import model_calls
+
+
+def timeit(fn, repeats):
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    pipe = Pipeline(args.model, args.device)
+    tags = Tags("chorale")
+    clip_s = pipe.mel_cfg.clip_seconds
+    rows = {}
+    for sampler, steps, guidance in (("ddim", 20, 3.0), ("ddim", 20, 1.0), ("dpmpp_2m", 10, 3.0),
+                                     ("euler", 20, 3.0), ("heun", 10, 3.0)):
+        x_T = pipe.noise(1, pipe.model.cfg.clip_frames, 0)
+        with torch.no_grad():
+            t_sample = timeit(lambda: pipe.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance),
+                              args.repeats)
+        rows[f"{sampler}-{steps}-cfg{guidance:g}"] = {
+            "sampling_s": round(t_sample, 4),
+            "model_calls": model_calls(sampler, steps),
+            "batch_per_call": 2 if guidance != 1.0 else 1,
+        }
+    mel = pipe.generate(tags, steps=2)[0]
+    with torch.no_grad():
+        t_voc = timeit(lambda: pipe.vocoder(mel), args.repeats)
+    main_row = rows["ddim-20-cfg3"]
+    total = main_row["sampling_s"] + t_voc
+    print(json.dumps({
+        "clip_seconds": round(clip_s, 3),
+        "vocoder_s": round(t_voc, 4),
+        "ddim20_cfg_total_s": round(total, 4),
+        "realtime_factor": round(clip_s / total, 2),
+        "target_total_s": 1.0,
+        "meets_target": total <= 1.0,
+        "samplers": rows,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "model": args.model or "bundled",
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: the tag classifier yardstick, FAD, and model reports."""

@@ -1,0 +1,174 @@
+"""Text/tag-conditioned generation with the base model: tags -> mel -> audio."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dittomusic.audio.mel import MelConfig
+from dittomusic.errors import DittoError
+
+# caption words -> collection (checked in order; the first match wins)
+COLLECTION_WORDS: dict[str, tuple[str, ...]] = {
+    "Irish folk tune": ("irish", "reel", "jig", "hornpipe", "fiddle tune", "celtic"),
+    "chorale": ("chorale", "bach", "hymn"),
+    "renaissance polyphony": ("renaissance", "palestrina", "josquin", "madrigal", "motet", "mass"),
+    "medieval polyphony": ("medieval", "trecento", "ars nova", "gothic"),
+    "classical string quartet": ("string quartet", "quartet", "classical", "haydn", "mozart", "beethoven"),
+    "folk song": ("folk", "song", "ballad"),
+}
+FAMILY_WORDS = {"strings": "string ensemble", "brass": "french horn", "woodwinds": "flute", "keyboard": "piano",
+                "organ": "church organ", "choir": "choir", "mallets": "marimba", "plucked": "harp"}
+TEMPO_WORDS = {"slow": "slow", "moderate": "moderate", "lively": "fast", "fast": "fast", "very fast": "very fast"}
+
+
+@dataclass
+class Tags:
+    """What to generate; None leaves that tag unconditioned (its null embedding)."""
+
+    collection: str | None = None
+    instruments: list[str] = field(default_factory=list)
+    tempo: str | None = None  # a tempo bucket name
+    mode: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"collection={self.collection or '*'}", f"instruments={','.join(self.instruments) or '*'}",
+                 f"tempo={self.tempo or '*'}", f"mode={self.mode or '*'}"]
+        return " ".join(parts)
+
+
+def _match(name: str | None, options: list[str], what: str) -> str | None:
+    if name is None:
+        return None
+    for o in options:
+        if o.lower() == name.lower().strip():
+            return o
+    raise DittoError(f"unknown {what} {name!r}; choose from: {', '.join(options)}")
+
+
+def tempo_to_bucket(tempo: str | int | float | None, vocab: dict) -> str | None:
+    if tempo is None:
+        return None
+    s = str(tempo).strip().lower().removesuffix("bpm").strip()
+    try:
+        bpm = float(s)
+    except ValueError:
+        return _match(str(tempo), vocab["tempo_buckets"], "tempo")
+    from dittomusic.data.arrange import tempo_bucket
+
+    if not 20 <= bpm <= 400:
+        raise DittoError(f"tempo {bpm:g} BPM is out of range; give 20-400 BPM or one of {vocab['tempo_buckets']}")
+    return tempo_bucket(bpm)
+
+
+def make_tags(vocab: dict, collection=None, instruments=None, tempo=None, mode=None) -> Tags:
+    insts = []
+    for i in instruments or []:
+        i = FAMILY_WORDS.get(i.strip().lower(), i)
+        insts.append(_match(i, vocab["instruments"], "instrument"))
+    return Tags(_match(collection, vocab["collections"], "collection"), insts, tempo_to_bucket(tempo, vocab),
+                _match(mode, vocab["modes"], "mode"))
+
+
+def caption_to_tags(caption: str, vocab: dict) -> Tags:
+    """Keyword mapping from a free caption to tags (the model has no text encoder)."""
+    text = " " + caption.lower() + " "
+    coll = next((c for c, words in COLLECTION_WORDS.items() if c in vocab["collections"]
+                 and any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)), None)
+    insts = [i for i in vocab["instruments"] if re.search(rf"\b{re.escape(i)}s?\b", text)]
+    insts += [FAMILY_WORDS[f] for f in FAMILY_WORDS if re.search(rf"\b{f}\b", text) and FAMILY_WORDS[f] not in insts]
+    m = re.search(r"(\d{2,3})\s*bpm", text)
+    tempo = tempo_to_bucket(m.group(1), vocab) if m else next(
+        (b for w, b in sorted(TEMPO_WORDS.items(), key=lambda kv: -len(kv[0])) if re.search(rf"\b{w}\b", text)), None)
+    mode = next((md for md in vocab["modes"] if re.search(rf"\b{md}\b", text)), None)
+    return Tags(coll, insts, tempo, mode)
+
+
+def cond_tensors(tags: Tags, vocab: dict, n: int, device) -> dict[str, torch.Tensor]:
+    inst = torch.zeros(n, len(vocab["instruments"]), device=device)
+    for i in tags.instruments:
+        inst[:, vocab["instruments"].index(i)] = 1.0
+
+    def idx(v, options):
+        return torch.full((n,), options.index(v) if v is not None else -1, dtype=torch.long, device=device)
+
+    return {"collection": idx(tags.collection, vocab["collections"]), "tempo": idx(tags.tempo, vocab["tempo_buckets"]),
+            "mode": idx(tags.mode, vocab["modes"]), "instruments": inst}
+
+
+def sampler_kwargs(name: str, thresholding: bool = True) -> dict:
+    """DITTO samples with DDIM + dynamic thresholding; the sigma-space samplers have no thresholding."""
+    return {"thresholding": thresholding} if name in ("ddim", "ddpm", "dpmpp_2m") else {}
+
+
+class Pipeline:
+    """A loaded model plus everything needed to turn tags into audio."""
+
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str = "griffinlim"):
+        from dittomusic.audio.vocoder import get_vocoder
+        from dittomusic.models.loading import load_model
+        from dittomusic.sampling.schedule import NoiseSchedule
+
+        self.model, self.meta = load_model(model_path, device)
+        self.device = next(self.model.parameters()).device
+        self.vocab = self.model.cfg.vocab
+        self.schedule = NoiseSchedule.cosine()
+        self.mel_cfg = MelConfig(n_mels=self.model.cfg.n_mels, clip_frames=self.model.cfg.clip_frames)
+        self.vocoder = get_vocoder(vocoder, self.mel_cfg)
+
+    def frames_for(self, seconds: float | None) -> int:
+        if seconds is None:
+            return self.model.cfg.clip_frames
+        p = self.model.cfg.patch_frames
+        if not 1.0 <= seconds <= 60.0:
+            raise DittoError(f"--seconds {seconds:g} is out of range; give 1-60 s (the model was trained on "
+                             f"{self.mel_cfg.clip_seconds:.2f} s clips)")
+        return max(p, int(round(seconds * self.mel_cfg.frame_rate / p)) * p)
+
+    def noise(self, n: int, frames: int, seed: int) -> torch.Tensor:
+        # drawn on the CPU so a seed gives the same x_T on every device
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.model.cfg.n_mels, frames, generator=g).to(self.device)
+
+    def model_fn(self, tags: Tags | list[Tags] | None, n: int, guidance: float):
+        """tags: one Tags for the whole batch, one per row, or None (unconditional)."""
+        from dittomusic.sampling.guidance import cfg_model_fn
+
+        rows = tags if isinstance(tags, list) else [tags] * n
+        if len(rows) != n:
+            raise DittoError(f"got {len(rows)} tag sets for a batch of {n}")
+        if all(t is None or not (t.collection or t.instruments or t.tempo or t.mode) for t in rows):
+            return cfg_model_fn(self.model, None, guidance)  # one unconditional pass
+        per_row = [cond_tensors(t or Tags(), self.vocab, 1, self.device) for t in rows]
+        cond = {k: torch.cat([c[k] for c in per_row]) for k in per_row[0]}
+        return cfg_model_fn(self.model, cond, guidance)
+
+    def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
+               guidance: float = 3.0, checkpoint: bool = False, callback=None) -> torch.Tensor:
+        """x_T -> generated mel. Differentiable in x_T: the caller chooses no_grad or not."""
+        from dittomusic.sampling.samplers import get_sampler
+
+        fn = get_sampler(sampler)
+        return fn(self.model_fn(tags, x_T.shape[0], guidance), x_T, self.schedule, steps,
+                  prediction=self.model.cfg.prediction, checkpoint=checkpoint, callback=callback,
+                  **sampler_kwargs(sampler)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,
+                 sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, progress: bool = False):
+        """Returns (mel [n, n_mels, frames], audio [n, samples])."""
+        from tqdm.auto import tqdm
+
+        if steps < 1 or steps > 1000:
+            raise DittoError(f"--steps {steps} is out of range; give 1-1000")
+        if n < 1:
+            raise DittoError(f"--batch {n} must be at least 1")
+        x_T = self.noise(n, self.frames_for(seconds), seed)
+        bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
+        mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
+                          callback=lambda info: bar.update(1))
+        bar.close()
+        return mel, self.vocoder(mel)
