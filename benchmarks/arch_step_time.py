@@ -3,7 +3,8 @@
     python benchmarks/arch_step_time.py [--batch 8] [--repeats 3]
 
 The UNet is diffusers' UNet2DModel on the mel as a 1-channel image (the papers' base model
-is a 2-D conv UNet), sized to roughly MelDiT's parameter count.
+is a 2-D conv UNet). It has fewer parameters than MelDiT (4.1 M vs 11.7 M), so the
+comparison favours the UNet.
 """
 
 import argparse

@@ -52,9 +52,15 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
 
     from dittomusic.utils import atomic_write_text
 
+    import torch
+
+    from dittomusic.checkpoint import save_tensors
+
     old = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "a.txt", "x")
+        save_tensors(tmp_path / "w.safetensors", {"a": torch.zeros(2)}, {})  # safetensors recreates the file
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644

@@ -268,14 +268,15 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
 @click.option("--classifier", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--per-collection", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON list of reports (+ .png plot).")
+@click.option("--append", is_flag=True, help="Add to the points already in --out.")
 @_friendly
-def eval_curve(snapshots, data, classifier, per_collection, out):
+def eval_curve(snapshots, data, classifier, per_collection, out, append):
     """Evaluate training snapshots and plot FAD / accuracy against training CPU-hours."""
     from dittomusic.eval.base_model import evaluate_model
     from dittomusic.eval.card import plot_curve
     from dittomusic.utils import atomic_write_text
 
-    points = []
+    points = json.loads(Path(out).read_text()) if append and Path(out).exists() else []
     for s in snapshots:
         r = evaluate_model(s, data, classifier, per_collection=per_collection)
         points.append({"snapshot": s, "step": r["model_train"]["steps"], "cpu_hours": r["model_train"]["cpu_hours"],
@@ -293,16 +294,20 @@ def eval_curve(snapshots, data, classifier, per_collection, out):
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The training dataset.")
 @click.option("--loss-png", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--curve", type=click.Path(exists=True, dir_okay=False), default=None, help="JSON from `eval curve`.")
+@click.option("--limitations", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text file, one known limitation per line, listed in the card.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for README.md and images.")
 @_friendly
-def eval_card(model_path, report, data, loss_png, curve, out):
+def eval_card(model_path, report, data, loss_png, curve, limitations, out):
     """Write the model card from measured files (report, curve, loss curve) plus example spectrograms."""
     from dittomusic.eval.card import example_grid, write_model_card
 
     ex = example_grid(model_path, Path(out) / "examples.png")
     p = write_model_card(model_path, json.loads(Path(report).read_text()),
                          json.loads((Path(data) / "build.json").read_text()), out, loss_png,
-                         json.loads(Path(curve).read_text()) if curve else None, ex)
+                         json.loads(Path(curve).read_text()) if curve else None, ex,
+                         [x.strip() for x in Path(limitations).read_text().splitlines() if x.strip()]
+                         if limitations else None)
     click.echo(str(p))
 
 

@@ -45,7 +45,7 @@ def plot_curve(points: list[dict], out_png: str | Path) -> Path:
 
 def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_dir: str | Path,
                      loss_png: str | Path | None = None, curve: list[dict] | None = None,
-                     examples_png: str | Path | None = None) -> Path:
+                     examples_png: str | Path | None = None, limitations: list[str] | None = None) -> Path:
     from dittomusic.checkpoint import load_tensors
     from dittomusic.eval.base_model import report_markdown
 
@@ -56,7 +56,8 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
     imgs = []
     for src, name in ((loss_png, "loss.png"), (examples_png, "examples.png")):
         if src:
-            shutil.copyfile(src, out_dir / name)
+            if Path(src).resolve() != (out_dir / name).resolve():
+                shutil.copyfile(src, out_dir / name)
             imgs.append(name)
     if curve:
         plot_curve(curve, out_dir / "curve.png")
@@ -92,8 +93,8 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
         f"per tag + {tc['all_drop']} all tags.",
         f"- Compute: {tr['cpu_hours']:.2f} CPU-hours ({tr['wall_hours']:.2f} h wall, {tr['processes']} processes "
         "DDP on 2 CPU cores).",
-        f"- Final training loss (v-MSE, last log interval) {tr['final_loss']:.4f}; validation loss (EMA) "
-        f"{tr['final_val_loss']:.4f}.",
+        f"- Final training loss (v-MSE, last log interval) {tr['final_loss']:.4f}; last validation loss (EMA "
+        f"weights, {tc.get('val_clips', 64)} fixed val clips, step {tr.get('final_val_step', '?')}) {tr['final_val_loss']:.4f}.",
     ]
     if "loss.png" in imgs:
         lines += ["", "![loss curve](loss.png)"]
@@ -112,12 +113,15 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
     lines += ["", "## Reproduce", "", "```bash",
               "dittomusic dataset build --out data/full",
               "torchrun --nproc_per_node 2 -m dittomusic train --data data/full --out runs/base --steps "
-              f"{tc['steps']} --batch-size {tc['batch_size']}",
+              f"{tc['steps']} --batch-size {tc['batch_size']}"
+              + (f" --max-minutes {tc['max_minutes']:g}" if tc.get("max_minutes") else ""),
               "dittomusic export runs/base --out src/dittomusic/assets/base.safetensors",
               "dittomusic eval classifier --data data/full --out runs/classifier.safetensors",
               f"dittomusic eval model --data data/full --classifier runs/classifier.safetensors "
               f"--per-collection {report['settings']['per_collection']} --out runs/eval.json",
               "```", ""]
+    if limitations:
+        lines += ["## Limitations", "", *[f"- {x}" for x in limitations], ""]
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path

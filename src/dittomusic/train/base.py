@@ -271,7 +271,8 @@ def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
                   "wall_hours": round(meta["wall_seconds"] / 3600, 3), "processes": meta["world"],
                   "batch_size": meta["train_config"]["batch_size"],
                   "final_loss": next((h["loss"] for h in reversed(hist) if "loss" in h), None),
-                  "final_val_loss": next((h["val_loss"] for h in reversed(hist) if "val_loss" in h), None)},
+                  "final_val_loss": next((h["val_loss"] for h in reversed(hist) if "val_loss" in h), None),
+                  "final_val_step": next((h["step"] for h in reversed(hist) if "val_loss" in h), None)},
         "train_config": meta["train_config"],
     }
     return save_tensors(out, ema, release)

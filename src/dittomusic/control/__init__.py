@@ -1,0 +1,67 @@
+"""DITTO controls: differentiable features of the generated mel, targets, losses and metrics.
+
+    from dittomusic.control import get_control, intensity_preset
+    ctrl = get_control("intensity", target=intensity_preset("tanh-rise", 512, -35, -15))
+    ctrl.loss(x0)            # [B], differentiable w.r.t. the mel x0 [B, 160, 512]
+    ctrl.metric(audio, sr)   # MSE in dB^2 measured on the vocoded waveform
+"""
+
+from .features import (
+    PITCH_CLASSES,
+    chroma_energy,
+    chroma_from_audio,
+    chroma_weights,
+    frame_energy_db,
+    intensity_curve,
+    intensity_curve_from_audio,
+    log_chroma,
+    mfcc,
+    pitch_classes_from_audio,
+    savgol_smooth,
+    self_similarity,
+    self_similarity_from_audio,
+    sg_window,
+    spectral_flux,
+    spectral_flux_seam_ratio,
+)
+from .losses import (
+    Control,
+    IntensityControl,
+    MelodyControl,
+    MultiControl,
+    PaintControl,
+    StructureControl,
+    available_controls,
+    get_control,
+    register_control,
+)
+from .targets import (
+    INTENSITY_PRESETS,
+    PaintMasks,
+    Stitched,
+    inpaint_masks,
+    intensity_from_audio,
+    intensity_from_csv,
+    intensity_preset,
+    loop_masks,
+    melody_from_audio,
+    melody_from_midi,
+    melody_from_string,
+    outpaint_masks,
+    parse_note,
+    stitch,
+    stitch_audio,
+    structure_from_audio,
+    structure_from_pattern,
+)
+
+__all__ = [
+    "PITCH_CLASSES", "chroma_energy", "chroma_from_audio", "chroma_weights", "frame_energy_db", "intensity_curve",
+    "intensity_curve_from_audio", "log_chroma", "mfcc", "pitch_classes_from_audio", "savgol_smooth",
+    "self_similarity", "self_similarity_from_audio", "sg_window", "spectral_flux", "spectral_flux_seam_ratio",
+    "Control", "IntensityControl", "MelodyControl", "MultiControl", "PaintControl", "StructureControl",
+    "available_controls", "get_control", "register_control",
+    "INTENSITY_PRESETS", "PaintMasks", "Stitched", "inpaint_masks", "intensity_from_audio", "intensity_from_csv",
+    "intensity_preset", "loop_masks", "melody_from_audio", "melody_from_midi", "melody_from_string",
+    "outpaint_masks", "parse_note", "stitch", "stitch_audio", "structure_from_audio", "structure_from_pattern",
+]

@@ -1,0 +1,604 @@
+"""Control targets built from user inputs, plus the painting masks and stitching.
+
+Frame f of a clip sits at time f * hop / sr (centred STFT frames), so a note or curve point at
+t seconds lands on frame round(t * frame_rate). Every builder returns CPU tensors; the controls
+move them to the mel's device.
+
+Conventions:
+  intensity  float32 [F] dB (20*log10 RMS, smoothed); NaN = frame not constrained
+  melody     int64 [F] pitch class 0 = C ... 11 = B; -1 = not constrained
+  structure  float32 [F, F] self-similarity in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dittomusic.audio.mel import MelConfig, MelSpectrogram
+from dittomusic.errors import DittoError
+
+from . import features as feat
+
+
+def _cfg(cfg: MelConfig | None) -> MelConfig:
+    return cfg or MelConfig()
+
+
+def _check_frames(frames: int) -> int:
+    if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
+        raise DittoError(f"frames must be a positive integer, got {frames!r}")
+    return int(frames)
+
+
+def _audio(src, cfg: MelConfig) -> np.ndarray:
+    """A path (any format load_audio reads, resampled to cfg's rate) or a mono array at cfg's rate."""
+    if isinstance(src, (str, os.PathLike)):
+        from dittomusic.audio.io import load_audio
+
+        return load_audio(src, cfg.sample_rate).astype(np.float64)
+    a = np.asarray(src.detach().cpu() if hasattr(src, "detach") else src, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise DittoError(f"reference audio must be a file path or a non-empty mono array, got shape {a.shape}")
+    return a
+
+
+def _window(values: np.ndarray, frames: int, start: int, fill) -> np.ndarray:
+    """values[start:start+frames], padded with `fill` past the end."""
+    out = np.full(frames, fill, dtype=values.dtype)
+    part = values[start:start + frames]
+    out[:len(part)] = part
+    return out
+
+
+# ------------------------------------------------------------------ intensity
+
+INTENSITY_SHAPES = ("linear", "tanh", "cosine")
+INTENSITY_PRESETS = tuple(f"{s}-{d}" for s in INTENSITY_SHAPES for d in ("rise", "fall"))
+TANH_STEEPNESS = 3.0  # tanh(3) = 0.995: the middle ~third carries most of the change
+
+
+def intensity_preset(name: str, frames: int, low_db: float, high_db: float) -> Tensor:
+    """Handcrafted dynamics curve (Music ControlNet's Linear / Tanh / Cosine, flipped or not):
+    "<shape>-rise" goes from low_db at the first frame to high_db at the last, "-fall" the reverse.
+    Endpoints are exact. Rendered music sits around -35..-12 dB (20*log10 RMS)."""
+    frames = _check_frames(frames)
+    key = str(name).strip().lower()
+    if key not in INTENSITY_PRESETS:
+        raise DittoError(f"unknown intensity preset {name!r}; available: {', '.join(INTENSITY_PRESETS)}")
+    if not (math.isfinite(low_db) and math.isfinite(high_db)):
+        raise DittoError(f"intensity preset levels must be finite dB values, got {low_db}, {high_db}")
+    shape, direction = key.split("-")
+    u = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    if shape == "linear":
+        s = u
+    elif shape == "tanh":
+        s = 0.5 * (np.tanh(TANH_STEEPNESS * (2 * u - 1)) / np.tanh(TANH_STEEPNESS) + 1.0)
+    else:
+        s = 0.5 * (1.0 - np.cos(np.pi * u))
+    if direction == "fall":
+        s = s[::-1]
+    return torch.tensor(low_db + (high_db - low_db) * s, dtype=torch.float32)
+
+
+def intensity_from_csv(path: str | os.PathLike, frames: int, cfg: MelConfig | None = None) -> Tensor:
+    """Curve from a CSV with header `time_s,db` and one point per row, linearly interpolated to
+    frame times. Before the first / after the last point the end values are held. Times must
+    be >= 0 and strictly increasing."""
+    cfg, frames = _cfg(cfg), _check_frames(frames)
+    path = Path(path)
+    if not path.is_file():
+        raise DittoError(f"intensity CSV not found: {path}")
+    accepted = "expected a header line `time_s,db` then rows like `0.0,-30` (seconds, dB)"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as e:
+        raise DittoError(f"cannot read intensity CSV {path}: {e}; {accepted}") from None
+    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    if not rows:
+        raise DittoError(f"intensity CSV {path} is empty; {accepted}")
+    header = [c.strip().lower() for c in rows[0][1]]
+    if header != ["time_s", "db"]:
+        raise DittoError(f"intensity CSV {path} line {rows[0][0]}: header is {','.join(rows[0][1])!r}; {accepted}")
+    times, dbs = [], []
+    for line, r in rows[1:]:
+        if len(r) != 2:
+            raise DittoError(f"intensity CSV {path} line {line}: {len(r)} columns; {accepted}")
+        try:
+            t, d = float(r[0]), float(r[1])
+        except ValueError:
+            raise DittoError(f"intensity CSV {path} line {line}: {','.join(r)!r} is not two numbers; {accepted}") from None
+        if not (math.isfinite(t) and math.isfinite(d)):
+            raise DittoError(f"intensity CSV {path} line {line}: values must be finite numbers")
+        if t < 0:
+            raise DittoError(f"intensity CSV {path} line {line}: time {t} is negative; times must be >= 0")
+        if times and t <= times[-1]:
+            raise DittoError(f"intensity CSV {path} line {line}: time {t} is not after the previous {times[-1]}; "
+                             "times must be strictly increasing")
+        times.append(t)
+        dbs.append(d)
+    if not times:
+        raise DittoError(f"intensity CSV {path} has a header but no data rows; {accepted}")
+    frame_t = np.arange(frames) * cfg.hop_length / cfg.sample_rate
+    return torch.tensor(np.interp(frame_t, times, dbs), dtype=torch.float32)
+
+
+def intensity_from_audio(src, frames: int, cfg: MelConfig | None = None, offset_s: float = 0.0) -> Tensor:
+    """The reference's own intensity curve (waveform RMS -> dB -> 1-s smoothing), frames from
+    offset_s on. Frames past the end of the reference are NaN (unconstrained)."""
+    cfg, frames = _cfg(cfg), _check_frames(frames)
+    curve = feat.intensity_curve_from_audio(_audio(src, cfg), None, cfg)
+    return torch.tensor(_window(curve, frames, cfg.frames_for(offset_s), np.nan), dtype=torch.float32)
+
+
+# ------------------------------------------------------------------ melody
+
+_LETTER = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_NOTE_RE = re.compile(r"^([A-Ga-g])([#♯b♭]*)(-?\d+)?$")
+_NOTE_HELP = ("expected space-separated NOTE:SECONDS tokens, NOTE a letter A-G with optional # or b "
+              "and octave (C4, F#3, Bb5) or r for a rest, SECONDS a positive number, e.g. "
+              "'C4:0.5 D4:0.5 E4:1 r:0.5'")
+
+
+def parse_note(name: str) -> int:
+    """Pitch class (0 = C) of a note name like C4, F#3, Bb, or -1 for a rest (r/rest)."""
+    s = name.strip()
+    if s.lower() in ("r", "rest"):
+        return -1
+    m = _NOTE_RE.match(s)
+    if not m:
+        raise DittoError(f"bad note name {name!r}; {_NOTE_HELP}")
+    acc = sum(1 if ch in "#♯" else -1 for ch in m.group(2))
+    return (_LETTER[m.group(1).upper()] + acc) % 12
+
+
+def _events_to_frames(events: Sequence[tuple[float, float, int]], frames: int, cfg: MelConfig,
+                      offset_s: float = 0.0) -> np.ndarray:
+    """(start_s, end_s, value) events -> [frames] int64 of the highest value sounding at each frame
+    time (-1 where none); frame f is at offset_s + f*hop/sr, covered when start <= t < end."""
+    out = np.full(frames, -1, dtype=np.int64)
+    fr = cfg.frame_rate
+    for start, end, value in events:
+        a = max(0, int(math.ceil((start - offset_s) * fr - 1e-9)))
+        b = min(frames, int(math.ceil((end - offset_s) * fr - 1e-9)))
+        if b > a:
+            out[a:b] = np.maximum(out[a:b], value)
+    return out
+
+
+def melody_from_string(text: str, frames: int | None = None, cfg: MelConfig | None = None) -> Tensor:
+    """'C4:0.5 D4:0.5 E4:1 r:0.5' -> int64 [frames] pitch classes (rests -1). frames=None: as
+    long as the melody; shorter melodies are padded with -1, longer ones cut."""
+    cfg = _cfg(cfg)
+    tokens = str(text).replace(",", " ").split()
+    if not tokens:
+        raise DittoError(f"empty melody; {_NOTE_HELP}")
+    events, t = [], 0.0
+    for i, tok in enumerate(tokens, 1):
+        if tok.count(":") != 1:
+            raise DittoError(f"melody token {i} {tok!r} has no ':SECONDS' duration; {_NOTE_HELP}")
+        name, dur_s = tok.split(":")
+        try:
+            pc = parse_note(name)
+        except DittoError:
+            raise DittoError(f"melody token {i} {tok!r}: {name!r} is not a note name; {_NOTE_HELP}") from None
+        try:
+            dur = float(dur_s)
+        except ValueError:
+            dur = float("nan")
+        if not (math.isfinite(dur) and dur > 0):
+            raise DittoError(f"melody token {i} {tok!r}: duration {dur_s!r} is not a positive number of seconds; "
+                             f"{_NOTE_HELP}")
+        if pc >= 0:
+            events.append((t, t + dur, pc))
+        t += dur
+    n = _check_frames(frames) if frames is not None else max(1, int(math.ceil(t * cfg.frame_rate - 1e-9)))
+    return torch.from_numpy(_events_to_frames(events, n, cfg))
+
+
+def melody_from_midi(path: str | os.PathLike, frames: int | None = None, cfg: MelConfig | None = None,
+                     offset_s: float = 0.0) -> Tensor:
+    """Top line of a MIDI (or any music21-readable score): the highest sounding pitch at each
+    frame, tempo changes respected (music21 secondsMap). Percussion (unpitched) is ignored.
+    frames=None: up to the last note's end."""
+    import music21
+
+    cfg = _cfg(cfg)
+    path = Path(path)
+    if not path.is_file():
+        raise DittoError(f"MIDI file not found: {path}")
+    try:
+        score = music21.converter.parse(str(path))
+    except Exception as e:  # music21 raises many types for unreadable files
+        raise DittoError(f"cannot parse {path} as MIDI/score with music21: {e}. Accepted: standard MIDI files "
+                         "(.mid/.midi) or other scores music21 reads (.musicxml, .mxl, .abc)") from None
+    events = []
+    for d in score.flatten().secondsMap:
+        el = d["element"]
+        if isinstance(el, (music21.note.Note, music21.chord.Chord)) and d["durationSeconds"] > 0:
+            top = max(p.ps for p in el.pitches)
+            events.append((float(d["offsetSeconds"]), float(d["endTimeSeconds"]), int(round(top))))
+    if not events:
+        raise DittoError(f"{path} contains no pitched notes to take a melody from")
+    end = max(e for _, e, _ in events) - offset_s
+    n = _check_frames(frames) if frames is not None else max(1, int(math.ceil(end * cfg.frame_rate - 1e-9)))
+    top = _events_to_frames(events, n, cfg, offset_s)
+    return torch.from_numpy(np.where(top >= 0, top % 12, -1))
+
+
+def melody_from_audio(src, frames: int, cfg: MelConfig | None = None, offset_s: float = 0.0,
+                      silence_db: float = 40.0) -> Tensor:
+    """The reference's waveform chroma argmax per frame (the melody metric's own reading).
+    Frames quieter than silence_db below the loudest, and frames past the end, are -1."""
+    cfg, frames = _cfg(cfg), _check_frames(frames)
+    pcs = feat.pitch_classes_from_audio(_audio(src, cfg), None, cfg, silence_db=silence_db)
+    return torch.from_numpy(_window(pcs, frames, cfg.frames_for(offset_s), -1))
+
+
+# ------------------------------------------------------------------ structure
+
+# Within-segment timbre variation relative to the spread between segment prototypes, fitted to
+# real renders: concatenating two different orchestrated pieces as ABBA (exact repeats) gives a
+# mean unsmoothed similarity of +0.525 inside same-letter blocks and -0.513 across, i.e.
+# 0.5 / (0.5 + nu) = 0.525 -> nu = 0.45. The same nu predicts the other patterns' block means
+# (ABA: same 0.39 / diff -0.46 predicted, 0.40 / -0.45 measured; AABA: 0.26 / -0.39 vs
+# 0.31 / -0.42), because z-scoring over time makes the achievable values depend on the pattern.
+STRUCTURE_NOISE_RATIO = 0.45
+
+
+def _letters(pattern: str) -> str:
+    p = re.sub(r"[\s\-_,|]", "", str(pattern)).upper()
+    if not p or not p.isalpha() or not p.isascii():
+        raise DittoError(f"bad structure pattern {pattern!r}: expected letters naming equal-length segments, "
+                         "e.g. ABBA, AABA, ABA (same letter = same material)")
+    return p
+
+
+def structure_from_pattern(pattern: str, frames: int, cfg: MelConfig | None = None, window: int | None = None,
+                           polyorder: int = feat.STRUCTURE_POLYORDER,
+                           noise_ratio: float = STRUCTURE_NOISE_RATIO) -> Tensor:
+    """Target SSM [F, F] for a phrase pattern of equal-length segments ("ABBA", "AABA", ...).
+
+    Values are the expected cosine similarity of the control's own feature for an idealised clip
+    that follows the pattern: each letter a fixed timbre prototype (orthonormal) plus
+    within-segment variation (noise_ratio). Z-scoring over time subtracts the clip's mean, so
+    letter l's centred prototype is e_l - p (p = share of frames per letter) and
+        S(l, k) = m_l . m_k / sqrt((|m_l|^2 + nu)(|m_k|^2 + nu)),  diagonal 1,
+    then the same 2-D Savitzky-Golay smoothing as the feature. ABBA thus gets +-0.53 blocks,
+    and a single letter ("AAAA") gets 0 off the diagonal: a clip with no contrasting section
+    has no self-similarity structure left after z-scoring.
+    """
+    cfg, frames = _cfg(cfg), _check_frames(frames)
+    p = _letters(pattern)
+    if len(p) > frames:
+        raise DittoError(f"structure pattern {pattern!r} has more segments ({len(p)}) than frames ({frames})")
+    if not noise_ratio > 0:
+        raise DittoError(f"noise_ratio must be > 0, got {noise_ratio}")
+    letters = sorted(set(p))
+    seg = np.array([letters.index(p[t * len(p) // frames]) for t in range(frames)])
+    share = np.bincount(seg, minlength=len(letters)) / frames
+    m = np.eye(len(letters)) - share
+    g = m @ m.T
+    norm = np.diag(g) + noise_ratio
+    sim = g / np.sqrt(np.outer(norm, norm))
+    ssm = torch.tensor(sim[seg][:, seg], dtype=torch.float64)
+    ssm.fill_diagonal_(1.0)
+    window = feat.sg_window(cfg) if window is None else window
+    if window > 1:
+        ssm = feat.savgol_smooth(feat.savgol_smooth(ssm, window, polyorder, -1), window, polyorder, -2)
+    return ssm.float()
+
+
+def structure_from_audio(src, frames: int, cfg: MelConfig | None = None, window: int | None = None,
+                         polyorder: int = feat.STRUCTURE_POLYORDER, n_coeffs: int = feat.N_MFCC) -> Tensor:
+    """Structure transfer (App. F): the reference's MFCC SSM, computed at its own length and
+    resized (bilinear) to [frames, frames], then smoothed like the feature (window <= 1: not)."""
+    cfg, frames = _cfg(cfg), _check_frames(frames)
+    a = torch.from_numpy(_audio(src, cfg))
+    with torch.no_grad():
+        mel = MelSpectrogram(cfg).double()(a)
+        ssm = feat.self_similarity(mel, cfg, window=1, n_coeffs=n_coeffs)
+        if ssm.shape[-1] != frames:
+            ssm = torch.nn.functional.interpolate(ssm[None, None], size=(frames, frames), mode="bilinear",
+                                                  align_corners=True)[0, 0]
+        window = feat.sg_window(cfg) if window is None else window
+        if window > 1:
+            ssm = feat.savgol_smooth(feat.savgol_smooth(ssm, window, polyorder, -1), window, polyorder, -2)
+    return ssm.float()
+
+
+# ------------------------------------------------------------------ painting masks
+
+def _ref_mel(ref_mel) -> Tensor:
+    r = torch.as_tensor(ref_mel.detach() if isinstance(ref_mel, Tensor) else np.asarray(ref_mel))
+    if r.dim() != 2 or r.shape[-1] < 1:
+        raise DittoError(f"reference mel must be [n_mels, frames], got shape {tuple(r.shape)}")
+    return r.float().cpu()
+
+
+def _overlap_frames(overlap_s: float, cfg: MelConfig) -> int:
+    o = cfg.frames_for(overlap_s) if math.isfinite(overlap_s) else 0
+    if o < 1:
+        raise DittoError(f"overlap must be at least one frame ({1 / cfg.frame_rate:.3f}s), got {overlap_s}s")
+    return o
+
+
+@dataclass
+class PaintMasks:
+    """Time masks of a painting task. Frame gen_idx[i] of the generated clip x0 must equal frame
+    ref_idx[i] of ref_mel, or, for reference-free looping (ref_mel None), frame ref_idx[i] of x0
+    itself. gen_mask / ref_mask are the papers' binary masks M_gen / M_ref over time."""
+
+    kind: str  # "outpaint" | "inpaint" | "loop" | "loop-free"
+    frames: int  # generated clip length F
+    gen_idx: Tensor  # int64 [K]
+    ref_idx: Tensor  # int64 [K]
+    ref_mel: Tensor | None  # [n_mels, R] (CPU float32) or None = x0 itself
+    cfg: MelConfig = field(default_factory=MelConfig)
+    overlap: int = 0  # outpaint/loop: matched frames per side
+    window_start: int = 0  # inpaint: reference frame where the generated window starts
+    gap: tuple[int, int] = (0, 0)  # inpaint: gap [start, end) in generated-window frames
+    loop_frames: int = 0  # loop-free: loop period L
+
+    @property
+    def self_referenced(self) -> bool:
+        return self.ref_mel is None
+
+    @property
+    def gen_mask(self) -> Tensor:
+        m = torch.zeros(self.frames, dtype=torch.bool)
+        m[self.gen_idx] = True
+        return m
+
+    @property
+    def ref_mask(self) -> Tensor:
+        n = self.frames if self.ref_mel is None else self.ref_mel.shape[-1]
+        m = torch.zeros(n, dtype=torch.bool)
+        m[self.ref_idx] = True
+        return m
+
+    def target(self) -> Tensor | None:
+        """y = M_ref (.) x_ref as the matched frames [n_mels, K]; None when self-referenced."""
+        return None if self.ref_mel is None else self.ref_mel[:, self.ref_idx]
+
+
+def outpaint_masks(ref_mel, overlap_s: float, frames: int | None = None, cfg: MelConfig | None = None) -> PaintMasks:
+    """Continue the reference: the first overlap_s of the generated clip must match the last
+    overlap_s of ref_mel [n_mels, R]. frames = generated length (default: the model's clip)."""
+    cfg = _cfg(cfg)
+    r = _ref_mel(ref_mel)
+    n = _check_frames(frames if frames is not None else cfg.clip_frames)
+    o = _overlap_frames(overlap_s, cfg)
+    if o > r.shape[-1] or o >= n:
+        raise DittoError(f"outpaint overlap of {overlap_s}s ({o} frames) must be shorter than the generated clip "
+                         f"({n} frames) and no longer than the reference ({r.shape[-1]} frames)")
+    R = r.shape[-1]
+    return PaintMasks("outpaint", n, torch.arange(o), torch.arange(R - o, R), r, cfg, overlap=o)
+
+
+def inpaint_masks(ref_mel, gap_start_s: float, gap_s: float, frames: int | None = None,
+                  cfg: MelConfig | None = None) -> PaintMasks:
+    """Fill a gap: everything of the generated window outside [gap_start_s, gap_start_s + gap_s)
+    must match the reference. frames=None: the window is the whole reference; otherwise a
+    `frames`-long window of the reference centred on the gap (for references longer than the
+    model's clip)."""
+    cfg = _cfg(cfg)
+    r = _ref_mel(ref_mel)
+    R = r.shape[-1]
+    n = _check_frames(frames if frames is not None else R)
+    g0, glen = cfg.frames_for(gap_start_s), cfg.frames_for(gap_s)
+    if glen < 1 or g0 < 0 or g0 + glen > R:
+        raise DittoError(f"inpaint gap {gap_start_s}s + {gap_s}s must be at least one frame long and lie inside "
+                         f"the reference (0..{R / cfg.frame_rate:.2f}s)")
+    if n > R:
+        raise DittoError(f"inpaint window of {n} frames is longer than the reference ({R} frames)")
+    if glen >= n:
+        raise DittoError(f"inpaint gap ({glen} frames) leaves no context in a {n}-frame window; "
+                         "use a shorter gap or a longer window")
+    ws = min(max(0, int(round(g0 + glen / 2 - n / 2))), R - n)
+    keep = torch.tensor([t for t in range(n) if not g0 <= ws + t < g0 + glen], dtype=torch.long)
+    return PaintMasks("inpaint", n, keep, keep + ws, r, cfg, window_start=ws, gap=(g0 - ws, g0 - ws + glen))
+
+
+def loop_masks(ref_mel=None, overlap_s: float = 0.5, frames: int | None = None, loop_s: float | None = None,
+               cfg: MelConfig | None = None) -> PaintMasks:
+    """Looping.
+
+    With ref_mel [n_mels, R]: the generated clip bridges the reference's end back to its start:
+    its first overlap_s match the reference's last overlap_s and its last overlap_s match the
+    reference's first overlap_s, so reference + generated middle repeats seamlessly.
+
+    Without a reference (App. E): the clip loops on itself with period L = loop_s (default:
+    clip length - overlap): frames [L, L + o) must match frames [0, o), so x0[:L] repeated joins
+    its own continuation.
+    """
+    cfg = _cfg(cfg)
+    n = _check_frames(frames if frames is not None else cfg.clip_frames)
+    o = _overlap_frames(overlap_s, cfg)
+    if ref_mel is None:
+        L = cfg.frames_for(loop_s) if loop_s is not None else n - o
+        if L < o or L + o > n:
+            raise DittoError(f"reference-free loop of {L} frames with a {o}-frame overlap needs overlap <= loop "
+                             f"and loop + overlap <= clip length ({n} frames)")
+        return PaintMasks("loop-free", n, torch.arange(L, L + o), torch.arange(o), None, cfg, overlap=o, loop_frames=L)
+    if loop_s is not None:
+        raise DittoError("loop_s applies to reference-free looping only; with a reference the loop length is "
+                         "reference + generated clip - 2 * overlap")
+    r = _ref_mel(ref_mel)
+    R = r.shape[-1]
+    if 2 * o >= n or o > R:
+        raise DittoError(f"loop overlap of {overlap_s}s ({o} frames) must leave new material in the generated "
+                         f"clip (2 * overlap < {n} frames) and fit in the reference ({R} frames)")
+    gen = torch.cat([torch.arange(o), torch.arange(n - o, n)])
+    ref = torch.cat([torch.arange(R - o, R), torch.arange(o)])
+    return PaintMasks("loop", n, gen, ref, r, cfg, overlap=o)
+
+
+# ------------------------------------------------------------------ stitching
+
+@dataclass
+class Stitched:
+    """A stitched result: mel [..., n_mels, N] and/or mono audio [samples], with the stitch
+    boundaries (centres of the crossfades) in seconds of the output."""
+
+    boundaries_s: list[float]
+    mel: Tensor | None = None
+    audio: np.ndarray | None = None
+
+
+def _plan(m: PaintMasks, xf: int, tail: int = 0) -> tuple[list[tuple[str, int, int]], list[int], int | None]:
+    """Segments (source, start, end) in frames, the crossfade length at each junction between
+    consecutive segments, and for loops the crossfade at the wrap (None: not cyclic). Each
+    crossfade lies inside a matched region, where both sides should already agree.
+
+    tail: frames at the end of each source that a junction may not use. Audio needs 1: a
+    mel of N frames covers only (N - 1) * hop samples (+ less than a hop), so the last frame's
+    span is not (fully) in the audio; junctions move one frame earlier, inside the match."""
+    n = m.frames
+    if m.kind == "outpaint":
+        R, o = m.ref_mel.shape[-1], m.overlap
+        x = max(0, min(xf, o - tail))
+        return [("ref", 0, R - tail), ("gen", o - tail - x, n)], [x], None
+    if m.kind == "inpaint":
+        R, ws = m.ref_mel.shape[-1], m.window_start
+        g0, g1 = m.gap
+        xl, xr = min(xf, g0), max(0, min(xf, n - g1 - tail))
+        segs, joins = [], []
+        if ws + g0 > 0:
+            segs.append(("ref", 0, ws + g0))
+            joins.append(xl)
+        if ws + g1 < R:
+            segs += [("gen", g0 - xl, g1 + xr), ("ref", ws + g1, R)]
+            joins.append(xr)
+        else:
+            segs.append(("gen", g0 - xl, n))
+        return segs, joins, None
+    if m.kind == "loop":
+        R, o = m.ref_mel.shape[-1], m.overlap
+        x = max(0, min(xf, o - tail))
+        return [("ref", 0, R - tail), ("gen", o - tail - x, n - o + x)], [x], x
+    if m.kind == "loop-free":
+        x = max(0, min(xf, m.overlap, n - tail - m.loop_frames))
+        return [("gen", 0, m.loop_frames + x)], [], x
+    raise DittoError(f"unknown painting kind {m.kind!r}")
+
+
+def _assemble(pieces: list, joins: list[int], fade: Callable, cat):
+    """Overlap-add consecutive pieces (arrays along the last axis) with crossfades of joins[i]
+    samples between piece i and i+1; fade(x, left_tail, right_head) gives the two gain curves.
+    Returns (output, junction centres in samples)."""
+    out, centres = pieces[0], []
+    for piece, x in zip(pieces[1:], joins):
+        if x > 0:
+            a, b = fade(x, out[..., -x:], piece[..., :x])
+            mixed = out[..., -x:] * a + piece[..., :x] * b
+            centres.append(out.shape[-1] - x / 2)
+            out = cat([out[..., :-x], mixed, piece[..., x:]])
+        else:
+            centres.append(float(out.shape[-1]))
+            out = cat([out, piece])
+    return out, centres
+
+
+def _expand(segs, joins, wrap, repeats: int):
+    if wrap is None:
+        return segs, joins, 0
+    if repeats < 1:
+        raise DittoError(f"repeats must be >= 1, got {repeats}")
+    all_segs = segs * repeats
+    all_joins = []
+    for i in range(repeats):
+        all_joins += joins + ([wrap] if i < repeats - 1 else [])
+    return all_segs, all_joins, wrap  # the final cycle's wrap tail is trimmed
+
+
+def stitch(masks: PaintMasks, gen_mel, crossfade_s: float = 0.1, repeats: int = 2,
+           vocoder: Callable[[Tensor], Tensor] | None = None) -> Stitched:
+    """The final mel: reference and generated clip joined at the matched regions (outpaint:
+    reference then the continuation; inpaint: the reference with the gap filled; loops: one
+    cycle repeated `repeats` times). Each junction is a linear crossfade (in the scaled-dB mel)
+    of up to crossfade_s inside the matched region. gen_mel: [..., n_mels, F]. With a vocoder,
+    the stitched mel is also vocoded (seamless by construction: one continuous synthesis)."""
+    cfg = masks.cfg
+    g = torch.as_tensor(gen_mel)
+    if g.shape[-1] != masks.frames:
+        raise DittoError(f"generated mel has {g.shape[-1]} frames, the masks were built for {masks.frames}")
+    segs, joins, wrap = _plan(masks, max(0, cfg.frames_for(crossfade_s)))
+    segs, joins, trim = _expand(segs, joins, wrap, repeats)
+    ref = None if masks.ref_mel is None else masks.ref_mel.to(device=g.device, dtype=g.dtype)
+    pieces = []
+    for src, a, b in segs:
+        block = g[..., a:b] if src == "gen" else ref[..., a:b]
+        pieces.append(block.expand(*g.shape[:-1], b - a) if src == "ref" else block)
+
+    def fade(x, left, right):
+        r = (torch.arange(x, device=g.device, dtype=g.dtype) + 0.5) / x
+        return 1 - r, r
+
+    out, centres = _assemble(pieces, joins, fade, lambda xs: torch.cat(xs, dim=-1))
+    if trim:
+        out = out[..., :-trim]
+    res = Stitched([c / cfg.frame_rate for c in centres], mel=out)
+    if vocoder is not None:
+        with torch.no_grad():
+            res.audio = vocoder(out).detach().cpu().numpy()
+    return res
+
+
+def stitch_audio(masks: PaintMasks, gen_audio, ref_audio=None, crossfade_s: float = 0.1,
+                 repeats: int = 2) -> Stitched:
+    """Audio-domain stitch that keeps the original reference recording: the vocoded generated
+    clip (gen frame i at sample i*hop) is joined to ref_audio (the audio the reference mel was
+    computed from) with correlation-matched constant-power crossfades at the junctions of
+    `stitch` (moved one frame earlier: the last frame of a mel is not fully in its audio).
+    ref_audio is not used for reference-free loops."""
+    cfg = masks.cfg
+    hop = cfg.hop_length
+    g = np.asarray(gen_audio, dtype=np.float64)
+    if g.ndim != 1:
+        raise DittoError(f"stitch_audio expects mono generated audio [samples], got shape {g.shape}")
+    lengths = {"gen": len(g)}
+    g = np.pad(g, (0, max(0, masks.frames * hop - len(g))))
+    r = None
+    if masks.ref_mel is not None:
+        if ref_audio is None:
+            raise DittoError(f"{masks.kind} stitching needs the reference audio (ref_audio)")
+        r = np.asarray(ref_audio, dtype=np.float64)
+        R = masks.ref_mel.shape[-1]
+        if r.ndim != 1 or abs(len(r) // hop + 1 - R) > 1:
+            raise DittoError(f"reference audio of {r.shape} samples does not match the reference mel "
+                             f"({R} frames = about {(R - 1) * hop} samples)")
+        lengths["ref"] = len(r)
+        r = np.pad(r, (0, max(0, R * hop - len(r))))
+    segs, joins, wrap = _plan(masks, max(0, cfg.frames_for(crossfade_s)), tail=1)
+    segs, joins, trim = _expand(segs, joins, wrap, repeats)
+    pieces = [(g if src == "gen" else r)[a * hop:b * hop] for src, a, b in segs]
+    # inner segments use the zero-padded sources so junctions stay aligned; the last one ends
+    # where its source really ends (a mel of N frames vocodes to (N - 1) * hop samples)
+    src, a, b = segs[-1]
+    pieces[-1] = pieces[-1][:max(0, min(b * hop, lengths[src]) - a * hop)]
+
+    def fade(x, left, right):
+        # constant-power crossfade for the measured correlation rho of the two sides: gains
+        # (1 - r, r) / sqrt((1 - r)^2 + r^2 + 2 rho r (1 - r)). rho = 1 (same waveform) gives
+        # the plain linear fade, rho = 0 (unrelated phases) an equal-power one; a fixed
+        # equal-power fade would swell identical signals by 3 dB mid-fade (an audible seam).
+        rho = float(np.dot(left, right) / (np.linalg.norm(left) * np.linalg.norm(right) + 1e-12))
+        rho = min(max(rho, 0.0), 1.0)
+        r = (np.arange(x) + 0.5) / x
+        norm = np.sqrt((1 - r) ** 2 + r ** 2 + 2 * rho * r * (1 - r))
+        return (1 - r) / norm, r / norm
+
+    out, centres = _assemble(pieces, [x * hop for x in joins], fade, np.concatenate)
+    if trim:
+        out = out[:-trim * hop]
+    return Stitched([c / cfg.sample_rate for c in centres], audio=out.astype(np.float32))
