@@ -175,3 +175,18 @@ def test_cfg_inside_sampler_is_differentiable():
     assert len(net.calls) == 3 and all(c["batch"] == 2 * SHAPE[0] for c in net.calls)
     out.sum().backward()
     assert torch.isfinite(x_T.grad).all() and x_T.grad.abs().sum() > 0
+
+
+def test_dynamic_threshold_shortcut_equals_the_quantile_path():
+    """With max_value <= 1 the quantile is clamped to 1, so thresholding must equal clipping exactly."""
+    from dittomusic.sampling.samplers import dynamic_threshold
+
+    x = (torch.randn(3, 8, 16, dtype=torch.float64) * 1.5).requires_grad_()
+    flat = x.reshape(3, -1)
+    s = torch.quantile(flat.abs(), 0.995, dim=1).clamp(min=1, max=1.0).unsqueeze(1)
+    ref = (torch.clamp(flat, -s, s) / s).reshape(x.shape)
+    out = dynamic_threshold(x, 0.995, 1.0)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    g_ref, = torch.autograd.grad(ref.sum(), x)
+    g_out, = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(g_out, g_ref, rtol=0, atol=0)

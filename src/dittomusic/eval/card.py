@@ -122,6 +122,14 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
               "```", ""]
     if limitations:
         lines += ["## Limitations", "", *[f"- {x}" for x in limitations], ""]
+    speed = out_dir / "speed.json"  # from benchmarks/generate_speed.py, if it was run into the card folder
+    if speed.exists():
+        sp = json.loads(speed.read_text())
+        main = sp["samplers"]["ddim-20-cfg3"]
+        lines += ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
+                  f"{sp['clip_seconds']:.2f} s clip with 20-step DDIM and guidance 3 takes {main['sampling_s']:.2f} s "
+                  f"to sample plus {sp['vocoder_s']:.2f} s of Griffin-Lim, {sp['ddim20_cfg_total_s']:.2f} s in all "
+                  f"({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.", ""]
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
