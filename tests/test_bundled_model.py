@@ -43,3 +43,13 @@ def test_readme_main_command_shape(tmp_path):
     assert sr == 22050 and len(audio) == 511 * 256 and abs(audio).max() > 0.001
     assert out.with_suffix(".png").exists()
     assert "collection=Irish folk tune" in r.stderr
+
+
+def test_bundled_classifier_is_the_fad_yardstick():
+    from dittomusic.eval.classifier import load_classifier, predict
+
+    model, meta = load_classifier(bundled_path("classifier"))
+    assert meta["test"]["collection_accuracy"] > 0.8 and meta["test"]["n"] > 1000
+    assert model.cfg.collections == sorted(Pipeline(device="cpu").vocab["collections"])
+    out = predict(model, torch.rand(2, 160, 512) * 2 - 1)
+    assert out["embedding"].shape == (2, 128)

@@ -239,7 +239,8 @@ def eval_classifier(data, out, epochs, device):
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Model checkpoint [default: bundled].")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--classifier", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier [default: the bundled one].")
 @click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--sampler", default="ddim", show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True)
@@ -253,6 +254,9 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
     from dittomusic.eval.base_model import evaluate_model, report_markdown
     from dittomusic.utils import atomic_write_text
 
+    from dittomusic.models.loading import bundled_path
+
+    classifier = classifier or bundled_path("classifier")
     r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
                        guidance=guidance, seed=seed, device=device)
     md = report_markdown(r)

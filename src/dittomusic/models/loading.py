@@ -11,10 +11,11 @@ from dittomusic.checkpoint import load_tensors
 from dittomusic.errors import DittoError
 from dittomusic.models.transformer import MelDiT, ModelConfig
 
-BUNDLED = {"base": "base.safetensors"}
+BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors"}
 
 
 def bundled_path(name: str = "base") -> Path:
+    """A file shipped in the package: "base" (the diffusion model) or "classifier" (the FAD yardstick)."""
     return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
 
 
