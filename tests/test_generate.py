@@ -14,7 +14,7 @@ from .conftest import make_vocab
 def test_caption_to_tags():
     v = make_vocab()
     t = caption_to_tags("A lively Irish reel on fiddle and harp in D minor at 176 BPM", v)
-    assert t.collection == "Irish folk tune" and t.instruments == ["harp", "fiddle"] or set(t.instruments) == {"fiddle", "harp"}
+    assert t.collection == "Irish folk tune" and set(t.instruments) == {"fiddle", "harp"}
     assert t.tempo == "very fast" and t.mode == "minor"
     t = caption_to_tags("slow chorale for strings", v)
     assert t.collection == "chorale" and t.tempo == "slow" and t.instruments == ["string ensemble"]

@@ -176,10 +176,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         vd = _draws(cfg, -1, len(vb["mel"]), shape, sched.num_train_timesteps)
         val_batch = (_to(vb, d.device), _to(vd, d.device))
 
-    def checkpoint():
+    def checkpoint(cpu_seconds: float, wall_seconds: float):
         tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
                    **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **optimizer_tensors(opt)}
-        meta = {"step": step, "history": history, "cpu_seconds": cpu_s, "wall_seconds": wall_s, "world": d.world,
+        meta = {"step": step, "history": history, "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds,
+                "world": d.world,
                 "train_config": asdict(cfg), "model_config": mcfg.to_dict(), "schedule": "cosine"}
         save_tensors(ck, tensors, meta)
         atomic_write_text(out / "history.json", json.dumps(history))
@@ -237,12 +238,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             c = torch.tensor([time.process_time() - c_start])
             if d.world > 1:
                 dist.all_reduce(c)
-            cpu_now = cpu_s + float(c)
             if d.main:
-                cpu_keep, wall_keep = cpu_s, wall_s
-                cpu_s, wall_s = cpu_now, elapsed_total
-                checkpoint()
-                cpu_s, wall_s = cpu_keep, wall_keep
+                checkpoint(cpu_s + float(c), elapsed_total)
             last_ck = now
             if flags[1] > 0:
                 break
@@ -253,7 +250,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     cpu_s += float(c)
     wall_s += time.time() - t_start
     if d.main:
-        checkpoint()
+        checkpoint(cpu_s, wall_s)
     barrier(d)
     return {"step": step, "cpu_hours": cpu_s / 3600, "wall_hours": wall_s / 3600,
             "last_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
