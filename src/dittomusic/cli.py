@@ -154,15 +154,110 @@ def export(run, out, fp32):
     click.echo(f"wrote {p}")
 
 
+# --------------------------------------------------------------------------- distillation
+
+@cli.group(invoke_without_command=True, subcommand_metavar="[export RUN OUT]")
+@click.option("--kind", type=click.Choice(["cd", "ctd"]), default=None,
+              help="cd: consistency distillation; ctd: consistency trajectory distillation (CTM).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The dataset the teacher was trained on.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Teacher checkpoint [default: the bundled base model].")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--guidance", type=float, default=3.0, show_default=True, help="CFG scale baked into the student.")
+@click.option("--grid-steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="DDIM (trailing) steps of the teacher's grid.")
+@click.option("--teacher-steps", type=click.IntRange(min=1), default=4, show_default=True,
+              help="CTD: most teacher steps from t to u.")
+@click.option("--target-decay", type=click.FloatRange(min=0, max=1), default=0.95, show_default=True,
+              help="EMA decay of the target network theta^-.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--val-clips", type=click.IntRange(min=0), default=16, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@click.pass_context
+@_friendly
+def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidance, grid_steps, teacher_steps,
+            target_decay, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
+    """Distill the base model into a one-pass student (guidance baked in), or `distill export RUN OUT`.
+
+    Multi-process: torchrun --nproc_per_node 2 -m dittomusic distill --kind cd ...
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [n for n, v in (("--kind", kind), ("--data", data), ("--out", out)) if v is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use `distill export RUN OUT`)")
+    import os
+
+    from dittomusic.distill import DistillConfig, distill as run
+
+    res = run(DistillConfig(kind=kind, data=data, out=out, teacher=teacher, steps=steps, batch_size=batch_size, lr=lr,
+                            warmup=warmup, guidance=guidance, grid_steps=grid_steps, teacher_steps=teacher_steps,
+                            target_decay=target_decay, max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
+                            val_every=val_every, val_clips=val_clips, log_every=log_every, seed=seed, device=device))
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@distill.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Choice(["ema", "target", "model"]), default="ema", show_default=True,
+              help="Which of the run's students: slow EMA, the target network theta^-, or the online weights.")
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@_friendly
+def distill_export(run, out, weights, fp32):
+    """Export a distillation run's student as a release checkpoint (config, kind, guidance in its metadata)."""
+    import torch
+
+    from dittomusic.distill import export_student
+
+    click.echo(f"wrote {export_student(run, out, torch.float32 if fp32 else torch.float16, weights)}")
+
+
 # --------------------------------------------------------------------------- generation
 
+def _tags(vocab, caption, collection, instruments, tempo, mode, unconditional):
+    """Caption keywords first, explicit tag options override them."""
+    from dittomusic.generate import caption_to_tags, make_tags
+
+    if unconditional:
+        return None
+    tags = caption_to_tags(caption, vocab) if caption else make_tags(vocab)
+    explicit = make_tags(vocab, collection, instruments.split(",") if instruments else None, tempo, mode)
+    tags.collection = explicit.collection or tags.collection
+    tags.instruments = explicit.instruments or tags.instruments
+    tags.tempo = explicit.tempo or tags.tempo
+    tags.mode = explicit.mode or tags.mode
+    return tags
+
+
+def _tag_options(fn):
+    for opt in reversed([
+        click.option("--caption", default=None,
+                     help='Free text mapped to tags, e.g. "a lively Irish reel on fiddle in D major".'),
+        click.option("--collection", default=None, help="Style: chorale, Irish folk tune, folk song, ... (see --list-tags)."),
+        click.option("--instruments", default=None,
+                     help="Comma-separated, e.g. violin,cello (families like strings work too)."),
+        click.option("--tempo", default=None, help="BPM (e.g. 120) or a bucket: slow, moderate, fast, very fast."),
+        click.option("--mode", default=None, help="major or minor."),
+        click.option("--unconditional", is_flag=True, help="Ignore all tags."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @cli.command()
-@click.option("--caption", default=None, help='Free text mapped to tags, e.g. "a lively Irish reel on fiddle in D major".')
-@click.option("--collection", default=None, help="Style: chorale, Irish folk tune, folk song, ... (see --list-tags).")
-@click.option("--instruments", default=None, help="Comma-separated, e.g. violin,cello (families like strings work too).")
-@click.option("--tempo", default=None, help="BPM (e.g. 120) or a bucket: slow, moderate, fast, very fast.")
-@click.option("--mode", default=None, help="major or minor.")
-@click.option("--unconditional", is_flag=True, help="Ignore all tags.")
+@_tag_options
 @click.option("--list-tags", is_flag=True, help="Print the model's tag vocabulary and exit.")
 @click.option("--seconds", type=float, default=None, help="Length [default: the model's 5.94 s clip].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -182,7 +277,7 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
     """Generate music from tags or a caption with the base diffusion model."""
     from dittomusic.audio import save_wav
     from dittomusic.data.stats import plot_mels
-    from dittomusic.generate import Pipeline, caption_to_tags, make_tags
+    from dittomusic.generate import Pipeline
 
     pipe = Pipeline(model_path, device)
     v = pipe.vocab
@@ -190,15 +285,7 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
         for k in ("collections", "instruments", "tempo_buckets", "modes"):
             click.echo(f"{k}: {', '.join(v[k])}")
         return
-    if unconditional:
-        tags = None
-    else:
-        tags = caption_to_tags(caption, v) if caption else make_tags(v)
-        explicit = make_tags(v, collection, instruments.split(",") if instruments else None, tempo, mode)
-        tags.collection = explicit.collection or tags.collection
-        tags.instruments = explicit.instruments or tags.instruments
-        tags.tempo = explicit.tempo or tags.tempo
-        tags.mode = explicit.mode or tags.mode
+    tags = _tags(v, caption, collection, instruments, tempo, mode, unconditional)
     click.echo(f"tags: {tags.describe() if tags else 'unconditional'}", err=True)
     mel, audio = pipe.generate(tags, n=batch, seconds=seconds, seed=seed, sampler=sampler, steps=steps,
                                guidance=guidance, progress=True)
@@ -212,6 +299,120 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
     for p in paths:
         click.echo(str(p))
     click.echo(str(png))
+
+
+# --------------------------------------------------------------------------- control
+
+@cli.command("control")
+@click.argument("task")
+@click.option("--method", default="ditto", show_default=True,
+              help="ditto, ditto2, freedom, naive, multidiffusion, multidiffusion50 or default (no steering).")
+@_tag_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seeds optimized together (one batched forward/backward).")
+@click.option("--seconds", type=float, default=None, help="Clip length [default: the model's 5.94 s].")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="DDIM steps.")
+@click.option("--guidance", type=float, default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--iters", type=click.IntRange(min=0), default=None,
+              help="Optimization steps K [default: 150 for melody/structure, 70 otherwise].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-3, show_default=True)
+@click.option("--tol", type=float, default=None, help="Stop once every clip's loss is at or below this.")
+@click.option("--no-checkpoint", is_flag=True, help="Keep every sampler step's activations (much more memory).")
+@click.option("--preset", default="linear-rise", show_default=True,
+              help="Intensity preset: {linear,tanh,cosine}-{rise,fall}.")
+@click.option("--low-db", type=float, default=-38.0, show_default=True, help="Intensity preset's quiet end (dB).")
+@click.option("--high-db", type=float, default=-18.0, show_default=True, help="Intensity preset's loud end (dB).")
+@click.option("--target-curve", type=click.Path(dir_okay=False), default=None, help="Intensity CSV `time_s,db`.")
+@click.option("--target-notes", default=None, help='Melody as NOTE:SECONDS, e.g. "C5:0.5 E5:0.5 G5:1 r:0.5".')
+@click.option("--target-midi", type=click.Path(dir_okay=False), default=None, help="Melody from a MIDI file's top line.")
+@click.option("--target-pattern", default="ABBA", show_default=True, help="Structure pattern, e.g. AABA.")
+@click.option("--target-audio", type=click.Path(dir_okay=False), default=None,
+              help="Take the intensity / melody / structure target from this recording.")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="Audio to outpaint / inpaint / loop (loop without it: a self-loop).")
+@click.option("--overlap", type=float, default=1.0, show_default=True, help="Outpaint/loop overlap in seconds.")
+@click.option("--gap-start", type=float, default=None, help="Inpaint gap start (s) [default: centred].")
+@click.option("--gap", type=float, default=2.0, show_default=True, help="Inpaint gap length (s).")
+@click.option("--out", default="control.wav", show_default=True, type=click.Path(dir_okay=False),
+              help="Output wav (with --batch N: OUT_0.wav ...); a target-vs-achieved PNG is written beside it.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the run report as JSON.")
+@click.option("--save-latent", type=click.Path(dir_okay=False), default=None,
+              help="Save the optimized x_T (and optimizer state) to continue later.")
+@click.option("--init-latent", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from a latent saved with --save-latent (continues its optimization).")
+@click.option("--student", default=None, type=click.Path(),
+              help="ditto2: distilled student (release file or distill run) [default: the bundled one].")
+@click.option("--decode", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True,
+              help="ditto2: decode the optimized x_T with the teacher's DDIM or the student's multistep sampler.")
+@click.option("--decode-steps", type=click.IntRange(min=1, max=20), default=4, show_default=True,
+              help="ditto2 with --decode student: student sampling steps.")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Base model safetensors [default: the bundled model].")
+@click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
+@_friendly
+def control_cmd(task, method, caption, collection, instruments, tempo, mode, unconditional, seed, batch, seconds,
+                steps, guidance, iters, lr, tol, no_checkpoint, preset, low_db, high_db, target_curve, target_notes,
+                target_midi, target_pattern, target_audio, reference, overlap, gap_start, gap, out, report,
+                save_latent, init_latent, student, decode, decode_steps, model_path, device):
+    """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
+    or several joined with '+' (e.g. intensity+melody).
+
+    \b
+    Examples:
+      dittomusic control intensity --preset tanh-rise --low-db -40 --high-db -15
+      dittomusic control melody --target-notes "E5:0.5 D5:0.5 C5:1 D5:1" --collection "folk song"
+      dittomusic control structure --target-pattern ABBA --method freedom
+      dittomusic control outpaint --reference clip.wav --overlap 2
+    """
+    from dittomusic.audio import save_wav
+    from dittomusic.control.methods import Settings, get_method, run_control
+    from dittomusic.control.optimize import OptimConfig, load_latent, save_latent as write_latent
+    from dittomusic.control.plots import plot_control
+    from dittomusic.control.tasks import TaskOptions, build_control, default_iters
+    from dittomusic.generate import Pipeline
+    from dittomusic.utils import atomic_write_text
+
+    get_method(method)
+    opts = TaskOptions(preset=preset, low_db=low_db, high_db=high_db, target_curve=target_curve,
+                       target_notes=target_notes, target_midi=target_midi, target_pattern=target_pattern,
+                       target_audio=target_audio, reference=reference, overlap_s=overlap, gap_start_s=gap_start,
+                       gap_s=gap)
+    pipe = Pipeline(model_path, device)
+    tags = _tags(pipe.vocab, caption, collection, instruments, tempo, mode, unconditional)
+    ctrl = build_control(task, pipe.frames_for(seconds), opts, pipe.mel_cfg)
+    optim = OptimConfig(iters=default_iters(task) if iters is None else iters, lr=lr, tol=tol)
+    settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,
+                        student=student, decode=decode, decode_steps=decode_steps)
+    x_T, resume = None, None
+    if init_latent:
+        if method not in ("ditto", "ditto2"):
+            raise DittoError("--init-latent continues an optimization: use it with --method ditto or ditto2")
+        x_T, resume, _ = load_latent(init_latent, pipe.device)
+        x_T = resume["x_T"]
+    click.echo(f"{task} with {method}; tags: {tags.describe() if tags else 'unconditional'}", err=True)
+    res = run_control(pipe, method, ctrl, tags, seed=seed, batch=batch, x_T=x_T, settings=settings, task=task,
+                      resume=resume)
+    out = Path(out)
+    paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")
+                                               for i in range(len(res.audio))]
+    for p, a in zip(paths, res.audio):
+        save_wav(p, a, res.sr)
+    png = plot_control(ctrl, {method: (res.clip_audio[0], res.audio[0] if "stitch_boundaries_s" in res.report else None)},
+                       res.sr, out.with_suffix(".png"), title=f"{task} — {method} (seed {seed})",
+                       boundaries=res.report.get("stitch_boundaries_s"),
+                       loss_history={method: [h[0] for h in res.report["loss_history"]]}
+                       if "loss_history" in res.report else None)
+    if save_latent and res.result.optim is not None:
+        write_latent(save_latent, res.result.optim, {"task": task, "method": method, "seed": seed})
+    if report:
+        atomic_write_text(report, json.dumps(res.report, indent=1))
+    for k, val in res.report["metrics"].items():
+        click.echo(f"  {k}: {val:.4g}", err=True)
+    click.echo(f"  wall {res.report['wall_s']:.1f} s, {res.report['model_calls']} model calls, "
+               f"{res.report['iterations']} iterations", err=True)
+    for p in paths + [png]:
+        click.echo(str(p))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -264,6 +465,71 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
     if out:
         atomic_write_text(out, json.dumps(r, indent=2))
         atomic_write_text(Path(out).with_suffix(".md"), md + "\n")
+
+
+@eval_group.command("student")
+@click.option("--student", default=None, type=click.Path(exists=True),
+              help="Student release file or distillation run folder [default: the bundled student].")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier [default: the bundled one].")
+@click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--steps", default="1,2,4,8", show_default=True, help="Student step counts, comma-separated.")
+@click.option("--teacher-steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--teacher", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The model the student was distilled from [default: bundled].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--loss-png", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The run's loss.png, for the card.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the model card (README.md), report.json and loss.png.")
+@click.option("--device", default=None)
+@_friendly
+def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, device):
+    """A student's 1/2/4/8-step samples vs the teacher's 20-step DDIM: accuracy, FAD, fidelity; its model card."""
+    from dittomusic.eval.student import evaluate_student, report_markdown, write_student_card
+
+    try:
+        ks = tuple(int(x) for x in steps.split(","))
+    except ValueError:
+        raise DittoError(f"--steps takes comma-separated step counts such as 1,2,4,8; got {steps!r}") from None
+    r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
+                         teacher_steps=teacher_steps, seed=seed, device=device)
+    click.echo(report_markdown(r))
+    click.echo(f"model card: {write_student_card(student or 'student.safetensors', r, out, loss_png)}")
+
+
+@eval_group.command("control")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Built dataset: test clips are the painting references and the FAD reference set.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for control_eval.json, README.md tables, png/ and audio/ (resumes).")
+@click.option("--tasks", default="intensity,melody,structure,outpaint,loop,inpaint", show_default=True)
+@click.option("--targets", type=click.IntRange(min=1), default=5, show_default=True, help="Targets per task.")
+@click.option("--methods", default=None,
+              help="Comma-separated [default: default,freedom,ditto; painting adds naive and MultiDiffusion].")
+@click.option("--extra-methods", default="", help="Added to every task's methods, e.g. ditto2.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--guidance", type=float, default=3.0, show_default=True)
+@click.option("--iters", type=click.IntRange(min=0), default=None, help="[default: 70; 150 for melody/structure]")
+@click.option("--no-checkpoint", is_flag=True, help="Store all sampler activations (same result, more memory).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--device", default=None)
+@_friendly
+def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guidance, iters, no_checkpoint, seed,
+                 model_path, classifier, device):
+    """Control adherence, FAD and wall time per method on fixed targets (DITTO Tables 1-3)."""
+    from dittomusic.eval.control import ControlEvalConfig, evaluate_control
+
+    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+    cfg = ControlEvalConfig(data=data, out=out, tasks=split(tasks), targets=targets,
+                            methods=split(methods) if methods else None, extra_methods=split(extra_methods),
+                            steps=steps, guidance=guidance, iters=iters, checkpoint=not no_checkpoint, seed=seed,
+                            model=model_path, classifier=classifier, device=device)
+    evaluate_control(cfg)
+    click.echo((Path(out) / "README.md").read_text())
 
 
 @eval_group.command("curve")

@@ -133,18 +133,21 @@ class Pipeline:
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n, self.model.cfg.n_mels, frames, generator=g).to(self.device)
 
-    def model_fn(self, tags: Tags | list[Tags] | None, n: int, guidance: float):
-        """tags: one Tags for the whole batch, one per row, or None (unconditional)."""
-        from dittomusic.sampling.guidance import cfg_model_fn
-
+    def cond(self, tags: Tags | list[Tags] | None, n: int) -> dict[str, torch.Tensor] | None:
+        """Batched tag tensors; None when no row has any tag (the unconditional pass).
+        tags: one Tags for the whole batch, one per row, or None."""
         rows = tags if isinstance(tags, list) else [tags] * n
         if len(rows) != n:
             raise DittoError(f"got {len(rows)} tag sets for a batch of {n}")
         if all(t is None or not (t.collection or t.instruments or t.tempo or t.mode) for t in rows):
-            return cfg_model_fn(self.model, None, guidance)  # one unconditional pass
+            return None
         per_row = [cond_tensors(t or Tags(), self.vocab, 1, self.device) for t in rows]
-        cond = {k: torch.cat([c[k] for c in per_row]) for k in per_row[0]}
-        return cfg_model_fn(self.model, cond, guidance)
+        return {k: torch.cat([c[k] for c in per_row]) for k in per_row[0]}
+
+    def model_fn(self, tags: Tags | list[Tags] | None, n: int, guidance: float):
+        from dittomusic.sampling.guidance import cfg_model_fn
+
+        return cfg_model_fn(self.model, self.cond(tags, n), guidance)
 
     def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
                guidance: float = 3.0, checkpoint: bool = False, callback=None) -> torch.Tensor:

@@ -297,3 +297,23 @@ def test_multicontrol_is_the_weighted_sum(rendered_audio):
         MultiControl([(inten, -1.0)])
     with pytest.raises(DittoError, match="at least one"):
         MultiControl([])
+
+
+def test_batched_control_scores_each_item_with_its_own_control():
+    from dittomusic.control import BatchedControl
+
+    a = get_control("intensity", target=intensity_preset("linear-rise", 64, -40, -20))
+    b = get_control("intensity", target=intensity_preset("tanh-fall", 64, -20, -40))
+    mel = (torch.rand(2, CFG.n_mels, 64, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    both = BatchedControl([a, b])
+    loss = both.loss(mel)
+    assert torch.allclose(loss, torch.cat([a.loss(mel[:1]), b.loss(mel[1:])]))
+    loss.sum().backward()
+    assert mel.grad.abs().sum() > 0
+    assert both.for_item(1) is b and a.for_item(5) is a and len(both) == 2
+    audio = tone(440, 64 * 256 / SR)
+    assert both.metrics(audio, SR, item=1) == b.metrics(audio, SR)
+    with pytest.raises(DittoError, match="BatchedControl has 2 controls, the mel batch is 3"):
+        both.loss(torch.zeros(3, CFG.n_mels, 64))
+    with pytest.raises(DittoError, match="non-empty list"):
+        BatchedControl([])

@@ -27,3 +27,27 @@ def test_sample_estimate_tracks_the_true_distance():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="N >= 2"):
         fad(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_kid_is_unbiased_at_small_n_where_fad_is_not():
+    from dittomusic.eval.fad import kid
+
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(400, 8))
+    same = [kid(rng.normal(size=(5, 8)), ref) for _ in range(300)]
+    shifted = [kid(rng.normal(size=(5, 8)) + 0.7, ref) for _ in range(300)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same))  # zero on average
+    assert np.mean(shifted) > 10 * np.std(same) / np.sqrt(len(same))
+    assert fad(rng.normal(size=(5, 8)), ref) > 5  # FAD of 5 samples is dominated by its bias
+    with pytest.raises(ValueError, match="N >= 2"):
+        kid(np.zeros((1, 3)), ref[:, :3])
+
+
+def test_kid_standardizes_by_the_reference_so_feature_scale_does_not_matter():
+    from dittomusic.eval.fad import kid
+
+    rng = np.random.default_rng(3)
+    ref, gen = rng.normal(size=(50, 6)), rng.normal(size=(8, 6)) + 0.5
+    scale = np.array([1.0, 10.0, 0.1, 5.0, 1.0, 30.0])
+    assert np.isclose(kid(gen * scale + 4, ref * scale + 4), kid(gen, ref), rtol=1e-6)
+    assert not np.isclose(kid(gen * scale, ref * scale, standardize=False), kid(gen, ref, standardize=False))

@@ -45,7 +45,9 @@ def test_gradient_matches_finite_differences(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_is_exact_and_recomputes(name):
-    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    # float64: checkpointing sums a step's input gradients in another order, which sigma-space
+    # samplers (Heun: x ~ sigma_max * x_T) amplify to ~1e-3 relative in float32
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     kw = dict(thresholding=True, sample_max_value=1.5) if name in ("ddim", "dpmpp_2m") else {}
     results = {}
     for ckpt in (False, True):
@@ -58,7 +60,7 @@ def test_checkpoint_is_exact_and_recomputes(name):
         results[ckpt] = out.detach(), x.grad, forward_calls, model.calls - forward_calls
     (o0, g0, f0, b0), (o1, g1, f1, b1) = results[False], results[True]
     assert torch.equal(o0, o1)
-    assert torch.allclose(g0, g1, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(g0, g1, rtol=1e-9, atol=1e-12)
     n = model_calls(name, STEPS)
     assert f0 == f1 == n
     assert b0 == 0 and b1 == n  # every model call re-run once during backward: activations were not kept

@@ -25,6 +25,7 @@ from .features import (
     spectral_flux_seam_ratio,
 )
 from .losses import (
+    BatchedControl,
     Control,
     IntensityControl,
     MelodyControl,
@@ -59,7 +60,7 @@ __all__ = [
     "PITCH_CLASSES", "chroma_energy", "chroma_from_audio", "chroma_weights", "frame_energy_db", "intensity_curve",
     "intensity_curve_from_audio", "log_chroma", "mfcc", "pitch_classes_from_audio", "savgol_smooth",
     "self_similarity", "self_similarity_from_audio", "sg_window", "spectral_flux", "spectral_flux_seam_ratio",
-    "Control", "IntensityControl", "MelodyControl", "MultiControl", "PaintControl", "StructureControl",
+    "BatchedControl", "Control", "IntensityControl", "MelodyControl", "MultiControl", "PaintControl", "StructureControl",
     "available_controls", "get_control", "register_control",
     "INTENSITY_PRESETS", "PaintMasks", "Stitched", "inpaint_masks", "intensity_from_audio", "intensity_from_csv",
     "intensity_preset", "loop_masks", "melody_from_audio", "melody_from_midi", "melody_from_string",

@@ -136,6 +136,10 @@ class Control:
     def __call__(self, mel: Tensor) -> Tensor:
         return self.loss(mel)
 
+    def for_item(self, item: int) -> "Control":
+        """The control scoring batch item `item` (itself, unless one control per item)."""
+        return self
+
     def __repr__(self) -> str:
         shape = None if self.target is None else tuple(self.target.shape)
         return f"{type(self).__name__}(target={shape})"
@@ -379,3 +383,39 @@ class MultiControl(Control):
 
     def __repr__(self) -> str:
         return "MultiControl(" + ", ".join(f"{n}*{w:g}" for n, (_, w) in zip(self.names, self.items)) + ")"
+
+
+class BatchedControl(Control):
+    """One control per batch item (different targets, or painting references, per item), so a
+    batch of different tasks' targets is optimized in one batched sampler pass."""
+
+    def __init__(self, controls: Iterable[Control]):
+        self.controls = list(controls)
+        if not self.controls or not all(isinstance(c, Control) for c in self.controls):
+            raise DittoError("BatchedControl needs a non-empty list of controls")
+        super().__init__(self.controls[0].cfg)
+        self.name = self.controls[0].name
+        self.metric_name = self.controls[0].metric_name
+        self.higher_is_better = self.controls[0].higher_is_better
+
+    def __len__(self) -> int:
+        return len(self.controls)
+
+    def for_item(self, item: int) -> Control:
+        return self.controls[item]
+
+    def loss(self, mel: Tensor) -> Tensor:
+        mel = self._check_mel(mel)
+        if mel.shape[0] != len(self.controls):
+            raise DittoError(f"BatchedControl has {len(self.controls)} controls, the mel batch is {mel.shape[0]}")
+        return torch.cat([c.loss(mel[b:b + 1]) for b, c in enumerate(self.controls)])
+
+    def feature(self, mel: Tensor):
+        mel = self._check_mel(mel)
+        return [c.feature(mel[b:b + 1]) for b, c in enumerate(self.controls)]
+
+    def metric(self, audio, sr: int, item: int = 0):
+        return self.controls[item].metric(audio, sr, 0)
+
+    def metrics(self, audio, sr: int, item: int = 0) -> dict[str, float]:
+        return self.controls[item].metrics(audio, sr, 0)

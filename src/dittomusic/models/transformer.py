@@ -20,6 +20,10 @@ Tags: collection (one of N), instruments (multi-hot), tempo bucket, mode. Each t
 a learned "null" embedding. Training drops each tag (and sometimes all of them) so the
 same network serves conditional, partially conditional and unconditional generation,
 which classifier-free guidance needs.
+
+Consistency-trajectory students (dittomusic.distill) set ModelConfig.target_time: an
+embedding of the jump's target time s is added to the conditioning vector. Its output
+layer starts at zero, so such a student initialised from a teacher is that teacher.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class ModelConfig:
     sigma_data: float = 0.3  # RMS of the training mels in [-1, 1] (EDM's sigma_data)
     denoise_head: int = 1024  # hidden size of the per-token denoising MLP (0: none)
     vocab: dict = field(default_factory=dict)
+    # consistency-trajectory students: also embed the jump's target time s (older configs lack the key)
+    target_time: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +146,12 @@ class MelDiT(nn.Module):
         for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        if cfg.target_time:
+            # created last so the other modules draw the same init as without it; zero output, so
+            # a student initialised from a teacher starts out as exactly that teacher
+            self.s_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+            nn.init.zeros_(self.s_mlp[-1].weight)
+            nn.init.zeros_(self.s_mlp[-1].bias)
         from dittomusic.sampling.schedule import NoiseSchedule
 
         self.register_buffer("sigmas", NoiseSchedule.cosine().sigmas.float(), persistent=False)
@@ -193,7 +205,8 @@ class MelDiT(nn.Module):
 
     # -- forward ---------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: dict | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+                drop: torch.Tensor | None = None, s: torch.Tensor | None = None) -> torch.Tensor:
+        """s: target time of a consistency-trajectory jump (needs cfg.target_time); None = -1, the clean end."""
         cfg = self.cfg
         b, m, f = x.shape
         p = cfg.patch_frames
@@ -205,20 +218,30 @@ class MelDiT(nn.Module):
         root = (sigma**2 + sd**2).sqrt()
         y = x * (1 + sigma**2).sqrt()  # x_t / sqrt(a): x0 + sigma * eps
         c_in, c_skip, c_out = 1 / root, sd**2 / root**2, sigma * sd / root
-        f_out = self._net(c_in * y, t, cond, drop)
+        f_out = self._net(c_in * y, t, cond, drop, self._target_time(s, b, x.device))
         x0 = c_skip * y + c_out * f_out
         a = 1 / (1 + sigma**2)
         if cfg.prediction == "v_prediction":  # v = (sqrt(a) x_t - x0) / sqrt(1 - a)
             return (a.sqrt() * x - x0) / (1 - a).sqrt()
         return (x - a.sqrt() * x0) / (1 - a).sqrt()  # epsilon
 
-    def _net(self, x: torch.Tensor, t: torch.Tensor, cond, drop) -> torch.Tensor:
+    def _target_time(self, s, b: int, device) -> torch.Tensor | None:
+        if not self.cfg.target_time:
+            if s is not None:
+                raise ValueError("this model has no target-time embedding (ModelConfig.target_time is False)")
+            return None
+        s = torch.as_tensor(-1.0 if s is None else s, device=device).float()
+        return s.expand(b) if s.dim() == 0 or s.numel() == 1 else s
+
+    def _net(self, x: torch.Tensor, t: torch.Tensor, cond, drop, s: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         b, m, f = x.shape
         p = cfg.patch_frames
         tokens = x.transpose(1, 2).reshape(b, f // p, p * m)
         h = self.patch_in(tokens)
         c = self.t_mlp(timestep_embedding(t, cfg.width).to(x.dtype)) + self.embed_cond(cond, drop, b, x.device).to(x.dtype)
+        if s is not None:
+            c = c + self.s_mlp(timestep_embedding(s, cfg.width).to(x.dtype))
         rope = _rope(f // p, cfg.width // cfg.heads, x.device)
         for blk in self.blocks:
             h = blk(h, c, rope)

@@ -16,31 +16,28 @@ computes the same update as a 1-process run with the same global batch.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from dittomusic.checkpoint import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
+from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.dataset import MelDataset
 from dittomusic.errors import DittoError
 from dittomusic.models.transformer import MelDiT, ModelConfig
 from dittomusic.sampling.schedule import NoiseSchedule
-from dittomusic.train.common import Dist, barrier, ema_update, init_distributed, lr_at, plot_loss_curve
-from dittomusic.utils import atomic_write_text, stable_hash
+from dittomusic.train.common import (Dist, LoopConfig, adamw, ddp, ema_update, init_distributed, last_value, lr_at,
+                                     optimizer_step, resume, run_steps, set_lr, state_tensors, write_checkpoint)
+from dittomusic.utils import stable_hash
 
 CKPT = "checkpoint.safetensors"
 log = logging.getLogger("dittomusic.train")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LoopConfig):
     data: str
     out: str
     steps: int = 12000  # length of the LR schedule; --max-minutes may stop earlier
@@ -52,13 +49,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     tag_drop: float = 0.1  # each tag dropped independently
     all_drop: float = 0.1  # all tags dropped: the unconditional model CFG needs
-    seed: int = 0
-    log_every: int = 10
-    ckpt_minutes: float = 5.0
-    val_every: int = 500
-    val_clips: int = 64
-    max_minutes: float | None = None
-    device: str | None = None
     model: dict = field(default_factory=dict)  # ModelConfig overrides (width, depth, ...)
 
     # changing these would make a resumed run a different run
@@ -122,15 +112,18 @@ def _to(d: dict, device) -> dict:
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in d.items()}
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
+def open_run(cfg) -> tuple[Dist, Path, MelDataset]:
+    """Processes, run folder and training split for a config with data, out, batch_size, seed, device."""
     d = init_distributed(cfg.device)
     if cfg.batch_size % d.world:
         raise DittoError(f"--batch-size {cfg.batch_size} must be divisible by the {d.world} processes")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = MelDataset(cfg.data, "train", seed=cfg.seed)
+    return d, out, MelDataset(cfg.data, "train", seed=cfg.seed)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    d, out, ds = open_run(cfg)
     try:
         val = MelDataset(cfg.data, "val", random_crop=False)
     except DittoError:
@@ -142,33 +135,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = MelDiT(mcfg).to(d.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embedding" in n.lower() else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
-
-    step, history, cpu_s, wall_s = 0, [], 0.0, 0.0
-    ck = out / CKPT
-    if ck.exists():
-        tensors, meta = load_tensors(ck, d.device)
-        old = meta["train_config"]
-        mine = asdict(cfg)
-        diff = [k for k in TrainConfig.FIXED if old.get(k) != mine.get(k)]
-        if diff:
-            raise DittoError(f"{out} holds a run with different settings ({', '.join(diff)}); "
-                             f"use a new --out or the same settings to resume")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        load_optimizer_tensors(opt, tensors)
-        step, history = meta["step"], meta["history"]
-        cpu_s, wall_s = meta["cpu_seconds"], meta["wall_seconds"]
-    net = model
-    if d.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    modules = {"model": model, "ema": ema}
+    counters, _ = resume(out / CKPT, cfg, TrainConfig.FIXED, modules, opt, d.device)
+    net = ddp(model, d)
 
     batches = _Batches(ds, cfg.seed)
-    per = cfg.batch_size // d.world
     shape = (mcfg.n_mels, mcfg.clip_frames)
     val_batch = None
     if d.main and val is not None:
@@ -177,14 +149,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val_batch = (_to(vb, d.device), _to(vd, d.device))
 
     def checkpoint(cpu_seconds: float, wall_seconds: float):
-        tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
-                   **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **optimizer_tensors(opt)}
-        meta = {"step": step, "history": history, "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds,
-                "world": d.world,
+        meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
                 "train_config": asdict(cfg), "model_config": mcfg.to_dict(), "schedule": "cosine"}
-        save_tensors(ck, tensors, meta)
-        atomic_write_text(out / "history.json", json.dumps(history))
-        plot_loss_curve(history, out / "loss.png", f"MelDiT {mcfg.width}x{mcfg.depth}, batch {cfg.batch_size}")
+        write_checkpoint(out / CKPT, state_tensors(modules, opt), meta,
+                         f"MelDiT {mcfg.width}x{mcfg.depth}, batch {cfg.batch_size}")
 
     @torch.no_grad()
     def val_loss() -> float:
@@ -192,84 +160,44 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         return float(diffusion_loss(ema, vb["mel"], vd["t"], vd["noise"], cond_from_batch(vb), None, sched,
                                     mcfg.prediction))
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and d.main), desc="train", dynamic_ncols=True)
-    t_start, c_start = time.time(), time.process_time()
-    last_ck = time.time()
-    run_loss, run_n = 0.0, 0
-    model.train()
-    while step < cfg.steps:
-        g0 = step * cfg.batch_size + d.rank * per
-        b = _to(batches.get(range(g0, g0 + per)), d.device)
-        dr = _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps)
-        sl = slice(d.rank * per, (d.rank + 1) * per)
-        dr = {k: v[sl].to(d.device) for k, v in dr.items()}
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+    def step_fn(step: int):
+        b, dr = rank_slice(batches, _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps), step,
+                           cfg.batch_size, d)
+        lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
         loss = diffusion_loss(net, b["mel"], dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
                               dr["drop_all"], sched, mcfg.prediction)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
-        step += 1
-        lv = loss.detach()
-        if d.world > 1:
-            dist.all_reduce(lv)
-            lv /= d.world
-        run_loss += float(lv)
-        run_n += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            history.append({"step": step, "loss": run_loss / run_n, "lr": opt.param_groups[0]["lr"],
-                            "grad_norm": float(gnorm)})
-            bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
-            run_loss, run_n = 0.0, 0
-        if val_batch is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            history.append({"step": step, "val_loss": val_loss()})
-        # all ranks must agree on when to checkpoint or stop
-        now = time.time()
-        elapsed_total = wall_s + (now - t_start)
-        flags = torch.tensor([float(now - last_ck >= cfg.ckpt_minutes * 60),
-                              float(cfg.max_minutes is not None and (now - t_start) >= cfg.max_minutes * 60)])
-        if d.world > 1:
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        if flags.any() or step == cfg.steps:
-            c = torch.tensor([time.process_time() - c_start])
-            if d.world > 1:
-                dist.all_reduce(c)
-            if d.main:
-                checkpoint(cpu_s + float(c), elapsed_total)
-            last_ck = now
-            if flags[1] > 0:
-                break
-    bar.close()
-    c = torch.tensor([time.process_time() - c_start])
-    if d.world > 1:
-        dist.all_reduce(c)
-    cpu_s += float(c)
-    wall_s += time.time() - t_start
-    if d.main:
-        checkpoint(cpu_s, wall_s)
-    barrier(d)
-    return {"step": step, "cpu_hours": cpu_s / 3600, "wall_hours": wall_s / 3600,
-            "last_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
-            "last_val_loss": next((h["val_loss"] for h in reversed(history) if "val_loss" in h), None)}
+        return loss, gnorm, lr
+
+    model.train()
+    run_steps(d, cfg, counters, step_fn, checkpoint, val_loss if val_batch is not None else None,
+              progress=progress)
+    return counters.summary()
+
+
+def rank_slice(batches: _Batches, draws: dict, step: int, batch_size: int, d: Dist) -> tuple[dict, dict]:
+    """This rank's share of step `step`'s global batch and of the draws made for the whole of it."""
+    per = batch_size // d.world
+    g0 = step * batch_size + d.rank * per
+    b = _to(batches.get(range(g0, g0 + per)), d.device)
+    sl = slice(d.rank * per, (d.rank + 1) * per)
+    return b, {k: v[sl].to(d.device) for k, v in draws.items()}
+
+
+def release_train_info(meta: dict) -> dict:
+    """The "train" block of a release checkpoint, from a run checkpoint's metadata."""
+    hist = meta["history"]
+    return {"steps": meta["step"], "cpu_hours": round(meta["cpu_seconds"] / 3600, 3),
+            "wall_hours": round(meta["wall_seconds"] / 3600, 3), "processes": meta["world"],
+            "batch_size": meta["train_config"]["batch_size"], "final_loss": last_value(hist, "loss"),
+            "final_val_loss": last_value(hist, "val_loss"), "final_val_step": last_value(hist, "val_loss", "step")}
 
 
 def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
     """EMA weights of a run -> a release checkpoint (fp16 by default) that carries its config."""
     tensors, meta = load_tensors(Path(run) / CKPT)
     ema = {k[4:]: v.to(dtype) for k, v in tensors.items() if k.startswith("ema.")}
-    hist = meta["history"]
-    release = {
-        "kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
-        "train": {"steps": meta["step"], "cpu_hours": round(meta["cpu_seconds"] / 3600, 3),
-                  "wall_hours": round(meta["wall_seconds"] / 3600, 3), "processes": meta["world"],
-                  "batch_size": meta["train_config"]["batch_size"],
-                  "final_loss": next((h["loss"] for h in reversed(hist) if "loss" in h), None),
-                  "final_val_loss": next((h["val_loss"] for h in reversed(hist) if "val_loss" in h), None),
-                  "final_val_step": next((h["step"] for h in reversed(hist) if "val_loss" in h), None)},
-        "train_config": meta["train_config"],
-    }
+    release = {"kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
+               "train": release_train_info(meta), "train_config": meta["train_config"]}
     return save_tensors(out, ema, release)

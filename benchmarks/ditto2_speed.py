@@ -1,0 +1,81 @@
+"""DITTO vs DITTO-2 on the same targets and seeds, side by side in one run.
+
+For each task (intensity, melody, structure) both methods steer the same x_T toward the same
+targets; reported per task and method: wall seconds per clip, model calls, the control metric on
+the vocoded waveform, and KID/FAD (tag-classifier yardstick) of the clips against real test clips
+when --data is given. Targets (issue #5): DITTO-2 >= 20x faster with a metric at least as good,
+one intensity clip <= 6 s wall.
+
+    python benchmarks/ditto2_speed.py --student runs/student_cd.safetensors [--data data/full] [--targets 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from dittomusic.control import BatchedControl
+    from dittomusic.control.methods import Settings, run_control
+    from dittomusic.control.optimize import OptimConfig
+    from dittomusic.control.tasks import default_iters
+    from dittomusic.eval.control import METRIC, build_targets
+    from dittomusic.generate import Pipeline, make_tags
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--student", default=None, help="[default: the bundled student]")
+    ap.add_argument("--tasks", default="intensity,melody,structure")
+    ap.add_argument("--targets", type=int, default=2)
+    ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
+    ap.add_argument("--decode", default="teacher")
+    ap.add_argument("--decode-steps", type=int, default=4)
+    ap.add_argument("--data", default=None, help="dataset for KID/FAD against real test clips")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    pipe = Pipeline()
+    real = clf = None
+    if a.data:
+        from dittomusic.data.dataset import MelDataset
+        from dittomusic.eval.classifier import load_classifier, predict
+        from dittomusic.models.loading import bundled_path
+
+        clf, _ = load_classifier(bundled_path("classifier"), pipe.device)
+        test = MelDataset(a.data, "test", random_crop=False)
+        real = predict(clf, torch.stack([test[i]["mel"] for i in range(len(test))]))["embedding"].numpy()
+    tags = [make_tags(pipe.vocab, collection=c) for c in pipe.vocab["collections"]]
+    out = {"settings": vars(a), "tasks": {}}
+    for task in a.tasks.split(","):
+        ctrls, names = build_targets(task, a.targets, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
+        control = BatchedControl(ctrls)
+        rows = {}
+        for method in ("ditto", "ditto2"):
+            k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
+            s = Settings(optim=OptimConfig(iters=k), student=a.student, decode=a.decode, decode_steps=a.decode_steps,
+                         progress=True)
+            o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
+                            settings=s, task=task)
+            r = {"wall_per_clip_s": o.report["method_wall_s"] / len(ctrls), "model_calls": o.report["model_calls"],
+                 "iterations": o.report["iterations"], METRIC[task]: o.report["metrics"][METRIC[task]],
+                 "per_target": [it[METRIC[task]] for it in o.report["items"]]}
+            if real is not None:
+                from dittomusic.eval.classifier import predict
+                from dittomusic.eval.fad import fad, kid
+
+                e = predict(clf, o.mel)["embedding"].numpy()
+                r.update(kid=kid(e, real), fad=fad(e, real))
+            rows[method] = r
+        rows["speedup"] = rows["ditto"]["wall_per_clip_s"] / rows["ditto2"]["wall_per_clip_s"]
+        better = np.greater_equal if task == "melody" else np.less_equal
+        rows["ditto2_metric_as_good"] = bool(better(rows["ditto2"][METRIC[task]], rows["ditto"][METRIC[task]]))
+        out["tasks"][task] = rows
+        print(json.dumps({task: rows}), flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Control methods behind one interface, and the end-to-end run (x_T -> mel -> audio -> metrics).
+
+    out = run_control(pipe, "ditto", control, tags, seed=0, batch=1)
+    out.audio, out.report        # report: task, method, wall time, model calls, losses, metrics
+
+A method is method(pipe, control, tags, x_T, settings) -> MethodResult, registered by name.
+DITTO-2 registers itself from dittomusic.control.ditto2.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dittomusic.errors import DittoError
+
+from .baselines import FREEDOM_SCALE, _paint, guided_ddim, mask_hook
+from .features import spectral_flux_seam_ratio
+from .losses import BatchedControl, Control, MultiControl, PaintControl
+from .optimize import OptimConfig, OptimResult, optimize_latent
+from .targets import stitch
+
+
+@dataclass
+class Settings:
+    """Sampling and optimization settings shared by every method (DITTO sec. 5.1 defaults)."""
+
+    steps: int = 20
+    guidance: float = 3.0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint: bool = True  # per-step gradient checkpointing for DITTO
+    freedom_scale: float = FREEDOM_SCALE
+    # DITTO-2: the distilled student (None = bundled) and how the optimized x_T is decoded
+    student: str | None = None
+    decode: str = "teacher"
+    decode_steps: int = 4
+    progress: bool = False
+    callback: Callable | None = None
+
+
+@dataclass
+class MethodResult:
+    x_T: Tensor
+    mel: Tensor  # [B, n_mels, F], detached
+    model_calls: int  # network evaluations (a CFG pair, run as one batched pass, counts once)
+    optim: OptimResult | None = None
+    info: dict = field(default_factory=dict)
+
+
+_METHODS: dict[str, Callable[..., MethodResult]] = {}
+
+
+def register_method(name: str):
+    def deco(fn):
+        _METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Callable[..., MethodResult]:
+    if name not in _METHODS:
+        raise DittoError(f"unknown method {name!r}; choose from: {', '.join(available_methods())}")
+    return _METHODS[name]
+
+
+def _sampler_args(pipe, s: Settings):
+    return dict(prediction=pipe.model.cfg.prediction, thresholding=True)
+
+
+@register_method("default")
+def default_sampling(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> MethodResult:
+    """The unsteered model: DDIM from x_T (the 'Default TTM' row of DITTO's Table 3)."""
+    with torch.no_grad():
+        mel = pipe.sample(x_T, tags, steps=s.steps, guidance=s.guidance)
+    return MethodResult(x_T, mel, s.steps)
+
+
+@register_method("ditto")
+def ditto(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
+    """Optimize x_T through the whole checkpointed DDIM sampler (Alg. 1)."""
+
+    def render(x):
+        return pipe.sample(x, tags, steps=s.steps, guidance=s.guidance, checkpoint=s.checkpoint)
+
+    r = optimize_latent(render, control.loss, x_T, s.optim, resume=resume, progress=s.progress,
+                        callback=s.callback, desc=f"ditto {control.name}")
+    # backprop through a checkpointed step reruns its forward: 2 calls per step per gradient
+    per_grad = s.steps * (2 if s.checkpoint else 1)
+    calls = r.grad_evaluations * per_grad + (r.evaluations - r.grad_evaluations) * s.steps
+    return MethodResult(r.x_T, r.x0, calls, optim=r)
+
+
+@register_method("freedom")
+def freedom(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> MethodResult:
+    """FreeDoM: a gradient step on x_t at every DDIM step, through the one-step x0 estimate."""
+    mel = guided_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), x_T, pipe.schedule, s.steps,
+                      guide=control.loss, guide_scale=s.freedom_scale, **_sampler_args(pipe, s)).clamp(-1, 1)
+    return MethodResult(x_T, mel.detach(), s.steps, info={"freedom_scale": s.freedom_scale})
+
+
+def _masking(pipe, control, tags, x_T, s: Settings, mix: float, until: float) -> MethodResult:
+    hook = mask_hook(control, pipe.schedule, x_T, s.steps, mix=mix, until=until)
+    with torch.no_grad():
+        mel = guided_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), x_T, pipe.schedule, s.steps,
+                          post=hook, **_sampler_args(pipe, s)).clamp(-1, 1)
+    return MethodResult(x_T, mel, s.steps)
+
+
+@register_method("naive")
+def naive_masking(pipe, control, tags, x_T, s: Settings) -> MethodResult:
+    return _masking(pipe, control, tags, x_T, s, mix=1.0, until=1.0)
+
+
+@register_method("multidiffusion")
+def multidiffusion(pipe, control, tags, x_T, s: Settings) -> MethodResult:
+    return _masking(pipe, control, tags, x_T, s, mix=0.5, until=1.0)
+
+
+@register_method("multidiffusion50")
+def multidiffusion50(pipe, control, tags, x_T, s: Settings) -> MethodResult:
+    return _masking(pipe, control, tags, x_T, s, mix=0.5, until=0.5)
+
+
+# ------------------------------------------------------------------ end-to-end run
+
+@dataclass
+class ControlOutput:
+    method: str
+    x_T: Tensor
+    mel: Tensor  # the generated clips [B, n_mels, F]
+    clip_audio: np.ndarray  # [B, samples]: each generated clip, vocoded
+    audio: list[np.ndarray]  # per item: the clip, or for painting tasks the stitched result
+    sr: int
+    report: dict
+    result: MethodResult
+
+
+def _paint_of(control: Control) -> PaintControl | None:
+    try:
+        return _paint(control)
+    except DittoError:
+        return None
+
+
+def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, batch: int = 1,
+                x_T: Tensor | None = None, settings: Settings | None = None, task: str | None = None,
+                resume: dict | None = None) -> ControlOutput:
+    """Run one method end to end. Metrics are measured on the vocoded waveform of each clip;
+    painting tasks are also stitched with their reference and scored for seams."""
+    s = settings or Settings()
+    fn = get_method(method)
+    if isinstance(control, BatchedControl):
+        batch = len(control)
+    if x_T is None:
+        x_T = pipe.noise(batch, _frames_of(control, pipe), seed)
+    if isinstance(control, BatchedControl) and x_T.shape[0] != len(control):
+        raise DittoError(f"{len(control)} controls for a batch of {x_T.shape[0]} latents")
+    t0 = time.perf_counter()
+    res = fn(pipe, control, tags, x_T, s, resume=resume) if resume is not None else fn(pipe, control, tags, x_T, s)
+    t_method = time.perf_counter() - t0
+    with torch.no_grad():
+        final_loss = control.loss(res.mel).float().cpu().tolist()
+        clip_audio = pipe.vocoder(res.mel).cpu().numpy()
+    wall = time.perf_counter() - t0
+    sr = pipe.mel_cfg.sample_rate
+    items, audio, boundaries = [], [], []
+    for b in range(res.mel.shape[0]):
+        c = control.for_item(b)
+        idx = b if c is control else 0
+        it = {"seed": seed, "item": b, "final_loss": final_loss[b], **c.metrics(clip_audio[b], sr, item=idx)}
+        paint = _paint_of(c)
+        if paint is None:
+            audio.append(clip_audio[b])
+        else:
+            st = stitch(paint.masks, res.mel[b:b + 1], vocoder=pipe.vocoder)
+            audio.append(st.audio.reshape(-1))
+            it["seam_ratio"] = spectral_flux_seam_ratio(audio[-1], sr, st.boundaries_s)
+            boundaries.append(st.boundaries_s)
+        items.append(it)
+    report = {
+        "task": task or control.name,
+        "method": method,
+        "seed": seed,
+        "batch": int(res.mel.shape[0]),
+        "steps": s.steps,
+        "guidance": s.guidance,
+        "wall_s": wall,
+        "method_wall_s": t_method,
+        "model_calls": res.model_calls,
+        "final_loss": final_loss,
+        "items": items,
+        "metrics": _mean_metrics(items),
+        **res.info,
+    }
+    if res.optim is not None:
+        o = res.optim
+        report.update(iterations=o.iters, lr=s.optim.lr, max_iters=s.optim.iters, initial_loss=o.initial_loss,
+                      best_loss=o.best_loss, best_iter=o.best_iter, stopped=o.stopped, warnings=o.warnings,
+                      loss_history=o.history)
+    else:
+        report.update(iterations=0, initial_loss=final_loss)
+    if boundaries:
+        report["stitch_boundaries_s"] = boundaries[0] if len(boundaries) == 1 else boundaries
+    return ControlOutput(method, res.x_T, res.mel, clip_audio, audio, sr, report, res)
+
+
+def _frames_of(control: Control, pipe) -> int:
+    control = control.for_item(0)
+    for c in (control.items if isinstance(control, MultiControl) else [(control, 1)]):
+        c = c[0]
+        if isinstance(c, PaintControl):
+            return c.masks.frames
+        if c.target is not None:
+            return int(c.target.shape[-1])
+    return pipe.model.cfg.clip_frames
+
+
+def _mean_metrics(items: list[dict]) -> dict:
+    keys = [k for k in items[0] if k not in ("seed", "item")]
+    return {k: float(np.mean([it[k] for it in items])) for k in keys}
+
+
+from . import ditto2 as _ditto2  # noqa: E402,F401  (registers "ditto2")

@@ -1,0 +1,79 @@
+"""Students: made from a teacher, loaded from a run or release checkpoint, exported as releases."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from dittomusic.checkpoint import load_tensors, save_tensors
+from dittomusic.errors import DittoError
+from dittomusic.models.loading import load_model
+from dittomusic.models.transformer import MelDiT, ModelConfig
+
+KINDS = ("cd", "ctd")
+WEIGHTS = ("ema", "target", "model")  # prefixes of a distillation checkpoint's weights
+STUDENT_ASSET = "student.safetensors"  # a bundled student, once one has been trained
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise DittoError(f"unknown distillation kind {kind!r}; choose cd (consistency) or ctd (consistency trajectory)")
+    return kind
+
+
+def student_from_teacher(teacher: MelDiT, kind: str) -> MelDiT:
+    """A student with the teacher's weights; a CTD student adds the zero-initialised target-time embedding."""
+    check_kind(kind)
+    if teacher.cfg.target_time:
+        raise DittoError("the teacher is itself a consistency-trajectory student; distill from a base model")
+    cfg = ModelConfig.from_dict({**teacher.cfg.to_dict(), "target_time": kind == "ctd"})
+    student = MelDiT(cfg).to(next(teacher.parameters()).device)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("s_mlp.") for k in missing), (missing, unexpected)
+    return student.requires_grad_(True)
+
+
+def distill_info(meta: dict) -> dict:
+    """kind, guidance, grid ... of a student, from a release's or a training checkpoint's metadata."""
+    info = meta.get("distill")
+    if not info:
+        raise DittoError(f"not a distilled student (kind {meta.get('kind', 'unknown')!r}); "
+                         f"train one with `dittomusic distill`")
+    return info
+
+
+def load_student(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[MelDiT, dict]:
+    """A student in eval mode and its metadata, with meta["kind"] ("cd"/"ctd"), meta["guidance"], meta["grid"].
+
+    path: a release from `dittomusic distill export`, or a run's checkpoint (its EMA weights).
+    None: the bundled student.
+    """
+    if path is None:
+        path = Path(str(resources.files("dittomusic") / "assets" / STUDENT_ASSET))
+        if not path.exists():
+            raise DittoError("no distilled student is bundled yet; train one with `dittomusic distill` "
+                             "and pass its checkpoint")
+    if Path(path).is_dir():
+        path = Path(path) / "checkpoint.safetensors"
+    model, meta = load_model(path, device)
+    info = distill_info(meta)
+    return model, {**meta, "kind": info["kind"], "guidance": info["guidance"], "grid": info["grid"]}
+
+
+def export_student(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
+                   weights: str = "ema") -> Path:
+    """A run's EMA (or target / online) student -> a release checkpoint carrying config, kind and guidance."""
+    from dittomusic.train.base import release_train_info
+
+    if weights not in WEIGHTS:
+        raise DittoError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    tensors, meta = load_tensors(Path(run) / "checkpoint.safetensors")
+    info = distill_info(meta)
+    n = len(weights) + 1
+    state = {k[n:]: v.to(dtype) for k, v in tensors.items() if k.startswith(weights + ".")}
+    release = {"kind": info["kind"], "guidance": info["guidance"], "grid": info["grid"],
+               "distill": {**info, "weights": weights}, "model_config": meta["model_config"],
+               "schedule": meta["schedule"], "train": release_train_info(meta), "train_config": meta["train_config"]}
+    return save_tensors(out, state, release)

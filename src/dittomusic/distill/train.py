@@ -1,0 +1,187 @@
+"""`dittomusic distill`: consistency (CD) or consistency-trajectory (CTD) distillation of a MelDiT.
+
+The student starts as the teacher; theta^- (the loss target) is an EMA of it with decay
+`target_decay`, and a slower EMA (`ema_decay`) is what gets exported. The teacher's ODE solver
+is DDIM (eta 0) with classifier-free guidance at a fixed scale on the grid time_grid(grid_steps),
+so the student needs one forward pass per jump and no CFG doubling; tag dropout (as in base
+training) keeps the student usable with partial or no tags.
+
+Grid: 20 DDIM trailing steps by default, the base model's default sampler. CD's fixed point is
+then exactly the teacher's 20-step guided DDIM sample, which is known to sound right here, and a
+coarser grid needs fewer bootstrap rounds for the boundary anchor to reach t = 999 than Song et
+al.'s N = 40 (a step costs the same either way; `--grid-steps 40` is there to try).
+
+Validation ("val_loss" in history.json): MSE between the EMA student's one-jump sample and the
+teacher's guided DDIM sample over the whole grid, from fixed noise and tags: the distillation
+error that DITTO-2's one-step surrogate inherits. meta["val_init"] is the same for the
+untrained student, i.e. the teacher's own unguided one-step x0.
+
+Exact resume and multi-process training work as in train/base.py, whose machinery this reuses.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from dittomusic.data.dataset import MelDataset
+from dittomusic.distill.consistency import (consistency_fn, cd_loss, ctd_loss, ctd_sample, consistency_sample,
+                                            teacher_step, time_grid)
+from dittomusic.distill.student import check_kind, student_from_teacher
+from dittomusic.errors import DittoError
+from dittomusic.models.loading import bundled_path, load_model
+from dittomusic.train.base import CKPT, _Batches, _to, cond_from_batch, open_run, rank_slice
+from dittomusic.train.common import (LoopConfig, adamw, ddp, ema_update, lr_at, optimizer_step, resume, run_steps,
+                                     set_lr, state_tensors, write_checkpoint)
+from dittomusic.utils import stable_hash
+
+
+@dataclass
+class DistillConfig(LoopConfig):
+    kind: str  # "cd" or "ctd"
+    data: str
+    out: str
+    teacher: str | None = None  # model checkpoint; None = the bundled base model
+    steps: int = 2000  # length of the LR schedule; --max-minutes may stop earlier
+    batch_size: int = 32  # global, split across processes
+    lr: float = 1e-4  # fine-tuning a trained model: a third of the base run's 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.0  # decay would pull the student off the teacher it starts as
+    grad_clip: float = 1.0
+    target_decay: float = 0.95  # theta^- (Song et al.'s CD value, after ema_update's warm-up); 0: theta^- = theta
+    ema_decay: float = 0.999  # the exported weights
+    guidance: float = 3.0  # teacher CFG scale baked into the student (generation's default)
+    grid_steps: int = 20
+    teacher_steps: int = 4  # CTD: at most this many teacher steps from t to u (drawn per step)
+    teacher_clip: bool = True  # clip the teacher's x0 to [-1, 1] as the generation pipeline does
+    tag_drop: float = 0.1
+    all_drop: float = 0.1
+    val_every: int = field(default=250, kw_only=True)
+    val_clips: int = field(default=16, kw_only=True)
+
+    # changing these would make a resumed run a different run
+    FIXED = ("kind", "data", "teacher", "steps", "batch_size", "lr", "warmup", "weight_decay", "grad_clip",
+             "target_decay", "ema_decay", "guidance", "grid_steps", "teacher_steps", "teacher_clip", "tag_drop",
+             "all_drop", "seed")
+
+    def __post_init__(self):
+        check_kind(self.kind)
+        if not 1 <= self.grid_steps <= 1000:
+            raise DittoError(f"--grid-steps {self.grid_steps} is out of range; give 1-1000")
+        if self.teacher_steps < 1:
+            raise DittoError("--teacher-steps must be at least 1")
+
+
+def _draws(cfg: DistillConfig, step: int, batch: int, shape: tuple[int, int], n_grid: int) -> tuple[int, dict]:
+    """(k, per-row draws): k teacher steps (1 for CD) from grid index i_t; CTD's target index i_s >= i_t + k."""
+    g = torch.Generator().manual_seed(stable_hash(cfg.seed, "distill", step) % 2**63)
+    n = n_grid - 1  # intervals
+    k = 1 if cfg.kind == "cd" else int(torch.randint(1, min(cfg.teacher_steps, n) + 1, (1,), generator=g))
+    i_t = torch.randint(0, n - k + 1, (batch,), generator=g)
+    i_u = i_t + k
+    i_s = i_u + (torch.rand((batch,), generator=g) * (n - i_u + 1)).long().clamp(max=n - i_u)
+    return k, {"i_t": i_t, "i_s": i_s,
+               "noise": torch.randn((batch, *shape), generator=g),
+               "drop_tags": torch.rand((batch, 4), generator=g) < cfg.tag_drop,
+               "drop_all": torch.rand((batch,), generator=g) < cfg.all_drop}
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _val_tags(cfg: DistillConfig, n: int) -> dict:
+    try:
+        ds = MelDataset(cfg.data, "val", random_crop=False)
+    except DittoError:
+        ds = MelDataset(cfg.data, "train", random_crop=False)
+    b = _Batches(ds, cfg.seed).get(range(min(n, len(ds))))
+    return cond_from_batch(b)
+
+
+def distill(cfg: DistillConfig, progress: bool = True) -> dict:
+    d, out, ds = open_run(cfg)
+    teacher_file = Path(cfg.teacher) if cfg.teacher else bundled_path()
+    teacher, _ = load_model(cfg.teacher, d.device)
+    tc = teacher.cfg
+    if tc.vocab and tc.vocab != ds.vocab.to_dict():
+        raise DittoError(f"the teacher's tag vocabulary differs from {cfg.data}'s: distill on the data it was "
+                         f"trained on (or a dataset built with the same collections)")
+    if tc.n_mels != ds[0]["mel"].shape[0]:
+        raise DittoError(f"the teacher takes {tc.n_mels} mel bins but {cfg.data} has {ds[0]['mel'].shape[0]}")
+    digest = _file_digest(teacher_file)
+    torch.manual_seed(cfg.seed)  # the CTD s embedding's first layer: same on every rank
+    model = student_from_teacher(teacher, cfg.kind)
+    target = copy.deepcopy(model).eval().requires_grad_(False)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    modules = {"model": model, "target": target, "ema": ema}
+    counters, old = resume(out / CKPT, cfg, DistillConfig.FIXED, modules, opt, d.device)
+    if old and old["distill"]["teacher_sha1"] != digest:
+        raise DittoError(f"{out} was distilled from a different teacher file; use a new --out")
+    net = ddp(model, d)
+
+    grid = time_grid(cfg.grid_steps)
+    grid_t = torch.tensor(grid, dtype=torch.float32)
+    shape = (tc.n_mels, ds.clip_frames)
+    batches = _Batches(ds, cfg.seed)
+    info = {"kind": cfg.kind, "guidance": cfg.guidance, "grid": grid, "grid_steps": cfg.grid_steps,
+            "teacher_clip": cfg.teacher_clip, "teacher": str(teacher_file), "teacher_sha1": digest}
+    sample = consistency_sample if cfg.kind == "cd" else ctd_sample
+
+    val_ref = val_init = None
+    if d.main and cfg.val_clips > 0:
+        # the teacher's guided DDIM over the whole grid, once: the fixed reference for one-jump students
+        cond = _to(_val_tags(cfg, cfg.val_clips), d.device)
+        n = len(cond["collection"])
+        x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(stable_hash(cfg.seed, "val") % 2**63))
+        x_T = x_T.to(d.device)
+        with torch.no_grad():
+            x = x_T
+            for t, s in zip(grid[:-1], grid[1:]):
+                x = teacher_step(teacher, x, t, s, cond, cfg.guidance, clip=cfg.teacher_clip)
+            val_ref = (x_T, cond, x)
+            val_init = float(torch.mean((consistency_fn(teacher, x_T, grid[0], cond).clamp(-1, 1) - x) ** 2))
+
+    def checkpoint(cpu_seconds: float, wall_seconds: float):
+        meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
+                "train_config": asdict(cfg), "model_config": model.cfg.to_dict(), "schedule": "cosine",
+                "distill": info, "val_init": val_init}
+        write_checkpoint(out / CKPT, state_tensors(modules, opt), meta,
+                         f"{cfg.kind.upper()} student, guidance {cfg.guidance:g}, {cfg.grid_steps}-step grid, "
+                         f"batch {cfg.batch_size}")
+
+    @torch.no_grad()
+    def val_loss() -> float:
+        x_T, cond, ref = val_ref
+        return float(torch.mean((sample(ema, x_T, cond, 1).clamp(-1, 1) - ref) ** 2))
+
+    def step_fn(step: int):
+        k, dr = _draws(cfg, step, cfg.batch_size, shape, len(grid))
+        b, dr = rank_slice(batches, dr, step, cfg.batch_size, d)
+        lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
+        cond = cond_from_batch(b, dr["drop_tags"] | dr["drop_all"][:, None])  # all dropped = unconditional row
+        path = grid_t[dr["i_t"].cpu()[None] + torch.arange(k + 1)[:, None]].to(d.device)  # [k + 1, B]
+        if cfg.kind == "cd":
+            loss = cd_loss(net, target, teacher, b["mel"], path[0], path[1], dr["noise"], cond, cfg.guidance,
+                           clip=cfg.teacher_clip)
+        else:
+            loss = ctd_loss(net, target, teacher, b["mel"], path, grid_t[dr["i_s"].cpu()].to(d.device), dr["noise"],
+                            cond, cfg.guidance, clip=cfg.teacher_clip)
+        gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
+        ema_update(target, model, step, cfg.target_decay)
+        ema_update(ema, model, step, cfg.ema_decay)
+        return loss, gnorm, lr
+
+    model.train()
+    run_steps(d, cfg, counters, step_fn, checkpoint, val_loss if val_ref is not None else None,
+              progress=progress, desc=f"distill {cfg.kind}")
+    return {**counters.summary(), "val_init": val_init}

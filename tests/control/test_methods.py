@@ -1,0 +1,217 @@
+"""Control methods end to end on a tiny random model: DITTO, FreeDoM, naive masking,
+MultiDiffusion, the shared DDIM loop, reports and tasks."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from dittomusic.cli import cli
+from dittomusic.control import get_control, intensity_preset, melody_from_string
+from dittomusic.control.baselines import guided_ddim, mask_hook
+from dittomusic.control.methods import Settings, available_methods, run_control
+from dittomusic.control.optimize import OptimConfig
+from dittomusic.control.tasks import TaskOptions, build_control, default_iters, split_task
+from dittomusic.errors import DittoError
+from dittomusic.generate import Pipeline, make_tags
+from dittomusic.sampling.samplers import sample_ddim
+
+FR = 128  # 1.5 s clips keep the tiny model fast
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_path):
+    return Pipeline(tiny_model_path, "cpu")
+
+
+@pytest.fixture(scope="module")
+def tags(pipe):
+    return make_tags(pipe.vocab, collection="chorale")
+
+
+def intensity(frames=FR):
+    return get_control("intensity", target=intensity_preset("linear-rise", frames, -40, -20))
+
+
+def test_registry_has_the_paper_baselines():
+    assert {"default", "ditto", "freedom", "naive", "multidiffusion", "multidiffusion50"} <= set(available_methods())
+
+
+def test_guided_ddim_without_hooks_is_sample_ddim(pipe, tags):
+    x = pipe.noise(2, FR, 3)
+    fn = pipe.model_fn(tags, 2, 3.0)
+    with torch.no_grad():
+        a = sample_ddim(fn, x, pipe.schedule, 6, thresholding=True)
+        b = guided_ddim(fn, x, pipe.schedule, 6, thresholding=True)
+    assert torch.equal(a, b)
+
+
+def test_ditto_lowers_the_loss_and_reports(pipe, tags):
+    ctrl = intensity()
+    s = Settings(steps=4, optim=OptimConfig(iters=6, lr=0.05))
+    out = run_control(pipe, "ditto", ctrl, tags, seed=1, batch=2, settings=s, task="intensity")
+    r = out.report
+    for key in ("task", "method", "wall_s", "iterations", "model_calls", "initial_loss", "final_loss",
+                "metrics", "loss_history", "best_iter"):
+        assert key in r
+    assert r["iterations"] == 6 and r["model_calls"] == 6 * 4 * 2 + 4
+    assert all(f <= i for f, i in zip(r["final_loss"], r["initial_loss"]))
+    assert min(f < i for f, i in zip(r["final_loss"], r["initial_loss"]))
+    assert out.clip_audio.shape == (2, pipe.vocoder(out.mel).shape[-1]) and len(out.audio) == 2
+    assert "intensity_mse_db2" in r["metrics"] and np.isfinite(r["metrics"]["intensity_mse_db2"])
+    json.dumps(r)  # serialisable
+
+
+def test_ditto_checkpointing_does_not_change_the_result(pipe, tags):
+    ctrl = intensity()
+    res = []
+    for ck in (True, False):
+        s = Settings(steps=3, optim=OptimConfig(iters=2, lr=0.05), checkpoint=ck)
+        res.append(run_control(pipe, "ditto", ctrl, tags, seed=2, settings=s).x_T)
+    assert torch.allclose(res[0], res[1], atol=1e-6)
+
+
+def test_same_seed_same_output(pipe, tags):
+    s = Settings(steps=3, optim=OptimConfig(iters=2, lr=0.05))
+    a = run_control(pipe, "ditto", intensity(), tags, seed=4, settings=s)
+    b = run_control(pipe, "ditto", intensity(), tags, seed=4, settings=s)
+    assert np.array_equal(a.clip_audio, b.clip_audio)
+
+
+def test_freedom_beats_default_sampling(pipe, tags):
+    ctrl = intensity()
+    s = Settings(steps=6)
+    d = run_control(pipe, "default", ctrl, tags, seed=5, batch=2, settings=s).report["final_loss"]
+    f = run_control(pipe, "freedom", ctrl, tags, seed=5, batch=2, settings=s).report["final_loss"]
+    assert np.mean(f) < np.mean(d)
+
+
+def reference_mel(pipe, frames=FR, seed=9):
+    with torch.no_grad():
+        return pipe.sample(pipe.noise(1, frames, seed), None, steps=3)[0]
+
+
+def test_naive_masking_pins_the_overlap_to_the_reference(pipe, tags):
+    ref = reference_mel(pipe)
+    ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
+    out = run_control(pipe, "naive", ctrl, tags, seed=0, settings=Settings(steps=4))
+    m = ctrl.masks
+    assert torch.allclose(out.mel[0][:, m.gen_idx], ref[:, m.ref_idx], atol=1e-6)
+    assert out.report["final_loss"][0] < 1e-10
+    assert "seam_ratio" in out.report["items"][0] and out.report["stitch_boundaries_s"]
+    # MultiDiffusion averages instead: close to, but not equal to, the reference
+    md = run_control(pipe, "multidiffusion", ctrl, tags, seed=0, settings=Settings(steps=4))
+    d = run_control(pipe, "default", ctrl, tags, seed=0, settings=Settings(steps=4))
+    assert 0 < md.report["final_loss"][0] < d.report["final_loss"][0]
+
+
+def test_multidiffusion50_stops_halfway(pipe):
+    ref = reference_mel(pipe)
+    ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
+    x = torch.zeros(1, 160, FR)
+    hook = mask_hook(ctrl, pipe.schedule, x, 4, mix=0.5, until=0.5)
+    assert not torch.equal(hook(1, 500, x), x)  # step 2 of 4: applied
+    assert torch.equal(hook(2, 250, x), x)  # step 3 of 4: not
+
+
+def test_self_loop_naive_copies_the_loop_start(pipe, tags):
+    ctrl = get_control("loop", overlap_s=0.2, frames=FR)
+    out = run_control(pipe, "naive", ctrl, tags, seed=0, settings=Settings(steps=3))
+    m = ctrl.masks
+    assert torch.equal(out.mel[0][:, m.gen_idx], out.mel[0][:, m.ref_idx])
+
+
+def test_masking_on_a_non_painting_task_is_a_clear_error(pipe, tags):
+    with pytest.raises(DittoError, match="outpaint/inpaint/loop only"):
+        run_control(pipe, "naive", intensity(), tags, settings=Settings(steps=2))
+
+
+def test_unknown_method(pipe, tags):
+    with pytest.raises(DittoError, match="unknown method 'dps'; choose from"):
+        run_control(pipe, "dps", intensity(), tags)
+
+
+# ------------------------------------------------------------------ tasks
+
+def test_split_task_and_defaults():
+    assert split_task("Intensity + melody") == ["intensity", "melody"]
+    assert default_iters("intensity") == 70 and default_iters("intensity+structure") == 150
+    with pytest.raises(DittoError, match="unknown task 'tempo'"):
+        split_task("tempo")
+    with pytest.raises(DittoError, match="at most one of"):
+        split_task("outpaint+loop")
+    with pytest.raises(DittoError, match="twice"):
+        split_task("melody+melody")
+
+
+def test_build_control_weights_follow_app_h():
+    o = TaskOptions(target_notes="C5:1 E5:1")
+    c = build_control("intensity+melody", FR, o)
+    assert [w for _, w in c.items] == [pytest.approx(0.25 / 2), pytest.approx(0.5)]
+    c = build_control("intensity+structure", FR, o)
+    assert c.items[0][1] == pytest.approx(1 / 40 / 2)
+
+
+def test_build_control_needs_the_right_targets(tmp_path):
+    with pytest.raises(DittoError, match="melody needs exactly one target"):
+        build_control("melody", FR, TaskOptions())
+    with pytest.raises(DittoError, match="needs --reference"):
+        build_control("outpaint", FR, TaskOptions())
+    with pytest.raises(DittoError, match="reference audio not found"):
+        build_control("inpaint", FR, TaskOptions(reference=str(tmp_path / "nope.wav")))
+    assert torch.equal(build_control("melody", FR, TaskOptions(target_notes="C5:1")).target,
+                       melody_from_string("C5:1", FR))
+    assert build_control("loop", FR, TaskOptions(overlap_s=0.2)).masks.kind == "loop-free"
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_control_writes_audio_plot_report_and_resumes(tiny_model_path, tmp_path):
+    run = CliRunner().invoke
+    base = ["control", "intensity", "--model", str(tiny_model_path), "--seconds", "1.5", "--steps", "3",
+            "--lr", "0.05", "--collection", "chorale"]
+    r = run(cli, base + ["--iters", "2", "--out", str(tmp_path / "a.wav"), "--report", str(tmp_path / "a.json"),
+                         "--save-latent", str(tmp_path / "a.safetensors")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "a.json").read_text())
+    assert rep["task"] == "intensity" and rep["method"] == "ditto" and rep["iterations"] == 2
+    assert rep["model_calls"] > 0 and rep["wall_s"] > 0 and "intensity_mse_db2" in rep["metrics"]
+    audio, sr = sf.read(tmp_path / "a.wav")
+    assert sr == 22050 and len(audio) > 22050
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    r = run(cli, base + ["--iters", "2", "--init-latent", str(tmp_path / "a.safetensors"),
+                         "--out", str(tmp_path / "b.wav"), "--report", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    rep2 = json.loads((tmp_path / "b.json").read_text())
+    assert rep2["initial_loss"][0] <= rep["initial_loss"][0]
+
+
+def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
+    wav = tmp_path / "ref.wav"
+    sf.write(wav, 0.1 * np.sin(2 * np.pi * 440 * np.arange(33075) / 22050), 22050)
+    r = CliRunner().invoke(cli, ["control", "outpaint", "--method", "naive", "--reference", str(wav), "--overlap",
+                                 "0.5", "--model", str(tiny_model_path), "--seconds", "1.5", "--steps", "3",
+                                 "--out", str(tmp_path / "o.wav"), "--report", str(tmp_path / "o.json")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "o.json").read_text())
+    assert rep["stitch_boundaries_s"] and "seam_ratio" in rep["metrics"]
+    out, _ = sf.read(tmp_path / "o.wav")
+    assert len(out) > 1.5 * 33075  # reference + continuation
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["tempo"], "unknown task 'tempo'"),
+    (["melody"], "melody needs exactly one target"),
+    (["intensity", "--method", "naive"], "outpaint/inpaint/loop only"),
+    (["intensity", "--method", "magic"], "unknown method 'magic'"),
+    (["intensity", "--method", "freedom", "--init-latent", "__file__"], "continues an optimization"),
+])
+def test_cli_control_bad_input_is_one_line(tiny_model_path, tmp_path, args, msg):
+    args = [str(tiny_model_path) if a == "__file__" else a for a in args]
+    r = CliRunner().invoke(cli, ["control", *args, "--model", str(tiny_model_path), "--steps", "2", "--iters", "1",
+                                 "--seconds", "1.5", "--out", str(tmp_path / "x.wav")])
+    assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.wav").exists()

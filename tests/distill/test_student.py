@@ -1,0 +1,49 @@
+"""Students are MelDiTs: old configs still load, the s embedding is optional and starts at zero."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dittomusic.distill import load_student, student_from_teacher
+from dittomusic.errors import DittoError
+from dittomusic.models import MelDiT, ModelConfig
+from dittomusic.models.loading import load_model
+
+from ..conftest import make_vocab
+from .conftest import random_teacher
+
+
+def test_old_configs_and_checkpoints_load_without_the_new_key():
+    old = ModelConfig(width=32, depth=2).to_dict()
+    del old["target_time"]
+    assert ModelConfig.from_dict(old).target_time is False
+    model, meta = load_model()  # the bundled model was saved before target_time existed
+    assert "target_time" not in meta["model_config"] and not hasattr(model, "s_mlp")
+    with pytest.raises(ValueError, match="no target-time embedding"):
+        model(torch.zeros(1, 160, 64), torch.tensor([10.0]), None, None, torch.tensor([5.0]))
+
+
+def test_ctd_student_adds_only_a_zero_output_s_embedding():
+    teacher = random_teacher(make_vocab())
+    cd, ctd = student_from_teacher(teacher, "cd"), student_from_teacher(teacher, "ctd")
+    assert cd.state_dict().keys() == teacher.state_dict().keys()
+    extra = set(ctd.state_dict()) - set(teacher.state_dict())
+    assert extra and all(k.startswith("s_mlp.") for k in extra)
+    assert not ctd.s_mlp[-1].weight.any() and not ctd.s_mlp[-1].bias.any()
+    assert all(p.requires_grad for p in ctd.parameters()) and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(DittoError, match="itself a consistency-trajectory student"):
+        student_from_teacher(ctd, "cd")
+    with pytest.raises(DittoError, match="unknown distillation kind"):
+        student_from_teacher(teacher, "gan")
+    # same seed, same init for every module the two configs share
+    torch.manual_seed(3)
+    a = MelDiT(ModelConfig(width=32, depth=2, heads=2, patch_frames=8, denoise_head=64))
+    torch.manual_seed(3)
+    b = MelDiT(ModelConfig(width=32, depth=2, heads=2, patch_frames=8, denoise_head=64, target_time=True))
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_load_student_refuses_a_base_model(tiny_model_path):
+    with pytest.raises(DittoError, match="not a distilled student"):
+        load_student(tiny_model_path)

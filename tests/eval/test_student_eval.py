@@ -1,0 +1,52 @@
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from dittomusic.cli import cli
+from dittomusic.eval.student import best_decode_steps
+
+
+@pytest.fixture(scope="module")
+def student(tiny_model_path, tmp_path_factory):
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.distill import student_from_teacher, time_grid
+    from dittomusic.models.loading import load_model
+
+    st = student_from_teacher(load_model(tiny_model_path, "cpu")[0], "cd")
+    path = tmp_path_factory.mktemp("student") / "cd.safetensors"
+    info = {"kind": "cd", "guidance": 3.0, "grid": time_grid(20), "target_decay": 0.95, "ema_decay": 0.999}
+    save_tensors(path, st.state_dict(), {"kind": "cd", "guidance": 3.0, "grid": info["grid"], "distill": info,
+                                         "train": {"steps": 7, "cpu_hours": 0.25, "batch_size": 4},
+                                         "model_config": st.cfg.to_dict(), "schedule": "cosine"})
+    return path
+
+
+def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_model_path, clf, student, tmp_path):
+    root, _ = tiny_dataset
+    out = tmp_path / "card"
+    args = ["eval", "student", "--student", str(student), "--teacher", str(tiny_model_path), "--data", str(root),
+            "--classifier", str(clf), "--per-collection", "2", "--teacher-steps", "2", "--out", str(out)]
+    r = CliRunner().invoke(cli, args + ["--steps", "1,2"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    rows = rep["rows"]
+    assert [x["steps"] for x in rows] == [2, 1, 2] and rows[0]["mse_to_teacher"] is None
+    assert rows[0]["fad_over_teacher"] == 1.0
+    for x in rows[1:]:
+        assert math.isfinite(x["fad"]) and x["mse_to_teacher"] > 0 and x["passes_per_clip"] == x["steps"]
+    # one extra step means a different sample (re-noised and denoised again)
+    assert rows[1]["mse_to_teacher"] != rows[2]["mse_to_teacher"]
+    card = (out / "README.md").read_text()
+    assert "0.25 CPU-hours" in card and "| student (cd) | 2 | 2 |" in card
+    r = CliRunner().invoke(cli, args + ["--steps", "one,two"])
+    assert r.exit_code != 0 and "comma-separated step counts" in r.output
+
+
+def test_best_decode_steps_is_the_fewest_within_the_fad_budget():
+    rep = {"rows": [{"steps": 20, "fad_over_teacher": 1.0}, {"steps": 1, "fad_over_teacher": 2.0},
+                    {"steps": 4, "fad_over_teacher": 1.4}, {"steps": 2, "fad_over_teacher": 1.6}]}
+    assert best_decode_steps(rep) == 4
+    assert best_decode_steps(rep, 1.7) == 2
+    assert best_decode_steps(rep, 1.1) is None
