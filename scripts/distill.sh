@@ -20,10 +20,11 @@ DATA=${DATA:-/work/data/full}
 RUNS=${RUNS:-/work/data/runs}
 NPROC=${NPROC:-2}
 MAX_MINUTES=${MAX_MINUTES:-}
+STEPS=${STEPS:-}  # override the step count (and LR schedule length) of the chosen kind
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 run() {  # kind steps
-  local kind=$1 steps=$2
+  local kind=$1 steps=${STEPS:-$2}
   local extra=()
   if [ -n "$MAX_MINUTES" ]; then extra+=(--max-minutes "$MAX_MINUTES"); fi
   python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic distill \

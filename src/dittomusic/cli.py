@@ -341,12 +341,17 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
               help="Save the optimized x_T (and optimizer state) to continue later.")
 @click.option("--init-latent", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a latent saved with --save-latent (continues its optimization).")
-@click.option("--student", default=None, type=click.Path(),
-              help="ditto2: distilled student (release file or distill run) [default: the bundled one].")
-@click.option("--decode", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True,
-              help="ditto2: decode the optimized x_T with the teacher's DDIM or the student's multistep sampler.")
+@click.option("--student", default=None,
+              help="ditto2: distilled student: a release file, a distill run folder, or cd / ctd for a bundled one "
+                   "[default: the bundled CD student].")
+@click.option("--decode", type=click.Choice(["teacher", "student"]), default=None,
+              help="ditto2: decode the optimized x_T with the teacher's DDIM or the student's multistep sampler "
+                   "[default: by measurement, teacher for melody and structure, student otherwise].")
 @click.option("--decode-steps", type=click.IntRange(min=1, max=20), default=4, show_default=True,
               help="ditto2 with --decode student: student sampling steps.")
+@click.option("--refresh", type=click.IntRange(min=0), default=None,
+              help="ditto2: decode for real and re-correct the one-step surrogate every N iterations "
+                   "(0: never) [default: 5 with --decode student, 20 with teacher].")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Base model safetensors [default: the bundled model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
@@ -354,7 +359,7 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 def control_cmd(task, method, caption, collection, instruments, tempo, mode, unconditional, seed, batch, seconds,
                 steps, guidance, iters, lr, tol, no_checkpoint, preset, low_db, high_db, target_curve, target_notes,
                 target_midi, target_pattern, target_audio, reference, overlap, gap_start, gap, out, report,
-                save_latent, init_latent, student, decode, decode_steps, model_path, device):
+                save_latent, init_latent, student, decode, decode_steps, refresh, model_path, device):
     """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
     or several joined with '+' (e.g. intensity+melody).
 
@@ -383,7 +388,7 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     ctrl = build_control(task, pipe.frames_for(seconds), opts, pipe.mel_cfg)
     optim = OptimConfig(iters=default_iters(task) if iters is None else iters, lr=lr, tol=tol)
     settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,
-                        student=student, decode=decode, decode_steps=decode_steps)
+                        student=student, decode=decode, decode_steps=decode_steps, refresh=refresh)
     x_T, resume = None, None
     if init_latent:
         if method not in ("ditto", "ditto2"):
@@ -468,8 +473,8 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
 
 
 @eval_group.command("student")
-@click.option("--student", default=None, type=click.Path(exists=True),
-              help="Student release file or distillation run folder [default: the bundled student].")
+@click.option("--student", default=None,
+              help="A student release file, a distillation run folder, or cd / ctd for a bundled one [default: cd].")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Tag classifier [default: the bundled one].")
@@ -483,9 +488,11 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
               help="The run's loss.png, for the card.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the model card (README.md), report.json and loss.png.")
+@click.option("--note", "notes", multiple=True, help="A line for the card's Notes (repeatable), e.g. how it was trained.")
 @click.option("--device", default=None)
 @_friendly
-def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, device):
+def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, notes,
+                 device):
     """A student's 1/2/4/8-step samples vs the teacher's 20-step DDIM: accuracy, FAD, fidelity; its model card."""
     from dittomusic.eval.student import evaluate_student, report_markdown, write_student_card
 
@@ -496,7 +503,10 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
     r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
                          teacher_steps=teacher_steps, seed=seed, device=device)
     click.echo(report_markdown(r))
-    click.echo(f"model card: {write_student_card(student or 'student.safetensors', r, out, loss_png)}")
+    from dittomusic.distill.student import DEFAULT_KIND, KINDS
+
+    name = f"student_{student or DEFAULT_KIND}.safetensors" if student in (None, *KINDS) else student
+    click.echo(f"model card: {write_student_card(name, r, out, loss_png, list(notes))}")
 
 
 @eval_group.command("control")

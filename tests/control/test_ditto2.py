@@ -34,15 +34,40 @@ def test_ditto2_optimizes_through_the_one_step_student(pipe, student_path):
     tags = make_tags(pipe.vocab, collection="chorale")
     ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     for decode in ("student", "teacher"):
-        s = Settings(steps=3, student=str(student_path), decode=decode, decode_steps=2,
+        s = Settings(steps=3, student=str(student_path), decode=decode, decode_steps=2, refresh=0,
                      optim=OptimConfig(iters=5, lr=0.05))
         out = run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
         r = out.report
         assert r["method"] == "ditto2" and r["decode"] == decode and r["iterations"] == 5
-        assert r["model_calls"] == 6 + (2 if decode == "student" else 3)
+        assert r["decodes"] == 1 and r["model_calls"] == 6 + (2 if decode == "student" else 3)
         hist = torch.tensor(r["loss_history"])
         assert (hist.min(dim=0).values < hist[0]).all()  # the surrogate loss went down for every item
         assert out.mel.shape == (2, 160, FR) and out.mel.abs().max() <= 1
+
+
+@pytest.mark.parametrize("decode", ["student", "teacher"])
+def test_refreshed_surrogate_returns_the_best_real_decode(pipe, student_path, decode):
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    s = Settings(steps=3, student=str(student_path), decode=decode, decode_steps=2, refresh=2,
+                 optim=OptimConfig(iters=5, lr=0.05))
+    out = run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
+    r = out.report
+    dc = 2 if decode == "student" else 3
+    # decodes at iterations 0, 2, 4 (each re-corrects the surrogate: one more one-step pass) + the final
+    assert r["refresh"] == 2 and r["decodes"] == 4 and r["model_calls"] == 6 + 4 * dc + 3
+    # the initial decode is a candidate, so steering never ends worse than unsteered decoding
+    from dittomusic.control.ditto2 import get_student, student_sampler
+
+    x_T = pipe.noise(2, FR, 0)
+    with torch.no_grad():
+        if decode == "student":
+            st, meta = get_student(str(student_path), pipe.device)
+            start = student_sampler(st, meta)(x_T, pipe.cond(tags, 2), 2).clamp(-1, 1)
+        else:
+            start = pipe.sample(x_T, tags, steps=3, guidance=3.0)
+        assert (ctrl.loss(out.mel) <= ctrl.loss(start) + 1e-6).all()
+    assert r["decoded_initial_loss"] == pytest.approx(ctrl.loss(start).tolist(), rel=1e-5)
 
 
 def test_surrogate_at_init_is_the_teachers_one_step_ddim(pipe, student_path):
@@ -63,9 +88,29 @@ def test_surrogate_at_init_is_the_teachers_one_step_ddim(pipe, student_path):
 def test_ditto2_needs_a_student(pipe, tiny_model_path, tmp_path):
     ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     s = Settings(steps=2, optim=OptimConfig(iters=1), student=str(tmp_path / "none.safetensors"))
-    with pytest.raises(DittoError, match="not found"):
+    with pytest.raises(DittoError, match="does not exist"):
         run_control(pipe, "ditto2", ctrl, None, settings=s)
     with pytest.raises(DittoError, match="not a distilled student"):
         run_control(pipe, "ditto2", ctrl, None, settings=Settings(student=str(tiny_model_path)))
     with pytest.raises(DittoError, match="--decode must be one of"):
         run_control(pipe, "ditto2", ctrl, None, settings=Settings(decode="vocoder"))
+
+
+def test_default_decoder_is_the_teacher_when_melody_or_structure_is_steered():
+    from dittomusic.control import BatchedControl, MultiControl, structure_from_pattern
+    from dittomusic.control.ditto2 import default_decoder
+
+    inten = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    melody = get_control("melody", target=torch.zeros(FR, dtype=torch.long))
+    struct = get_control("structure", target=structure_from_pattern("ABBA", FR))
+    assert default_decoder(inten) == "student"
+    assert default_decoder(BatchedControl([inten, inten])) == "student"
+    assert default_decoder(melody) == default_decoder(struct) == "teacher"
+    assert default_decoder(MultiControl([(inten, 1.0), (melody, 0.5)])) == "teacher"
+    assert default_decoder(BatchedControl([MultiControl([inten, struct])])) == "teacher"
+
+
+def test_report_names_the_decoder_chosen_by_task(pipe, student_path):
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    s = Settings(steps=2, student=str(student_path), decode_steps=2, refresh=0, optim=OptimConfig(iters=1))
+    assert run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s).report["decode"] == "student"

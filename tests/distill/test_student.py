@@ -47,3 +47,33 @@ def test_ctd_student_adds_only_a_zero_output_s_embedding():
 def test_load_student_refuses_a_base_model(tiny_model_path):
     with pytest.raises(DittoError, match="not a distilled student"):
         load_student(tiny_model_path)
+
+
+def test_bundled_students_are_found_by_kind(tiny_model_path, tmp_path, monkeypatch):
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.distill import student as student_mod
+    from dittomusic.distill import time_grid
+
+    monkeypatch.setattr(student_mod, "bundled_student", lambda kind="cd": tmp_path / f"student_{kind}.safetensors")
+    with pytest.raises(DittoError, match="no CTD student is bundled"):
+        load_student("ctd")
+    with pytest.raises(DittoError, match="does not exist"):
+        load_student(tmp_path / "nope.safetensors")
+    st = student_from_teacher(load_model(tiny_model_path)[0], "cd")
+    info = {"kind": "cd", "guidance": 2.0, "grid": time_grid(4)}
+    save_tensors(tmp_path / "student_cd.safetensors", st.state_dict(),
+                 {**info, "distill": info, "model_config": st.cfg.to_dict(), "schedule": "cosine"})
+    for arg in (None, "cd"):  # None is the default kind
+        model, meta = load_student(arg)
+        assert meta["kind"] == "cd" and meta["guidance"] == 2.0
+
+
+def test_the_bundled_student_was_distilled_from_the_bundled_model():
+    from dittomusic.distill.train import _file_digest
+    from dittomusic.models.loading import bundled_path
+
+    model, meta = load_student()
+    teacher, _ = load_model(bundled_path("base"))
+    assert meta["kind"] == "cd" and model.cfg.vocab == teacher.cfg.vocab
+    assert meta["distill"]["teacher_sha1"] == _file_digest(bundled_path("base"))
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, float32 to compute

@@ -28,7 +28,7 @@ def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_mod
     out = tmp_path / "card"
     args = ["eval", "student", "--student", str(student), "--teacher", str(tiny_model_path), "--data", str(root),
             "--classifier", str(clf), "--per-collection", "2", "--teacher-steps", "2", "--out", str(out)]
-    r = CliRunner().invoke(cli, args + ["--steps", "1,2"])
+    r = CliRunner().invoke(cli, args + ["--steps", "1,2", "--note", "made in a test"])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "report.json").read_text())
     rows = rep["rows"]
@@ -40,6 +40,7 @@ def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_mod
     assert rows[1]["mse_to_teacher"] != rows[2]["mse_to_teacher"]
     card = (out / "README.md").read_text()
     assert "0.25 CPU-hours" in card and "| student (cd) | 2 | 2 |" in card
+    assert "## Notes" in card and "- made in a test" in card and "EMA target (decay 0.95)" in card
     r = CliRunner().invoke(cli, args + ["--steps", "one,two"])
     assert r.exit_code != 0 and "comma-separated step counts" in r.output
 

@@ -37,8 +37,9 @@ class Settings:
     freedom_scale: float = FREEDOM_SCALE
     # DITTO-2: the distilled student (None = bundled) and how the optimized x_T is decoded
     student: str | None = None
-    decode: str = "teacher"
+    decode: str | None = None  # "student" or "teacher"; None: by task (control.ditto2.default_decoder)
     decode_steps: int = 4
+    refresh: int | None = None  # re-decode (and re-correct the surrogate) every N iterations; None: by decoder; 0: never
     progress: bool = False
     callback: Callable | None = None
 

@@ -14,7 +14,11 @@ from dittomusic.models.transformer import MelDiT, ModelConfig
 
 KINDS = ("cd", "ctd")
 WEIGHTS = ("ema", "target", "model")  # prefixes of a distillation checkpoint's weights
-STUDENT_ASSET = "student.safetensors"  # a bundled student, once one has been trained
+DEFAULT_KIND = "cd"  # the bundled student --student defaults to
+
+
+def bundled_student(kind: str = DEFAULT_KIND) -> Path:
+    return Path(str(resources.files("dittomusic") / "assets" / f"student_{check_kind(kind)}.safetensors"))
 
 
 def check_kind(kind: str) -> str:
@@ -47,14 +51,18 @@ def distill_info(meta: dict) -> dict:
 def load_student(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[MelDiT, dict]:
     """A student in eval mode and its metadata, with meta["kind"] ("cd"/"ctd"), meta["guidance"], meta["grid"].
 
-    path: a release from `dittomusic distill export`, or a run's checkpoint (its EMA weights).
-    None: the bundled student.
+    path: a release from `dittomusic distill export`, or a run's checkpoint (its EMA weights);
+    None, "cd" or "ctd": a bundled student (None: the default kind).
     """
-    if path is None:
-        path = Path(str(resources.files("dittomusic") / "assets" / STUDENT_ASSET))
+    if path is None or str(path) in KINDS:
+        kind = DEFAULT_KIND if path is None else str(path)
+        path = bundled_student(kind)
         if not path.exists():
-            raise DittoError("no distilled student is bundled yet; train one with `dittomusic distill` "
-                             "and pass its checkpoint")
+            raise DittoError(f"no {kind.upper()} student is bundled (expected {path.name}); train one with "
+                             f"`dittomusic distill --kind {kind}` and pass its checkpoint with --student")
+    elif not Path(path).exists():
+        raise DittoError(f"student {path} does not exist; give a release file, a distillation run folder, "
+                         f"or cd / ctd for a bundled student")
     if Path(path).is_dir():
         path = Path(path) / "checkpoint.safetensors"
     model, meta = load_model(path, device)

@@ -29,7 +29,7 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     from dittomusic.data.dataset import MelDataset
     from dittomusic.eval.base_model import _generate, _pick, _stack
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
-    from dittomusic.eval.fad import fad, kid
+    from dittomusic.eval.fad import fad
     from dittomusic.generate import Pipeline, Tags
     from dittomusic.models.loading import bundled_path
 
@@ -54,7 +54,7 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
         e = p["embedding"].numpy()
         m = tag_metrics(p, coll, fams, names)
         return {**label, "collection_accuracy": m["collection_accuracy"], "family_micro_f1": m["family_micro_f1"],
-                "fad": fad(e, ref), "kid": kid(e, ref), "seconds_per_clip": seconds / n,
+                "fad": fad(e, ref), "seconds_per_clip": seconds / n,
                 "mse_to_teacher": None if teacher is None else float(((mels - teacher) ** 2).mean())}
 
     t0 = time.perf_counter()
@@ -79,7 +79,8 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
         r["fad_over_teacher"] = r["fad"] / base["fad"]
         r["accuracy_over_teacher"] = r["collection_accuracy"] / max(base["collection_accuracy"], 1e-9)
     return {"student": str(student or "bundled"), "kind": meta["kind"], "guidance": meta["guidance"],
-            "grid": meta["grid"], "train": meta.get("train", {}), "distill": meta.get("distill", {}),
+            "grid": meta["grid"], "train": meta.get("train", {}), "train_config": meta.get("train_config", {}),
+            "distill": meta.get("distill", {}),
             "settings": {"per_collection": per_collection, "n": n, "seed": seed, "teacher_steps": teacher_steps,
                          "fad_reference": f"all {len(test)} test clips", "device": str(pipe.device)},
             "rows": rows}
@@ -89,16 +90,16 @@ def report_markdown(r: dict) -> str:
     tr = r["train"]
     lines = [f"Student: {r['student']} ({r['kind'].upper()}, guidance {r['guidance']:g} baked in, "
              f"{tr.get('steps', '?')} distillation steps, {tr.get('cpu_hours', '?')} CPU-h); "
-             f"{r['settings']['n']} clips per row, the same x_T and tags in every row; FAD/KID vs "
+             f"{r['settings']['n']} clips per row, the same x_T and tags in every row; FAD vs "
              f"{r['settings']['fad_reference']}.", "",
              "| sampler | steps | network passes / clip | s / clip | collection acc ↑ | family F1 ↑ | FAD ↓ | "
-             "FAD / teacher | KID×1e3 ↓ | MSE to teacher ↓ |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "FAD / teacher | MSE to teacher ↓ |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         mse = "–" if x["mse_to_teacher"] is None else f"{x['mse_to_teacher']:.4f}"
         lines.append(f"| {x['sampler']} | {x['steps']} | {x['passes_per_clip']} | {x['seconds_per_clip']:.3f} | "
                      f"{x['collection_accuracy']:.3f} | {x['family_micro_f1']:.3f} | {x['fad']:.2f} | "
-                     f"{x['fad_over_teacher']:.2f} | {1e3 * x['kid']:.1f} | {mse} |")
+                     f"{x['fad_over_teacher']:.2f} | {mse} |")
     return "\n".join(lines)
 
 
@@ -108,7 +109,7 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
-    d, tr = report["distill"], report["train"]
+    d, tr = {**report.get("train_config", {}), **report["distill"]}, report["train"]
     lines = [f"# Distilled student: {report['kind'].upper()}", "",
              f"`{Path(student).name}`: a one-pass-per-step student of the bundled base model for DITTO-2 "
              "(`dittomusic control TASK --method ditto2`).", "",
