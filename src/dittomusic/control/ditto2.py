@@ -23,7 +23,7 @@ from torch import Tensor
 
 from dittomusic.errors import DittoError
 
-from .losses import Control
+from .losses import BatchedControl, Control, MultiControl
 from .methods import MethodResult, Settings, register_method
 from .optimize import optimize_latent
 
@@ -65,9 +65,9 @@ def student_sampler(student, meta: dict):
 
 def leaf_names(control: Control) -> list[str]:
     """Task names inside a control, through weighted sums and batches."""
-    if hasattr(control, "items"):
+    if isinstance(control, MultiControl):
         return [n for c, _ in control.items for n in leaf_names(c)]
-    if hasattr(control, "controls"):
+    if isinstance(control, BatchedControl):
         return [n for c in control.controls for n in leaf_names(c)]
     return [control.name]
 
