@@ -25,7 +25,7 @@ def main() -> None:
     from dittomusic.control import BatchedControl
     from dittomusic.control.methods import Settings, run_control
     from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters
+    from dittomusic.control.tasks import default_iters, default_lr
     from dittomusic.eval.control import METRIC, build_targets
     from dittomusic.generate import Pipeline, make_tags
 
@@ -59,7 +59,7 @@ def main() -> None:
         variants = (("ditto", "ditto", "teacher"), ("ditto2", "ditto2", "teacher"), ("ditto2_student_decode", "ditto2", "student"))
         for name, method, decode in variants:
             k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
-            s = Settings(optim=OptimConfig(iters=k), student=a.student, decode=decode, decode_steps=a.decode_steps,
+            s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=a.student, decode=decode, decode_steps=a.decode_steps,
                          progress=True)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
@@ -82,7 +82,8 @@ def main() -> None:
     # one clip on its own, as a user runs it: the real-time target
     ctrls, _ = build_targets("intensity", 1, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
     o = run_control(pipe, "ditto2", ctrls[0], tags[0], seed=a.seed, task="intensity",
-                    settings=Settings(optim=OptimConfig(iters=default_iters("intensity")), student=a.student))
+                    settings=Settings(optim=OptimConfig(iters=default_iters("intensity"), lr=default_lr("ditto2")),
+                                      student=a.student))
     out["single_intensity_clip"] = {"wall_s": o.report["wall_s"], "method_wall_s": o.report["method_wall_s"],
                                     "clip_s": o.clip_audio.shape[-1] / o.sr,
                                     METRIC["intensity"]: o.report["metrics"][METRIC["intensity"]]}

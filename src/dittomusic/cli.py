@@ -316,7 +316,8 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 @click.option("--guidance", type=float, default=3.0, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--iters", type=click.IntRange(min=0), default=None,
               help="Optimization steps K [default: 150 for melody/structure, 70 otherwise].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam step size [default: 5e-3, 1e-2 for ditto2].")
 @click.option("--tol", type=float, default=None, help="Stop once every clip's loss is at or below this.")
 @click.option("--no-checkpoint", is_flag=True, help="Keep every sampler step's activations (much more memory).")
 @click.option("--preset", default="linear-rise", show_default=True,
@@ -374,7 +375,7 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     from dittomusic.control.methods import Settings, get_method, run_control
     from dittomusic.control.optimize import OptimConfig, load_latent, save_latent as write_latent
     from dittomusic.control.plots import plot_control
-    from dittomusic.control.tasks import TaskOptions, build_control, default_iters
+    from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr
     from dittomusic.generate import Pipeline
     from dittomusic.utils import atomic_write_text
 
@@ -386,7 +387,8 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     pipe = Pipeline(model_path, device)
     tags = _tags(pipe.vocab, caption, collection, instruments, tempo, mode, unconditional)
     ctrl = build_control(task, pipe.frames_for(seconds), opts, pipe.mel_cfg)
-    optim = OptimConfig(iters=default_iters(task) if iters is None else iters, lr=lr, tol=tol)
+    optim = OptimConfig(iters=default_iters(task) if iters is None else iters,
+                        lr=default_lr(method) if lr is None else lr, tol=tol)
     settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,
                         student=student, decode=decode, decode_steps=decode_steps, refresh=refresh)
     x_T, resume = None, None
@@ -527,9 +529,11 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False))
 @click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--device", default=None)
+@click.option("--rescore-seams", is_flag=True,
+              help="Re-stitch finished painting runs from their saved mels (after a stitching change).")
 @_friendly
 def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guidance, iters, no_checkpoint, seed,
-                 model_path, classifier, device):
+                 model_path, classifier, device, rescore_seams):
     """Control adherence, FAD and wall time per method on fixed targets (DITTO Tables 1-3)."""
     from dittomusic.eval.control import ControlEvalConfig, evaluate_control
 
@@ -537,7 +541,7 @@ def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guida
     cfg = ControlEvalConfig(data=data, out=out, tasks=split(tasks), targets=targets,
                             methods=split(methods) if methods else None, extra_methods=split(extra_methods),
                             steps=steps, guidance=guidance, iters=iters, checkpoint=not no_checkpoint, seed=seed,
-                            model=model_path, classifier=classifier, device=device)
+                            model=model_path, classifier=classifier, device=device, rescore_seams=rescore_seams)
     evaluate_control(cfg)
     click.echo((Path(out) / "README.md").read_text())
 

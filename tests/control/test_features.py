@@ -137,6 +137,11 @@ def test_ssm_is_cosine_similarity(rendered_audio, mel_cfg):
     assert (smooth.diff(dim=-1).abs().mean() < 0.5 * raw.diff(dim=-1).abs().mean())
     np.testing.assert_allclose(F.self_similarity_from_audio(rendered_audio[: SR * 3], SR, mel_cfg), smooth.numpy(),
                                atol=1e-9)
+    # the factored smoothing (filter the MFCC rows, then the product) is the 2-D Savitzky-Golay of the matrix
+    w = F.sg_window(mel_cfg)
+    twice = ss.savgol_filter(ss.savgol_filter(raw.double().numpy(), w, 3, axis=-1, mode="interp"), w, 3, axis=0,
+                             mode="interp")
+    np.testing.assert_allclose(smooth.double().numpy(), twice, atol=1e-5)
 
 
 def test_seam_ratio_is_about_one_for_a_continuous_tone():

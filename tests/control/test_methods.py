@@ -14,7 +14,7 @@ from dittomusic.control import get_control, intensity_preset, melody_from_string
 from dittomusic.control.baselines import guided_ddim, mask_hook
 from dittomusic.control.methods import Settings, available_methods, run_control
 from dittomusic.control.optimize import OptimConfig
-from dittomusic.control.tasks import TaskOptions, build_control, default_iters, split_task
+from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, split_task
 from dittomusic.errors import DittoError
 from dittomusic.generate import Pipeline, make_tags
 from dittomusic.sampling.samplers import sample_ddim
@@ -139,6 +139,7 @@ def test_unknown_method(pipe, tags):
 def test_split_task_and_defaults():
     assert split_task("Intensity + melody") == ["intensity", "melody"]
     assert default_iters("intensity") == 70 and default_iters("intensity+structure") == 150
+    assert default_lr("ditto") == 5e-3 and default_lr("freedom") == 5e-3 and default_lr("ditto2") == 1e-2
     with pytest.raises(DittoError, match="unknown task 'tempo'"):
         split_task("tempo")
     with pytest.raises(DittoError, match="at most one of"):
@@ -187,6 +188,11 @@ def test_cli_control_writes_audio_plot_report_and_resumes(tiny_model_path, tmp_p
     assert r.exit_code == 0, r.output
     rep2 = json.loads((tmp_path / "b.json").read_text())
     assert rep2["initial_loss"][0] <= rep["initial_loss"][0]
+    # without --lr the method's own default applies
+    r = run(cli, [a for a in base if a not in ("--lr", "0.05")] + ["--iters", "1", "--out", str(tmp_path / "c.wav"),
+                                                                   "--report", str(tmp_path / "c.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "c.json").read_text())["lr"] == default_lr("ditto")
 
 
 def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):

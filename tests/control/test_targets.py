@@ -274,12 +274,41 @@ def test_stitch_outpaint_reproduces_a_consistent_continuation():
     ref = full[:, :250]
     m = T.outpaint_masks(ref, 1.0, frames=120)
     o = m.overlap
-    out = T.stitch(m, full[:, 250 - o: 250 - o + 120])
+    xf = CFG.frames_for(T.CROSSFADE_S)
+    out = T.stitch(m, full[:, 250 - o: 250 - o + 120], best_cut=False)
     assert torch.allclose(out.mel, full[:, : 250 + 120 - o], atol=1e-6)
-    xf = CFG.frames_for(0.1)
     assert out.boundaries_s == [pytest.approx((250 - xf / 2) / FR)]
+    out = T.stitch(m, full[:, 250 - o: 250 - o + 120])  # any cut of a consistent continuation is exact
+    assert torch.allclose(out.mel, full[:, : 250 + 120 - o], atol=1e-6)
+    assert (250 - o) / FR <= out.boundaries_s[0] <= 250 / FR
     batched = T.stitch(m, full[:, 250 - o: 250 - o + 120].expand(2, -1, -1))
     assert batched.mel.shape == (2, 160, 250 + 120 - o)
+
+
+def _junction_flux(mel, boundary_s, half=6):
+    c = int(round(boundary_s * FR))
+    seg = mel[..., max(0, c - half): c + half]
+    return float(seg.diff(dim=-1).abs().mean(dim=-2).max())
+
+
+@pytest.mark.parametrize("kind", ["outpaint", "loop"])
+def test_best_cut_moves_the_junction_to_where_both_sides_agree(kind):
+    """The generated clip matches the reference only in the first half of the overlap (the second
+    half drifts by 0.6 in every bin): a cut at the end of the overlap fades across the mismatch,
+    the best cut sits where they agree and leaves no step in the stitched mel."""
+    t = torch.linspace(0, 1, 600)
+    full = 0.3 * torch.sin(2 * math.pi * (t[None, :] * 3 + torch.linspace(0, 1, 160)[:, None]))
+    ref = full[:, :250]
+    m = T.outpaint_masks(ref, 1.0, frames=200) if kind == "outpaint" else T.loop_masks(ref, 1.0, frames=200)
+    o = m.overlap
+    gen = full[:, 250 - o: 250 - o + 200].clone()
+    gen[:, o // 2:] += 0.6  # from mid-overlap on, everything is shifted
+    ends = T.stitch(m, gen, best_cut=False)
+    best = T.stitch(m, gen)
+    b_end, b_best = ends.boundaries_s[0], best.boundaries_s[0]
+    assert b_best < b_end
+    assert _junction_flux(best.mel, b_best) < 0.25 * _junction_flux(ends.mel, b_end)
+    assert torch.allclose(best.mel[:, : int(b_best * FR) - 5], full[:, : int(b_best * FR) - 5], atol=1e-6)
 
 
 def test_stitch_inpaint_fills_only_the_gap():
@@ -302,13 +331,20 @@ def test_stitch_loops_repeat_seamlessly():
     m = T.loop_masks(ref, 0.3, frames=130)
     gen = cycle[:, (torch.arange(130) + 150 - o) % cycle.shape[-1]]  # consistent with the masks at both edges
     assert torch.allclose(gen[:, m.gen_idx], ref[:, m.ref_idx])
-    out = T.stitch(m, gen, repeats=3)
+    out = T.stitch(m, gen, repeats=3, best_cut=False)
     assert torch.allclose(out.mel, cycle.repeat(1, 3), atol=1e-6) and len(out.boundaries_s) == 5
+    # moved cuts: the first cycle plays from the top, so the output is the periodic sequence
+    out = T.stitch(m, gen, repeats=3)
+    C = cycle.shape[-1]
+    assert 3 * C <= out.mel.shape[-1] < 3 * C + m.overlap and len(out.boundaries_s) == 5
+    assert torch.allclose(out.mel, cycle.repeat(1, 4)[:, :out.mel.shape[-1]], atol=1e-6)
     base = torch.rand(160, 200) * 2 - 1
     free = T.loop_masks(None, 0.5, frames=250, loop_s=200 / FR)
     assert free.loop_frames == 200
-    out = T.stitch(free, base[:, torch.arange(250) % 200], repeats=2)
-    assert torch.allclose(out.mel, base.repeat(1, 2), atol=1e-6)
+    for best in (False, True):
+        out = T.stitch(free, base[:, torch.arange(250) % 200], repeats=2, best_cut=best)
+        assert torch.allclose(out.mel, base.repeat(1, 3)[:, :out.mel.shape[-1]], atol=1e-6)
+        assert out.mel.shape[-1] >= 400
 
 
 def _mel(audio):

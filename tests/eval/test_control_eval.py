@@ -33,6 +33,16 @@ def test_eval_control_tables_plots_and_resume(tiny_dataset, tiny_model_path, clf
     assert r.exit_code == 0, r.output
     res2 = json.loads((out / "control_eval.json").read_text())
     assert "outpaint/naive" in res2["runs"] and res2["runs"]["intensity/ditto"]["wall_s"] == stamp
+    # --rescore-seams re-stitches from the saved mels: with unchanged stitching it reproduces the scores
+    runs = res2["runs"]
+    original = runs["outpaint/ditto"]["items"][0]["seam_ratio"]
+    runs["outpaint/ditto"]["items"][0]["seam_ratio"] = -1.0
+    (out / "control_eval.json").write_text(json.dumps(res2))
+    r = CliRunner().invoke(cli, args + ["--methods", "default,ditto", "--tasks", "outpaint", "--rescore-seams"])
+    assert r.exit_code == 0, r.output
+    res3 = json.loads((out / "control_eval.json").read_text())
+    assert res3["runs"]["outpaint/ditto"]["items"][0]["seam_ratio"] == pytest.approx(original, rel=1e-6)
+    assert res3["runs"]["outpaint/ditto"]["wall_s"] == runs["outpaint/ditto"]["wall_s"]  # not regenerated
 
 
 def test_eval_control_rejects_bad_config(tmp_path):

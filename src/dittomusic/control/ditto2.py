@@ -28,11 +28,11 @@ from .methods import MethodResult, Settings, register_method
 from .optimize import optimize_latent
 
 DECODERS = ("student", "teacher")
-# Default decoder by task, from benchmarks/ditto2_speed.py (2 targets per task): the student's
-# 4-step decode won on intensity (1.01 vs 1.19 dB^2, 1.4x faster); the teacher's DDIM kept melody
-# (99.0 vs 94.5 % frame accuracy) and structure (0.0046 vs 0.0059).
+# Default decoder by task, from benchmarks/ditto2_speed.py (2 targets per task, lr 1e-2): the
+# student's 4-step decode won on intensity (0.71 vs 1.78 dB^2, 1.6x faster); the teacher's DDIM
+# kept melody (99.4 vs 94.4 % frame accuracy) and structure (0.0037 vs 0.0053).
 TEACHER_DECODED = frozenset({"melody", "structure"})
-REFRESH = {"student": 5, "teacher": 20}  # defaults: a student decode is 4 passes, a teacher's 20 CFG pairs
+REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
 _CACHE: dict = {}
 
 

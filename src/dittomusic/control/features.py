@@ -129,6 +129,13 @@ def savgol_smooth(x: Tensor, window: int, polyorder: int, dim: int = -1) -> Tens
     return out.reshape(shape).movedim(-1, dim)
 
 
+@lru_cache(maxsize=16)
+def savgol_matrix(n: int, window: int, polyorder: int) -> np.ndarray:
+    """The [n, n] matrix A^T of `savgol_smooth` along an n-long axis: savgol_smooth(x) = x @ A^T."""
+    eye = torch.eye(n, dtype=torch.float64)
+    return savgol_smooth(eye, window, polyorder, dim=-1).numpy()
+
+
 # ------------------------------------------------------------------ intensity
 
 @lru_cache(maxsize=8)
@@ -297,10 +304,12 @@ def self_similarity(mel: Tensor, cfg: MelConfig, window: int | None = None,
     c = mfcc(mel, cfg, n_coeffs)
     z = (c - c.mean(dim=-1, keepdim=True)) / torch.sqrt(c.var(dim=-1, unbiased=False, keepdim=True) + 1e-6)
     u = z / torch.sqrt(z.square().sum(dim=-2, keepdim=True) + 1e-8)
-    s = u.transpose(-1, -2) @ u
     window = sg_window(cfg) if window is None else window
     if window > 1:
-        s = savgol_smooth(savgol_smooth(s, window, polyorder, dim=-1), window, polyorder, dim=-2)
+        # smoothing both axes of S = u^T u is A S A^T = (u A^T)^T (u A^T): filter the n_coeffs
+        # rows of u instead of the F x F matrix (same result, ~20x cheaper forward and backward)
+        u = u @ _const(savgol_matrix(u.shape[-1], window, polyorder), u)
+    s = u.transpose(-1, -2) @ u
     return s[0] if squeeze else s
 
 

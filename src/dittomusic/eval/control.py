@@ -65,6 +65,7 @@ class ControlEvalConfig:
     classifier: str | None = None
     device: str | None = None
     extra_methods: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("ditto2",)
+    rescore_seams: bool = False  # re-stitch finished painting runs from their saved mels
 
     def __post_init__(self):
         bad = [t for t in self.tasks if t not in ALL_TASKS]
@@ -153,7 +154,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     from dittomusic.control import BatchedControl
     from dittomusic.control.methods import Settings, get_method, run_control
     from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters
+    from dittomusic.control.tasks import default_iters, default_lr
     from dittomusic.eval.classifier import load_classifier, predict
     from dittomusic.eval.fad import fad, kid
     from dittomusic.generate import Pipeline
@@ -178,16 +179,22 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
         ctrls, names = build_targets(task, cfg.targets, frames, ref_mels, pipe.mel_cfg)
         control = BatchedControl(ctrls)
         iters = default_iters(task) if cfg.iters is None else cfg.iters
-        settings = Settings(steps=cfg.steps, guidance=cfg.guidance, optim=OptimConfig(iters=iters),
-                            checkpoint=cfg.checkpoint, progress=progress)
         ran = False
         for method in cfg.methods_for(task):
             key = f"{task}/{method}"
             if key in results["runs"]:
-                log.info("skipping %s (done)", key)
+                if cfg.rescore_seams and task in PAINT_SETTINGS:
+                    _rescore(results["runs"][key], ctrls, pipe, out, task, method)
+                    atomic_write_text(res_path, json.dumps(results, indent=1))
+                    ran = True
+                else:
+                    log.info("skipping %s (done)", key)
                 continue
             log.info("%s: %d targets", key, len(ctrls))
             t0 = time.perf_counter()
+            settings = Settings(steps=cfg.steps, guidance=cfg.guidance,
+                                optim=OptimConfig(iters=iters, lr=default_lr(method)), checkpoint=cfg.checkpoint,
+                                progress=progress)
             o = run_control(pipe, method, control, ref_tags[:len(ctrls)], seed=cfg.seed, settings=settings, task=task)
             gen_emb = emb(o.mel)
             rep = o.report
@@ -199,6 +206,8 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
                 if task in PAINT_SETTINGS:  # the generated clip alone, for its metric panel
                     save_wav(out / "audio" / f"{task}_{b}_{method}_clip.wav", o.clip_audio[b], sr)
             np.save(out / "audio" / f"{task}_{method}_emb.npy", gen_emb)
+            # the generated mels too: stitching and seam scoring can be redone without regenerating
+            np.save(out / "audio" / f"{task}_{method}_mel.npy", o.mel.float().cpu().numpy())
             results["runs"][key] = rep
             atomic_write_text(res_path, json.dumps(results, indent=1))
             ran = True
@@ -224,6 +233,31 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     atomic_write_text(res_path, json.dumps(results, indent=1))
     atomic_write_text(out / "README.md", report_markdown(results, cfg))
     return results
+
+
+def _rescore(run: dict, ctrls, pipe, out: Path, task: str, method: str) -> None:
+    """Stitch a finished painting run again from its saved mels with the current `stitch` and
+    replace its seam scores, boundaries and stitched audio (the generation itself is unchanged)."""
+    from dittomusic.audio import save_wav
+    from dittomusic.control import spectral_flux_seam_ratio
+    from dittomusic.control.targets import stitch
+
+    p = out / "audio" / f"{task}_{method}_mel.npy"
+    if not p.exists():
+        raise DittoError(f"--rescore-seams needs {p}, saved by evaluations from this version on; rerun that "
+                         "task/method (delete its entry from control_eval.json) instead")
+    mels = torch.from_numpy(np.load(p)).to(pipe.device)
+    sr = pipe.mel_cfg.sample_rate
+    bounds = []
+    for b, c in enumerate(ctrls):
+        st = stitch(c.masks, mels[b:b + 1], vocoder=pipe.vocoder)
+        a = st.audio.reshape(-1)
+        run["items"][b]["seam_ratio"] = spectral_flux_seam_ratio(a, sr, st.boundaries_s)
+        bounds.append(st.boundaries_s)
+        save_wav(out / "audio" / f"{task}_{b}_{method}.wav", a, sr)
+    run["metrics"]["seam_ratio"] = float(np.mean([it["seam_ratio"] for it in run["items"]]))
+    run["stitch_boundaries_s"] = bounds[0] if len(bounds) == 1 else bounds
+    log.info("%s/%s: seams rescored", task, method)
 
 
 def _boundaries(run: dict) -> list[float]:
