@@ -183,10 +183,9 @@ def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, bat
         if paint is None:
             audio.append(clip_audio[b])
         else:
-            st = stitch(paint.masks, res.mel[b:b + 1], vocoder=pipe.vocoder)
-            audio.append(st.audio.reshape(-1))
-            it["seam_ratio"] = spectral_flux_seam_ratio(audio[-1], sr, st.boundaries_s)
-            boundaries.append(st.boundaries_s)
+            a, it["seam_ratio"], bounds = stitch_and_score(pipe, paint.masks, res.mel[b:b + 1])
+            audio.append(a)
+            boundaries.append(bounds)
         items.append(it)
     report = {
         "task": task or control.name,
@@ -213,6 +212,14 @@ def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, bat
     if boundaries:
         report["stitch_boundaries_s"] = boundaries[0] if len(boundaries) == 1 else boundaries
     return ControlOutput(method, res.x_T, res.mel, clip_audio, audio, sr, report, res)
+
+
+def stitch_and_score(pipe, masks, mel: Tensor) -> tuple[np.ndarray, float, list[float]]:
+    """One painted clip [1, n_mels, F] stitched with its reference and vocoded as a whole:
+    (mono audio, seam ratio, stitch boundaries in seconds)."""
+    st = stitch(masks, mel, vocoder=pipe.vocoder)
+    a = st.audio.reshape(-1)
+    return a, spectral_flux_seam_ratio(a, pipe.mel_cfg.sample_rate, st.boundaries_s), st.boundaries_s
 
 
 def _frames_of(control: Control, pipe) -> int:

@@ -461,7 +461,7 @@ class Stitched:
     audio: np.ndarray | None = None
 
 
-def _best_start(a: Tensor | None, b: Tensor | None, x: int, hi: int, default: int) -> int:
+def _best_start(a: Tensor, b: Tensor, x: int, hi: int, default: int) -> int:
     """Where in a matched run to put a crossfade of x frames from a (before the junction) into b
     (after it): a, b are the two sides aligned over the run, [..., n_mels, K]. Scored like the
     seam metric: the largest frame-to-frame flux (mean |change| over bins) of the stitched frames
@@ -504,30 +504,28 @@ def _plan(m: PaintMasks, xf: int, tail: int = 0, gen: Tensor | None = None
     n = m.frames
     ref = m.ref_mel if m.ref_mel is None or gen is None else m.ref_mel.to(gen)
 
-    def start(a_fn, b_fn, x, K, default):
-        # a crossfade start j in [0, K - x] of a K-frame matched run
-        if gen is None:
-            return default
-        return _best_start(a_fn(K), b_fn(K), x, K - x, default)
+    def start(sides, x, K, default):
+        # a crossfade start j in [0, K - x] of a K-frame matched run; sides() -> (before, after)
+        return default if gen is None else _best_start(*sides(), x, K - x, default)
 
     if m.kind == "outpaint":
         R, o = m.ref_mel.shape[-1], m.overlap
         x = max(0, min(xf, o - tail))
         K = o - tail
-        j = start(lambda k: ref[..., R - o:R - o + k], lambda k: gen[..., :k], x, K, K - x)
+        j = start(lambda: (ref[..., R - o:R - o + K], gen[..., :K]), x, K, K - x)
         return [("ref", 0, R - o + j + x), ("gen", j, n)], [x], None
     if m.kind == "inpaint":
         R, ws = m.ref_mel.shape[-1], m.window_start
         g0, g1 = m.gap
         xl, xr = min(xf, g0), max(0, min(xf, n - g1 - tail))
         segs, joins = [], []
-        jl = start(lambda k: ref[..., ws:ws + k], lambda k: gen[..., :k], xl, g0, g0 - xl)
+        jl = start(lambda: (ref[..., ws:ws + g0], gen[..., :g0]), xl, g0, g0 - xl)
         if ws + g0 > 0:
             segs.append(("ref", 0, ws + jl + xl))
             joins.append(xl)
         if ws + g1 < R:
             K = n - tail - g1
-            jr = start(lambda k: gen[..., g1:g1 + k], lambda k: ref[..., ws + g1:ws + g1 + k], xr, K, 0)
+            jr = start(lambda: (gen[..., g1:g1 + K], ref[..., ws + g1:ws + g1 + K]), xr, K, 0)
             segs += [("gen", jl, g1 + jr + xr), ("ref", ws + g1 + jr, R)]
             joins.append(xr)
         else:
@@ -537,15 +535,15 @@ def _plan(m: PaintMasks, xf: int, tail: int = 0, gen: Tensor | None = None
         R, o = m.ref_mel.shape[-1], m.overlap
         x = max(0, min(xf, o - tail))
         K = o - tail
-        jh = start(lambda k: ref[..., R - o:R - o + k], lambda k: gen[..., :k], x, K, K - x)
-        jw = start(lambda k: gen[..., n - o:n - o + k], lambda k: ref[..., :k], x, K, 0)
+        jh = start(lambda: (ref[..., R - o:R - o + K], gen[..., :K]), x, K, K - x)
+        jw = start(lambda: (gen[..., n - o:n - o + K], ref[..., :K]), x, K, 0)
         # the cycle starts where the wrap's fade ends in the reference, so its length stays R + n - 2o
         return [("ref", jw, R - o + jh + x), ("gen", jh, n - o + jw + x)], [x], x
     if m.kind == "loop-free":
         L = m.loop_frames
         K = min(m.overlap, n - tail - L)
         x = max(0, min(xf, K))
-        d = start(lambda k: gen[..., L:L + k], lambda k: gen[..., :k], x, K, 0)
+        d = start(lambda: (gen[..., L:L + K], gen[..., :K]), x, K, 0)
         return [("gen", d, L + d + x)], [], x
     raise DittoError(f"unknown painting kind {m.kind!r}")
 

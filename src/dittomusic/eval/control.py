@@ -239,8 +239,7 @@ def _rescore(run: dict, ctrls, pipe, out: Path, task: str, method: str) -> None:
     """Stitch a finished painting run again from its saved mels with the current `stitch` and
     replace its seam scores, boundaries and stitched audio (the generation itself is unchanged)."""
     from dittomusic.audio import save_wav
-    from dittomusic.control import spectral_flux_seam_ratio
-    from dittomusic.control.targets import stitch
+    from dittomusic.control.methods import stitch_and_score
 
     p = out / "audio" / f"{task}_{method}_mel.npy"
     if not p.exists():
@@ -250,10 +249,8 @@ def _rescore(run: dict, ctrls, pipe, out: Path, task: str, method: str) -> None:
     sr = pipe.mel_cfg.sample_rate
     bounds = []
     for b, c in enumerate(ctrls):
-        st = stitch(c.masks, mels[b:b + 1], vocoder=pipe.vocoder)
-        a = st.audio.reshape(-1)
-        run["items"][b]["seam_ratio"] = spectral_flux_seam_ratio(a, sr, st.boundaries_s)
-        bounds.append(st.boundaries_s)
+        a, run["items"][b]["seam_ratio"], bd = stitch_and_score(pipe, c.masks, mels[b:b + 1])
+        bounds.append(bd)
         save_wav(out / "audio" / f"{task}_{b}_{method}.wav", a, sr)
     run["metrics"]["seam_ratio"] = float(np.mean([it["seam_ratio"] for it in run["items"]]))
     run["stitch_boundaries_s"] = bounds[0] if len(bounds) == 1 else bounds
