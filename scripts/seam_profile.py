@@ -21,7 +21,7 @@ import torch
 
 def main() -> int:
     from dittomusic.control.features import SEAM_WINDOW_S, spectral_flux, spectral_flux_seam_ratio
-    from dittomusic.control.targets import stitch
+    from dittomusic.control.methods import stitch_and_score
     from dittomusic.errors import DittoError
     from dittomusic.eval.control import PAINT_SETTINGS, _references, build_targets
     from dittomusic.generate import Pipeline
@@ -52,12 +52,11 @@ def main() -> int:
             if not p.exists():
                 raise DittoError(f"{p} not found: run the eval for {a.task}/{m} first")
             mel = torch.from_numpy(np.load(p)[a.item:a.item + 1]).to(pipe.device)
-            st = stitch(masks, mel, vocoder=pipe.vocoder)
-            audio = st.audio.reshape(-1)
+            audio, _, bounds = stitch_and_score(pipe, masks, mel)  # as the eval stitches and scores
             flux, t = spectral_flux(audio, sr)
             med = float(np.median(flux))
             print(f"{a.task} item {a.item} {m}: median flux {med:.2f} dB")
-            for b in st.boundaries_s:
+            for b in bounds:
                 near, shown = np.abs(t - b) <= SEAM_WINDOW_S, np.abs(t - b) <= a.span
                 ratio = spectral_flux_seam_ratio(audio, sr, [b])
                 row = " ".join(f"[{v:.2f}]" if n else f"{v:.2f}" for v, n in zip(flux[shown], near[shown]))
