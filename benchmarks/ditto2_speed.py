@@ -10,6 +10,10 @@ Targets (issue #5): DITTO-2 >= 20x faster with a metric at least as good, one in
 <= 6 s wall.
 
     python benchmarks/ditto2_speed.py --data data/full [--targets 2] [--student FILE or cd/ctd]
+
+--student takes a comma-separated list (e.g. cd,ctd) to compare students as surrogates in the same
+run: DITTO runs once and each student adds its two DITTO-2 rows, named ditto2[KIND] and
+ditto2[KIND]_student_decode (a single student keeps the plain names ditto2, ditto2_student_decode).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ def main() -> None:
     from dittomusic.generate import Pipeline, make_tags
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--student", default=None, help="[default: the bundled student]")
+    ap.add_argument("--student", default=None, help="comma-separated for several [default: the bundled student]")
     ap.add_argument("--tasks", default="intensity,melody,structure")
     ap.add_argument("--targets", type=int, default=2)
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
@@ -40,6 +44,8 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
 
+    students = a.student.split(",") if a.student else [None]
+    tag = (lambda st: "") if len(students) == 1 else (lambda st: f"[{st}]")
     pipe = Pipeline(device=a.device)
     real = clf = None
     if a.data:
@@ -56,10 +62,13 @@ def main() -> None:
         ctrls, names = build_targets(task, a.targets, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
         control = BatchedControl(ctrls)
         rows = {}
-        variants = (("ditto", "ditto", "teacher"), ("ditto2", "ditto2", "teacher"), ("ditto2_student_decode", "ditto2", "student"))
-        for name, method, decode in variants:
+        variants = [("ditto", "ditto", "teacher", None)]
+        for st in students:
+            variants += [(f"ditto2{tag(st)}", "ditto2", "teacher", st),
+                         (f"ditto2{tag(st)}_student_decode", "ditto2", "student", st)]
+        for name, method, decode, student in variants:
             k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
-            s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=a.student, decode=decode, decode_steps=a.decode_steps,
+            s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=student, decode=decode, decode_steps=a.decode_steps,
                          progress=True)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
@@ -74,7 +83,7 @@ def main() -> None:
                 r["fad"] = fad(e, real)
             rows[name] = r
         better = np.greater_equal if task == "melody" else np.less_equal
-        for name in ("ditto2", "ditto2_student_decode"):
+        for name in [v[0] for v in variants[1:]]:
             rows[name]["speedup"] = rows["ditto"]["wall_per_clip_s"] / rows[name]["wall_per_clip_s"]
             rows[name]["metric_as_good_as_ditto"] = bool(better(rows[name][METRIC[task]], rows["ditto"][METRIC[task]]))
         out["tasks"][task] = rows
@@ -83,7 +92,7 @@ def main() -> None:
     ctrls, _ = build_targets("intensity", 1, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
     o = run_control(pipe, "ditto2", ctrls[0], tags[0], seed=a.seed, task="intensity",
                     settings=Settings(optim=OptimConfig(iters=default_iters("intensity"), lr=default_lr("ditto2")),
-                                      student=a.student))
+                                      student=students[0]))
     out["single_intensity_clip"] = {"wall_s": o.report["wall_s"], "method_wall_s": o.report["method_wall_s"],
                                     "clip_s": o.clip_audio.shape[-1] / o.sr,
                                     METRIC["intensity"]: o.report["metrics"][METRIC["intensity"]]}

@@ -68,12 +68,13 @@ def test_bundled_students_are_found_by_kind(tiny_model_path, tmp_path, monkeypat
         assert meta["kind"] == "cd" and meta["guidance"] == 2.0
 
 
-def test_the_bundled_student_was_distilled_from_the_bundled_model():
+@pytest.mark.parametrize("kind", [None, "cd", "ctd"])
+def test_the_bundled_students_were_distilled_from_the_bundled_model(kind):
     from dittomusic.distill.train import _file_digest
     from dittomusic.models.loading import bundled_path
 
-    model, meta = load_student()
+    model, meta = load_student(kind)
     teacher, _ = load_model(bundled_path("base"))
-    assert meta["kind"] == "cd" and model.cfg.vocab == teacher.cfg.vocab
+    assert meta["kind"] == (kind or "cd") and model.cfg.vocab == teacher.cfg.vocab
     assert meta["distill"]["teacher_sha1"] == _file_digest(bundled_path("base"))
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, float32 to compute

@@ -51,3 +51,23 @@ def test_best_decode_steps_is_the_fewest_within_the_fad_budget():
     assert best_decode_steps(rep) == 4
     assert best_decode_steps(rep, 1.7) == 2
     assert best_decode_steps(rep, 1.1) is None
+
+
+@pytest.mark.parametrize("kind", ["cd", "ctd"])
+def test_card_describes_the_kinds_teacher_solver_and_how_to_reproduce(kind, tmp_path):
+    from dittomusic.distill import time_grid
+    from dittomusic.eval.student import write_student_card
+
+    row = {"sampler": f"student ({kind})", "steps": 4, "passes_per_clip": 4, "collection_accuracy": 0.7,
+           "family_micro_f1": 0.6, "fad": 66.0, "seconds_per_clip": 0.05, "mse_to_teacher": 0.005,
+           "fad_over_teacher": 1.05}
+    rep = {"student": kind, "kind": kind, "guidance": 3.0, "grid": time_grid(20),
+           "train": {"steps": 9, "cpu_hours": 1.5}, "train_config": {"teacher_steps": 3},
+           "distill": {"target_decay": 0.95}, "settings": {"n": 8, "fad_reference": "all 8 test clips"},
+           "rows": [row]}
+    card = write_student_card(f"student_{kind}.safetensors", rep, tmp_path, notes=["n1"]).read_text()
+    assert f"--student {kind} --data DATA" in card and "20-interval grid" in card
+    # CD bootstraps over one teacher step; CTD's target spans up to teacher_steps of them
+    assert ("1 to 3 steps from t to u" in card) == (kind == "ctd")
+    assert ("one step between adjacent grid points" in card) == (kind == "cd")
+    assert json.loads((tmp_path / "report.json").read_text())["kind"] == kind

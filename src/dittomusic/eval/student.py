@@ -110,6 +110,9 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
     d, tr = {**report.get("train_config", {}), **report["distill"]}, report["train"]
+    solver = ("one step between adjacent grid points" if report["kind"] == "cd" else
+              f"1 to {d.get('teacher_steps', '?')} steps from t to u (drawn per step); the EMA "
+              "target's jump from u to an earlier s is what the student's jump from t to s must match")
     lines = [f"# Distilled student: {report['kind'].upper()}", "",
              f"`{Path(student).name}`: a one-pass-per-step student of the bundled base model for DITTO-2 "
              "(`dittomusic control TASK --method ditto2`).", "",
@@ -117,8 +120,8 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
              f"- Kind: {'consistency distillation' if report['kind'] == 'cd' else 'consistency trajectory distillation'}; "
              f"student initialised from the teacher, EMA target (decay {d.get('target_decay', '?')}), "
              f"exported weights: {d.get('weights', 'ema')} (decay {d.get('ema_decay', '?')}).",
-             f"- Teacher solver: one CFG DDIM step (guidance {report['guidance']:g}, baked in) between adjacent points "
-             f"of a {len(report['grid']) - 1}-interval grid ending at the clean end.",
+             f"- Teacher solver: CFG DDIM (guidance {report['guidance']:g}, baked in) on a "
+             f"{len(report['grid']) - 1}-interval grid ending at the clean end; {solver}.",
              f"- {tr.get('steps', '?')} steps at batch {tr.get('batch_size', '?')} on {tr.get('processes', '?')} "
              f"CPU processes: **{tr.get('cpu_hours', '?')} CPU-hours** ({tr.get('wall_hours', '?')} h wall). "
              f"Final loss {tr.get('final_loss') or float('nan'):.2e}; validation (1-jump MSE to the teacher's "
@@ -128,8 +131,8 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
             shutil.copyfile(loss_png, out_dir / "loss.png")
         lines += ["![loss](loss.png)", ""]
     lines += ["## Samples against the teacher", "", report_markdown(report), "",
-              "Reproduce: `dittomusic eval student --data DATA --out DIR` (bundled student) or "
-              "`--student FILE`.", ""]
+              f"Reproduce: `dittomusic eval student --student {report['kind']} --data DATA --out DIR` (the bundled "
+              "release; `--student FILE` for another).", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {x}" for x in notes] + [""]
     path = out_dir / "README.md"
