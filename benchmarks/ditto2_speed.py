@@ -39,6 +39,10 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=2)
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
     ap.add_argument("--decode-steps", type=int, default=4)
+    ap.add_argument("--ditto2-steps", type=int, default=None,
+                    help="teacher DDIM steps of DITTO-2's teacher decode [default: DITTO's sampler steps, 20]")
+    ap.add_argument("--refresh", type=int, default=None,
+                    help="DITTO-2 re-decodes (and re-corrects its surrogate) every N iterations [default: by decoder]")
     ap.add_argument("--data", default=None, help="dataset for FAD against real test clips")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
@@ -68,8 +72,9 @@ def main() -> None:
                          (f"ditto2{tag(st)}_student_decode", "ditto2", "student", st)]
         for name, method, decode, student in variants:
             k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
+            d2 = {"refresh": a.refresh, **({"steps": a.ditto2_steps} if a.ditto2_steps else {})} if method == "ditto2" else {}
             s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=student, decode=decode, decode_steps=a.decode_steps,
-                         progress=True)
+                         progress=True, **d2)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
             r = {"wall_per_clip_s": o.report["method_wall_s"] / len(ctrls), "model_calls": o.report["model_calls"],
