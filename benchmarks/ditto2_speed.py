@@ -4,8 +4,8 @@ For each task (intensity, melody, structure) both methods steer the same x_T tow
 targets; reported per task and method: wall seconds per clip, model calls, the control metric on
 the vocoded waveform, and FAD (tag-classifier yardstick) of the clips against real test clips
 when --data is given. DITTO-2 runs twice (its optimization is deterministic, so on the same x_T): decoded by the teacher's
-DDIM (--steps) and by the student's own multistep sampler (--decode-steps), so the default decoder
-is chosen by measurement. Last, one intensity clip alone (batch 1) with the default decoder.
+sampler (by task; --ditto2-sampler, --ditto2-steps) and by the student's own multistep sampler
+(--decode-steps), so the default decoder is chosen by measurement. Last, one intensity clip alone (batch 1) with the default decoder.
 Targets (issue #5): DITTO-2 >= 20x faster with a metric at least as good, one intensity clip
 <= 6 s wall.
 
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
     ap.add_argument("--decode-steps", type=int, default=4)
     ap.add_argument("--ditto2-steps", type=int, default=None,
-                    help="teacher DDIM steps of DITTO-2's teacher decode [default: DITTO's sampler steps, 20]")
+                    help="steps of DITTO-2's teacher decode [default: by task, control.ditto2.TEACHER_DECODE]")
+    ap.add_argument("--ditto2-sampler", default=None, choices=["ddim", "dpmpp_2m"],
+                    help="sampler of DITTO-2's teacher decode [default: by task]")
     ap.add_argument("--refresh", type=int, default=None,
                     help="DITTO-2 re-decodes (and re-corrects its surrogate) every N iterations [default: by decoder]")
     ap.add_argument("--data", default=None, help="dataset for FAD against real test clips")
@@ -72,14 +74,15 @@ def main() -> None:
                          (f"ditto2{tag(st)}_student_decode", "ditto2", "student", st)]
         for name, method, decode, student in variants:
             k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
-            d2 = {"refresh": a.refresh, **({"steps": a.ditto2_steps} if a.ditto2_steps else {})} if method == "ditto2" else {}
+            d2 = dict(refresh=a.refresh, teacher_steps=a.ditto2_steps, decode_sampler=a.ditto2_sampler) if method == "ditto2" else {}
             s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=student, decode=decode, decode_steps=a.decode_steps,
                          progress=True, **d2)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
             r = {"wall_per_clip_s": o.report["method_wall_s"] / len(ctrls), "model_calls": o.report["model_calls"],
                  "iterations": o.report["iterations"], METRIC[task]: o.report["metrics"][METRIC[task]],
-                 "per_target": [it[METRIC[task]] for it in o.report["items"]], "decode": decode}
+                 "per_target": [it[METRIC[task]] for it in o.report["items"]], "decode": decode,
+                 **{k: o.report[k] for k in ("decode_sampler", "decode_steps", "refresh") if k in o.report}}
             if real is not None:
                 from dittomusic.eval.classifier import predict
                 from dittomusic.eval.fad import fad

@@ -312,7 +312,8 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Seeds optimized together (one batched forward/backward).")
 @click.option("--seconds", type=float, default=None, help="Clip length [default: the model's 5.94 s].")
-@click.option("--steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="DDIM steps.")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="DDIM steps (ditto, the baselines, and ditto2's teacher decode except for structure).")
 @click.option("--guidance", type=float, default=3.0, show_default=True, help="Classifier-free guidance scale.")
 @click.option("--iters", type=click.IntRange(min=0), default=None,
               help="Optimization steps K [default: 150 for melody/structure, 70 otherwise].")
@@ -346,13 +347,17 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
               help="ditto2: distilled student: a release file, a distill run folder, or cd / ctd for a bundled one "
                    "[default: the bundled CD student].")
 @click.option("--decode", type=click.Choice(["teacher", "student"]), default=None,
-              help="ditto2: decode the optimized x_T with the teacher's DDIM or the student's multistep sampler "
+              help="ditto2: decode the optimized x_T with the teacher's sampler or the student's multistep sampler "
                    "[default: by measurement, teacher for melody and structure, student otherwise].")
 @click.option("--decode-steps", type=click.IntRange(min=1, max=20), default=4, show_default=True,
               help="ditto2 with --decode student: student sampling steps.")
+@click.option("--decode-sampler", type=click.Choice(["ddim", "dpmpp_2m"]), default=None,
+              help="ditto2 with the teacher decode: its sampler [default: dpmpp_2m for structure, ddim otherwise].")
+@click.option("--teacher-steps", type=click.IntRange(min=1, max=1000), default=None,
+              help="ditto2 with the teacher decode: its steps [default: 8 for structure, --steps otherwise].")
 @click.option("--refresh", type=click.IntRange(min=0), default=None,
               help="ditto2: decode for real and re-correct the one-step surrogate every N iterations "
-                   "(0: never) [default: 5 with --decode student, 20 with teacher].")
+                   "(0: never) [default: 10 with the student decode or for structure, 20 otherwise].")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Base model safetensors [default: the bundled model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
@@ -360,7 +365,8 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 def control_cmd(task, method, caption, collection, instruments, tempo, mode, unconditional, seed, batch, seconds,
                 steps, guidance, iters, lr, tol, no_checkpoint, preset, low_db, high_db, target_curve, target_notes,
                 target_midi, target_pattern, target_audio, reference, overlap, gap_start, gap, out, report,
-                save_latent, init_latent, student, decode, decode_steps, refresh, model_path, device):
+                save_latent, init_latent, student, decode, decode_steps, decode_sampler, teacher_steps, refresh, model_path,
+                device):
     """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
     or several joined with '+' (e.g. intensity+melody).
 
@@ -390,7 +396,8 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     optim = OptimConfig(iters=default_iters(task) if iters is None else iters,
                         lr=default_lr(method) if lr is None else lr, tol=tol)
     settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,
-                        student=student, decode=decode, decode_steps=decode_steps, refresh=refresh)
+                        student=student, decode=decode, decode_steps=decode_steps, decode_sampler=decode_sampler,
+                        teacher_steps=teacher_steps, refresh=refresh)
     x_T, resume = None, None
     if init_latent:
         if method not in ("ditto", "ditto2"):

@@ -114,3 +114,35 @@ def test_report_names_the_decoder_chosen_by_task(pipe, student_path):
     ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     s = Settings(steps=2, student=str(student_path), decode_steps=2, refresh=0, optim=OptimConfig(iters=1))
     assert run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s).report["decode"] == "student"
+
+
+def test_teacher_decode_defaults_by_task_and_its_overrides():
+    from dittomusic.control import MultiControl, structure_from_pattern
+    from dittomusic.control.ditto2 import REFRESH, TEACHER_DECODE, teacher_decode
+
+    inten = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    struct = get_control("structure", target=structure_from_pattern("ABBA", FR))
+    s = Settings(steps=7)
+    assert teacher_decode(inten, s) == ("ddim", 7, REFRESH["teacher"])
+    assert teacher_decode(struct, s) == TEACHER_DECODE["structure"]
+    assert teacher_decode(MultiControl([(inten, 1.0), (struct, 1.0)]), s) == TEACHER_DECODE["structure"]
+    assert teacher_decode(struct, Settings(decode_sampler="ddim", teacher_steps=3, refresh=0)) == ("ddim", 3, 0)
+    with pytest.raises(DittoError, match="--decode-sampler must be one of"):
+        teacher_decode(inten, Settings(decode_sampler="heun"))
+    with pytest.raises(DittoError, match="--teacher-steps"):
+        teacher_decode(inten, Settings(teacher_steps=0))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_teacher_decode_runs_the_chosen_sampler(pipe, student_path, sampler):
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    s = Settings(steps=5, student=str(student_path), decode="teacher", decode_sampler=sampler, teacher_steps=3,
+                 refresh=0, optim=OptimConfig(iters=0))
+    out = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s)
+    assert out.report["decode_sampler"] == sampler and out.report["decode_steps"] == 3
+    with torch.no_grad():
+        x_T = pipe.noise(1, FR, 0)
+        want = pipe.sample(x_T, tags, sampler=sampler, steps=3, guidance=3.0)
+        other = pipe.sample(x_T, tags, sampler="dpmpp_2m" if sampler == "ddim" else "ddim", steps=3, guidance=3.0)
+    assert torch.allclose(out.mel, want, atol=1e-6) and not torch.allclose(out.mel, other, atol=1e-3)

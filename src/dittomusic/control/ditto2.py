@@ -1,6 +1,6 @@
 """DITTO-2 (Novack et al., ISMIR 2024): optimize x_T through a distilled student's one-step map
 x_T -> x0 as a cheap surrogate for the full sampler, then decode the optimized x_T with
-multi-step sampling: the student's own multistep sampler, or the teacher's DDIM.
+multi-step sampling: the student's own multistep sampler, or the teacher's DDIM / DPM-Solver++.
 
 The student bakes classifier-free guidance in (one pass per step instead of a CFG pair), so a
 surrogate iteration costs one network forward + backward against DITTO's 2 x steps.
@@ -28,11 +28,19 @@ from .methods import MethodResult, Settings, register_method
 from .optimize import optimize_latent
 
 DECODERS = ("student", "teacher")
+TEACHER_SAMPLERS = ("ddim", "dpmpp_2m")  # one (CFG-batched) model call per step each
 # Default decoder by task, from benchmarks/ditto2_speed.py (2 targets per task, lr 1e-2): the
 # student's 4-step decode won on intensity (0.71 vs 1.78 dB^2, 1.6x faster); the teacher's DDIM
 # kept melody (99.4 vs 94.4 % frame accuracy) and structure (0.0037 vs 0.0053).
 TEACHER_DECODED = frozenset({"melody", "structure"})
 REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
+# The teacher decode by task (sampler, steps, refresh); others: DDIM with Settings.steps. Structure,
+# chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored 0.0053 against DITTO's 0.0041,
+# DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held out (seeds 2, 3) 0.0035 vs DITTO's
+# 0.0045. A short decode tracks the one-step surrogate more closely; DPM-Solver++ keeps more
+# quality than DDIM at 8 steps (plain-sampling FAD 72 vs 80; DDIM 20: 62). Reproduce with
+# benchmarks/ditto2_speed.py --tasks structure --targets 5 --seed S, pooled by ditto2_pool.py.
+TEACHER_DECODE = {"structure": ("dpmpp_2m", 8, 10)}
 _CACHE: dict = {}
 
 
@@ -76,6 +84,20 @@ def default_decoder(control: Control) -> str:
     return "teacher" if TEACHER_DECODED & set(leaf_names(control)) else "student"
 
 
+def teacher_decode(control: Control, s: Settings) -> tuple[str, int, int]:
+    """(sampler, steps, refresh) of the teacher decode: the task's default (TEACHER_DECODE),
+    else DDIM with s.steps; s.decode_sampler, s.teacher_steps and s.refresh override each."""
+    names = set(leaf_names(control))
+    default = next((v for k, v in TEACHER_DECODE.items() if k in names), ("ddim", s.steps, REFRESH["teacher"]))
+    sampler = s.decode_sampler or default[0]
+    if sampler not in TEACHER_SAMPLERS:
+        raise DittoError(f"--decode-sampler must be one of {', '.join(TEACHER_SAMPLERS)}, got {sampler!r}")
+    steps = default[1] if s.teacher_steps is None else s.teacher_steps
+    if steps < 1:
+        raise DittoError(f"--teacher-steps must be >= 1, got {steps}")
+    return sampler, steps, default[2] if s.refresh is None else s.refresh
+
+
 @register_method("ditto2")
 def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
     decoder = default_decoder(control) if s.decode is None else s.decode
@@ -86,10 +108,13 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
         raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
     cond = pipe.cond(tags, x_T.shape[0])
     sample = student_sampler(student, meta)
-    every = REFRESH[decoder] if s.refresh is None else s.refresh
+    if decoder == "student":
+        t_sampler, every = None, REFRESH["student"] if s.refresh is None else s.refresh
+        decode_calls = s.decode_steps
+    else:
+        t_sampler, decode_calls, every = teacher_decode(control, s)
     if every < 0:
         raise DittoError(f"--refresh must be >= 0 (0: never re-decode), got {every}")
-    decode_calls = s.decode_steps if decoder == "student" else s.steps
 
     def one_step(x):
         return sample(x, cond, 1).clamp(-1, 1)
@@ -97,7 +122,7 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
     def decode(x):
         if decoder == "student":
             return sample(x, cond, s.decode_steps).clamp(-1, 1)
-        return pipe.sample(x, tags, steps=s.steps, guidance=s.guidance)
+        return pipe.sample(x, tags, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
 
     B = x_T.shape[0]
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
@@ -139,7 +164,7 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
     score(r.x_T, r.iters, False)  # the surrogate's own best iterate competes too
     calls = r.evaluations + state["decodes"] * decode_calls + state["corrections"]
     info = {"student_kind": meta["kind"], "student_guidance": meta["guidance"], "decode": decoder,
-            "decode_steps": decode_calls, "refresh": every, "decodes": state["decodes"],
+            "decode_sampler": t_sampler or f"{meta['kind']} student", "decode_steps": decode_calls, "refresh": every, "decodes": state["decodes"],
             "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
             "decoded_best_iter": best["iter"]}
     return MethodResult(best["x"], best["mel"], calls, optim=r, info=info)

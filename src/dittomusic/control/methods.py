@@ -38,7 +38,9 @@ class Settings:
     # DITTO-2: the distilled student (None = bundled) and how the optimized x_T is decoded
     student: str | None = None
     decode: str | None = None  # "student" or "teacher"; None: by task (control.ditto2.default_decoder)
-    decode_steps: int = 4
+    decode_steps: int = 4  # student decode steps
+    decode_sampler: str | None = None  # teacher decode: "ddim" or "dpmpp_2m"; None: by task (control.ditto2.TEACHER_DECODE)
+    teacher_steps: int | None = None  # teacher decode steps; None: by task, else `steps`
     refresh: int | None = None  # re-decode (and re-correct the surrogate) every N iterations; None: by decoder; 0: never
     progress: bool = False
     callback: Callable | None = None

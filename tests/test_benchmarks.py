@@ -1,0 +1,55 @@
+"""The benchmark helpers that turn saved runs into the numbers the README quotes."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(ditto, d2, s_ditto, s_d2, task="structure"):
+    metric = {"structure": "structure_mse", "melody": "melody_accuracy_pct"}[task]
+    rows = {"ditto": {"per_target": ditto, "wall_per_clip_s": s_ditto, metric: float(np.mean(ditto))},
+            "ditto2": {"per_target": d2, "wall_per_clip_s": s_d2, metric: float(np.mean(d2))}}
+    # what ditto2_speed.py prints: a one-line progress record per task, then the indented report
+    return json.dumps({task: rows}) + "\n" + json.dumps({"settings": {}, "tasks": {task: rows}}, indent=1)
+
+
+def test_pool_counts_every_clip_of_every_run_once(tmp_path):
+    pool = _load("ditto2_pool")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(_run([1.0, 4.0], [2.0, 1.0], 100.0, 5.0))
+    b.write_text(_run([3.0, 2.0], [3.0, 5.0], 300.0, 15.0))
+    out = pool.pool([pool.load_run(str(a)), pool.load_run(str(b))])["structure"]
+    d, d2 = out["rows"]["ditto"], out["rows"]["ditto2"]
+    assert out["runs"] == 2 and d["clips"] == d2["clips"] == 4
+    assert d["mean"] == pytest.approx(2.5) and d2["mean"] == pytest.approx(2.75)
+    assert d2["median"] == pytest.approx(2.5)
+    assert d2["clips_as_good_as_ditto"] == 2  # 1 <= 4 and 3 <= 3, clip against its own DITTO clip
+    assert d2["speedup"] == pytest.approx(200.0 / 10.0) and d2["mean_as_good_as_ditto"] is False
+
+
+def test_pool_compares_melody_upwards(tmp_path):
+    pool = _load("ditto2_pool")
+    p = tmp_path / "m.json"
+    p.write_text(_run([90.0, 95.0], [92.0, 94.0], 10.0, 1.0, task="melody"))
+    row = pool.pool([pool.load_run(str(p))])["melody"]["rows"]["ditto2"]
+    assert row["clips_as_good_as_ditto"] == 1 and row["mean_as_good_as_ditto"] is True
+
+
+def test_pool_rejects_a_file_that_is_not_a_report(tmp_path):
+    pool = _load("ditto2_pool")
+    p = tmp_path / "x.json"
+    p.write_text('{"not": "a report"}')
+    with pytest.raises(SystemExit, match="no ditto2_speed.py report"):
+        pool.load_run(str(p))
