@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-METRICS = {"intensity": "intensity_mse_db2", "melody": "melody_accuracy_pct", "structure": "structure_mse"}
+from dittomusic.eval.control import METRIC
 
 
 def load_run(path: str) -> dict:
@@ -39,7 +39,7 @@ def load_run(path: str) -> dict:
 def pool(runs: list[dict]) -> dict:
     out = {}
     for task in sorted({t for r in runs for t in r["tasks"]}):
-        metric = METRICS[task]
+        metric = METRIC[task]
         better = np.greater_equal if task == "melody" else np.less_equal
         rows = [r["tasks"][task] for r in runs if task in r["tasks"]]
         methods = [m for m in rows[0] if all(m in row for row in rows)]
