@@ -1,4 +1,5 @@
-"""Target builders: presets, CSV, note strings, MIDI, reference audio, patterns, masks, stitching."""
+"""Target builders: presets, CSV, note strings, MIDI, reference audio, patterns, masks, stitching and
+its listening cut."""
 
 import math
 
@@ -391,3 +392,51 @@ def test_stitched_audio_of_a_mismatched_clip_has_a_seam():
     assert F.spectral_flux_seam_ratio(out.audio, SR, out.boundaries_s) > 2.5
     with pytest.raises(DittoError, match="reference audio"):
         T.stitch_audio(m, np.zeros(299 * 256))
+
+
+def _switch(at_s, seconds, f1=220, f2=330):
+    """A steady tone that switches abruptly to another at at_s."""
+    a = tone(f1, seconds, harmonics=5)
+    k = int(at_s * SR)
+    a[k:] = tone(f2, seconds, harmonics=2)[k:]
+    return a
+
+
+def test_listen_judge_hears_a_switch_at_the_fade_centre():
+    from dittomusic.audio.vocoder import get_vocoder
+
+    voc = get_vocoder("griffinlim", CFG)
+    x, c = 34, 60  # a 0.4 s fade centred on frame 60 of each 1.4 s piece
+    steady, on_centre, off_centre = (_mel(a) for a in (tone(220, 1.4, harmonics=5), _switch(c / FR, 1.4),
+                                                       _switch((c + 12) / FR, 1.4)))
+    costs = T.listen_costs(voc, CFG)([steady, on_centre, off_centre], [c, c, c], x)
+    assert costs[1] > 2 * costs[0]
+    # a switch 0.14 s from the centre is outside the metric's +-50 ms, but inside the whole fade
+    assert costs[2] < 1.5 * costs[0]
+    whole = T.listen_costs(voc, CFG, window_s=None)([steady, off_centre], [c, c], x)
+    assert whole[1] > 2 * whole[0]
+
+
+def test_stitch_with_a_vocoder_listens_for_the_cut():
+    """A consistent continuation of a tone that switches pitch where the default cut would sit:
+    listening moves the whole fade off the switch, so the boundary is no seam; without a
+    vocoder (or with listen=False) the mel cost still decides, deterministically."""
+    from dittomusic.audio.vocoder import get_vocoder
+
+    voc = get_vocoder("griffinlim", CFG)
+    ref_len = 2.0
+    probe = T.outpaint_masks(torch.zeros(160, _mel(tone(220, ref_len)).shape[-1]), 1.0, frames=200)
+    R, o = probe.ref_mel.shape[-1], probe.overlap
+    x = CFG.frames_for(T.CROSSFADE_S)
+    at = (R - o + (o - x) + x / 2) / FR  # centre of the default (end-of-overlap) fade
+    full = _mel(_switch(at, 4.0))
+    m = T.outpaint_masks(full[:, :R], 1.0, frames=200)
+    gen = full[:, R - o:R - o + 200]
+    ends = T.stitch(m, gen, vocoder=voc, best_cut=False)
+    heard = T.stitch(m, gen, vocoder=voc)
+    assert ends.boundaries_s[0] == pytest.approx(at, abs=1 / FR)
+    assert abs(heard.boundaries_s[0] - at) > (x / 2 + 1) / FR  # the switch is outside the fade
+    assert F.spectral_flux_seam_ratio(ends.audio, SR, ends.boundaries_s) > 2.0
+    assert F.spectral_flux_seam_ratio(heard.audio, SR, heard.boundaries_s) <= 1.5
+    assert T.stitch(m, gen, vocoder=voc).boundaries_s == heard.boundaries_s
+    assert T.stitch(m, gen, vocoder=voc, listen=False).boundaries_s == T.stitch(m, gen).boundaries_s
