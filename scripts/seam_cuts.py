@@ -5,7 +5,8 @@ with a finer STFT (n_fft 1024, hop 128) that the listening judge does not use.
 
     python scripts/seam_cuts.py --eval evals/control --data data/full [--methods ditto,naive] [--json out.json]
 
-Prints one row per task/method and a pooled summary; the generation itself is not rerun.
+Prints one row per task/method (with the stitch's wall time per clip, vocoding included) and a
+pooled summary; the generation itself is not rerun.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +71,11 @@ def main() -> int:
                 mels = torch.from_numpy(np.load(p)).to(pipe.device)
                 row = {}
                 for cut, listen in (("mel", False), ("listen", True)):
-                    seam, fine = [], []
+                    seam, fine, wall = [], [], 0.0
                     for b, c in enumerate(ctrls):
+                        t0 = time.perf_counter()
                         st = stitch(c.masks, mels[b:b + 1], vocoder=pipe.vocoder, listen=listen)
+                        wall += time.perf_counter() - t0
                         audio = st.audio.reshape(-1)
                         seam.append(spectral_flux_seam_ratio(audio, sr, st.boundaries_s))
                         fine.append(fine_ratio(audio, sr, st.boundaries_s))
@@ -80,7 +84,8 @@ def main() -> int:
                     pooled[f"{cut}_fine"] += fine
                     ok = sum(v <= SEAM_PASS for v in seam)
                     print(f"{task + '/' + m:26s} {cut:6s} {' '.join(f'{v:.2f}' for v in seam):34s} {ok}/{len(seam)}  | "
-                          f"{' '.join(f'{v:.2f}' for v in fine)} ({sum(v <= SEAM_PASS for v in fine)}/{len(fine)})",
+                          f"{' '.join(f'{v:.2f}' for v in fine)} ({sum(v <= SEAM_PASS for v in fine)}/{len(fine)})  "
+                          f"| stitch {wall / len(ctrls):.1f} s/clip",
                           flush=True)
                 out[f"{task}/{m}"] = row
         print("\npooled over", len(pooled["mel"]), "clips (mean ratio, clips <= 1.5):")
