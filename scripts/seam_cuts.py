@@ -34,8 +34,7 @@ def main() -> int:
     from dittomusic.control.features import spectral_flux_seam_ratio
     from dittomusic.control.targets import stitch
     from dittomusic.errors import DittoError
-    from dittomusic.eval.control import PAINT_SETTINGS, SEAM_PASS, _references, build_targets
-    from dittomusic.generate import Pipeline
+    from dittomusic.eval.control import PAINT_SETTINGS, SEAM_PASS, build_targets, reopen, saved_mels
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval", required=True, help="output folder of `dittomusic eval control`")
@@ -46,18 +45,13 @@ def main() -> int:
     a = ap.parse_args()
 
     try:
-        res = Path(a.eval) / "control_eval.json"
-        if not res.is_file():
-            raise DittoError(f"{res} not found: --eval takes the --out folder of `dittomusic eval control`")
-        ev = json.loads(res.read_text())
-        cfg = ev["config"]
         tasks = [t for t in a.tasks.split(",") if t]
         bad = [t for t in tasks if t not in PAINT_SETTINGS]
         if bad:
             raise DittoError(f"--tasks {bad} are not painting tasks; choose from {sorted(PAINT_SETTINGS)}")
-        pipe = Pipeline(cfg.get("model"), cfg.get("device"))
+        ev, pipe, ref_mels = reopen(a.eval, a.data)
+        cfg = ev["config"]
         sr = pipe.mel_cfg.sample_rate
-        ref_mels, _, _, _ = _references(a.data, cfg["targets"], cfg["seed"])
         out, pooled = {}, {"mel": [], "listen": [], "mel_fine": [], "listen_fine": []}
         print(f"{'task/method':26s} {'cut':6s} {'seam ratio per clip':34s} pass  | finer STFT")
         for task in tasks:
@@ -65,10 +59,7 @@ def main() -> int:
             methods = a.methods.split(",") if a.methods else sorted(
                 k.split("/")[1] for k in ev["runs"] if k.startswith(f"{task}/"))
             for m in methods:
-                p = Path(a.eval) / "audio" / f"{task}_{m}_mel.npy"
-                if not p.exists():
-                    raise DittoError(f"{p} not found: run the eval for {task}/{m} first")
-                mels = torch.from_numpy(np.load(p)).to(pipe.device)
+                mels = torch.from_numpy(saved_mels(a.eval, task, m)).to(pipe.device)
                 row = {}
                 for cut, listen in (("mel", False), ("listen", True)):
                     seam, fine, wall = [], [], 0.0

@@ -11,9 +11,7 @@ spike inside the brackets; a score over 1.5 with larger values outside them is a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +21,7 @@ def main() -> int:
     from dittomusic.control.features import SEAM_WINDOW_S, spectral_flux, spectral_flux_seam_ratio
     from dittomusic.control.methods import stitch_and_score
     from dittomusic.errors import DittoError
-    from dittomusic.eval.control import PAINT_SETTINGS, _references, build_targets
-    from dittomusic.generate import Pipeline
+    from dittomusic.eval.control import PAINT_SETTINGS, build_targets, reopen, saved_mels
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval", required=True, help="output folder of `dittomusic eval control`")
@@ -36,22 +33,15 @@ def main() -> int:
     a = ap.parse_args()
 
     try:
-        res = Path(a.eval) / "control_eval.json"
-        if not res.is_file():
-            raise DittoError(f"{res} not found: --eval takes the --out folder of `dittomusic eval control`")
-        cfg = json.loads(res.read_text())["config"]
+        results, pipe, ref_mels = reopen(a.eval, a.data)
+        cfg = results["config"]
         if not 0 <= a.item < cfg["targets"]:
             raise DittoError(f"--item must be in 0..{cfg['targets'] - 1} (the eval ran {cfg['targets']} targets)")
-        pipe = Pipeline(cfg.get("model"), cfg.get("device"))
-        ref_mels, _, _, _ = _references(a.data, cfg["targets"], cfg["seed"])
         ctrls, _ = build_targets(a.task, cfg["targets"], pipe.model.cfg.clip_frames, ref_mels, pipe.mel_cfg)
         masks = ctrls[a.item].masks
         sr = pipe.mel_cfg.sample_rate
         for m in a.methods.split(","):
-            p = Path(a.eval) / "audio" / f"{a.task}_{m}_mel.npy"
-            if not p.exists():
-                raise DittoError(f"{p} not found: run the eval for {a.task}/{m} first")
-            mel = torch.from_numpy(np.load(p)[a.item:a.item + 1]).to(pipe.device)
+            mel = torch.from_numpy(saved_mels(a.eval, a.task, m)[a.item:a.item + 1]).to(pipe.device)
             audio, _, bounds = stitch_and_score(pipe, masks, mel)  # as the eval stitches and scores
             flux, t = spectral_flux(audio, sr)
             med = float(np.median(flux))

@@ -235,17 +235,37 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     return results
 
 
+def saved_mels(out: Path, task: str, method: str) -> np.ndarray:
+    """The generated mels [targets, n_mels, F] a finished eval saved for task/method."""
+    p = Path(out) / "audio" / f"{task}_{method}_mel.npy"
+    if not p.exists():
+        raise DittoError(f"{p} not found: run the eval for {task}/{method} first (evaluations before the mels "
+                         "were saved need that task/method rerun: delete its entry from control_eval.json)")
+    return np.load(p)
+
+
+def reopen(out: str | Path, data: str):
+    """A finished `dittomusic eval control` folder, reopened to re-stitch its painted clips:
+    (its results dict, a Pipeline on the eval's model and device, its reference mels)."""
+    from dittomusic.generate import Pipeline
+
+    res = Path(out) / "control_eval.json"
+    if not res.is_file():
+        raise DittoError(f"{res} not found: expected the --out folder of `dittomusic eval control`")
+    results = json.loads(res.read_text())
+    cfg = results["config"]
+    pipe = Pipeline(cfg.get("model"), cfg.get("device"))
+    ref_mels, _, _, _ = _references(data, cfg["targets"], cfg["seed"])
+    return results, pipe, ref_mels
+
+
 def _rescore(run: dict, ctrls, pipe, out: Path, task: str, method: str) -> None:
     """Stitch a finished painting run again from its saved mels with the current `stitch` and
     replace its seam scores, boundaries and stitched audio (the generation itself is unchanged)."""
     from dittomusic.audio import save_wav
     from dittomusic.control.methods import stitch_and_score
 
-    p = out / "audio" / f"{task}_{method}_mel.npy"
-    if not p.exists():
-        raise DittoError(f"--rescore-seams needs {p}, saved by evaluations from this version on; rerun that "
-                         "task/method (delete its entry from control_eval.json) instead")
-    mels = torch.from_numpy(np.load(p)).to(pipe.device)
+    mels = torch.from_numpy(saved_mels(out, task, method)).to(pipe.device)
     sr = pipe.mel_cfg.sample_rate
     bounds = []
     for b, c in enumerate(ctrls):
