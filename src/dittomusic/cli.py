@@ -305,8 +305,10 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 
 @cli.command("control")
 @click.argument("task")
-@click.option("--method", default="ditto", show_default=True,
-              help="ditto, ditto2, freedom, naive, multidiffusion, multidiffusion50 or default (no steering).")
+@click.option("--method", default=None,
+              help="ditto, ditto_draft (DITTO with the matched frames' noise from the DDIM-inverted naive-masking "
+                   "draft), ditto2, freedom, naive, multidiffusion, multidiffusion50 or default (no steering) "
+                   "[default: ditto_draft for outpaint/inpaint/loop, ditto otherwise].")
 @_tag_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
@@ -381,10 +383,11 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     from dittomusic.control.methods import Settings, get_method, run_control
     from dittomusic.control.optimize import OptimConfig, load_latent, save_latent as write_latent
     from dittomusic.control.plots import plot_control
-    from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr
+    from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, default_method
     from dittomusic.generate import Pipeline
     from dittomusic.utils import atomic_write_text
 
+    method = method or default_method(task)
     get_method(method)
     opts = TaskOptions(preset=preset, low_db=low_db, high_db=high_db, target_curve=target_curve,
                        target_notes=target_notes, target_midi=target_midi, target_pattern=target_pattern,
@@ -400,8 +403,8 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
                         teacher_steps=teacher_steps, refresh=refresh)
     x_T, resume = None, None
     if init_latent:
-        if method not in ("ditto", "ditto2"):
-            raise DittoError("--init-latent continues an optimization: use it with --method ditto or ditto2")
+        if method not in ("ditto", "ditto_draft", "ditto2"):
+            raise DittoError("--init-latent continues an optimization: use it with --method ditto, ditto_draft or ditto2")
         x_T, resume, _ = load_latent(init_latent, pipe.device)
         x_T = resume["x_T"]
     click.echo(f"{task} with {method}; tags: {tags.describe() if tags else 'unconditional'}", err=True)

@@ -14,7 +14,7 @@ from dittomusic.control import get_control, intensity_preset, melody_from_string
 from dittomusic.control.baselines import guided_ddim, mask_hook
 from dittomusic.control.methods import Settings, available_methods, run_control
 from dittomusic.control.optimize import OptimConfig
-from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, split_task
+from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, default_method, split_task
 from dittomusic.errors import DittoError
 from dittomusic.generate import Pipeline, make_tags
 from dittomusic.sampling.samplers import sample_ddim
@@ -108,6 +108,29 @@ def test_naive_masking_pins_the_overlap_to_the_reference(pipe, tags):
     assert 0 < md.report["final_loss"][0] < d.report["final_loss"][0]
 
 
+def test_ditto_draft_starts_from_the_inverted_naive_draft(pipe, tags):
+    from dittomusic.control.methods import DRAFT_INVERT_STEPS
+    from dittomusic.sampling import invert_ddim
+
+    ref = reference_mel(pipe)
+    ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
+    s = Settings(steps=3, optim=OptimConfig(iters=2, lr=0.05))
+    out = run_control(pipe, "ditto_draft", ctrl, tags, seed=5, settings=s)
+    plain = run_control(pipe, "ditto", ctrl, tags, seed=5, settings=s)
+    # the first iterate: x_T with the matched frames' noise from the draft's inversion, rebuilt by hand
+    with torch.no_grad():
+        draft = run_control(pipe, "naive", ctrl, tags, seed=5, settings=s).mel
+        inv = invert_ddim(pipe.model_fn(tags, 1, s.guidance), draft, pipe.schedule, DRAFT_INVERT_STEPS)
+        x_T = pipe.noise(1, FR, 5)
+        x_T[..., ctrl.masks.gen_idx] = inv[..., ctrl.masks.gen_idx]  # the new material keeps its own noise
+        start = ctrl.loss(pipe.sample(x_T, tags, steps=s.steps, guidance=s.guidance))
+    assert out.report["initial_loss"][0] == pytest.approx(float(start), rel=1e-5)
+    assert out.report["initial_loss"][0] != pytest.approx(plain.report["initial_loss"][0], rel=1e-3)
+    assert out.report["model_calls"] == plain.report["model_calls"] + s.steps + DRAFT_INVERT_STEPS
+    with pytest.raises(DittoError, match="outpaint/inpaint/loop only"):
+        run_control(pipe, "ditto_draft", intensity(), tags, settings=s)
+
+
 def test_multidiffusion50_stops_halfway(pipe):
     ref = reference_mel(pipe)
     ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
@@ -140,6 +163,8 @@ def test_split_task_and_defaults():
     assert split_task("Intensity + melody") == ["intensity", "melody"]
     assert default_iters("intensity") == 70 and default_iters("intensity+structure") == 150
     assert default_lr("ditto") == 5e-3 and default_lr("freedom") == 5e-3 and default_lr("ditto2") == 1e-2
+    assert default_method("loop") == "ditto_draft" and default_method("intensity+outpaint") == "ditto_draft"
+    assert default_method("melody") == "ditto"
     with pytest.raises(DittoError, match="unknown task 'tempo'"):
         split_task("tempo")
     with pytest.raises(DittoError, match="at most one of"):
@@ -206,6 +231,12 @@ def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
     assert rep["stitch_boundaries_s"] and "seam_ratio" in rep["metrics"]
     out, _ = sf.read(tmp_path / "o.wav")
     assert len(out) > 1.5 * 33075  # reference + continuation
+    # without --method, painting runs ditto_draft
+    r = CliRunner().invoke(cli, ["control", "outpaint", "--reference", str(wav), "--overlap", "0.5", "--model",
+                                 str(tiny_model_path), "--seconds", "1.5", "--steps", "3", "--iters", "1",
+                                 "--out", str(tmp_path / "d.wav"), "--report", str(tmp_path / "d.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "d.json").read_text())["method"] == "ditto_draft"
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -8,6 +8,7 @@ from .samplers import (
     ModelFn,
     dynamic_threshold,
     get_sampler,
+    invert_ddim,
     model_calls,
     sample_ddim,
     sample_ddpm,
@@ -20,6 +21,6 @@ from .schedule import PREDICTIONS, NoiseSchedule, cosine_betas, model_output_to_
 
 __all__ = [
     "DEFAULT_SPACING", "PREDICTIONS", "SAMPLERS", "SPACINGS", "ModelFn", "NoiseSchedule", "cfg_model_fn",
-    "cosine_betas", "dynamic_threshold", "get_sampler", "model_calls", "model_output_to_x0_eps",
+    "cosine_betas", "dynamic_threshold", "get_sampler", "invert_ddim", "model_calls", "model_output_to_x0_eps",
     "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "sampler_timesteps",
 ]

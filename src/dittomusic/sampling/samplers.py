@@ -176,6 +176,34 @@ def sample_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
     return x
 
 
+def invert_ddim(model_fn: ModelFn, x0: Tensor, schedule: NoiseSchedule, steps: int, *,
+                prediction: str = "v_prediction", timestep_spacing: str = "trailing",
+                checkpoint: bool = False, callback=None) -> Tensor:
+    """DDIM inversion x0 -> x_T: DDIMInverseScheduler (set_alpha_to_one=True) step for step. The
+    sampler's timesteps run backwards; each step reads x0 and eps off the model at the next
+    timestep, with the sample taken at its current level, and re-noises deterministically.
+    Approximate (the model sees the sample one level early), so its accuracy depends on the
+    model and the step count: measure it before relying on it."""
+    _check_prediction(prediction)
+    ac = schedule.alphas_cumprod.float()
+    T = len(ac)
+    stride = T // steps
+    x = x0
+    for i, t in enumerate(_timesteps("discrete", timestep_spacing, steps, T).tolist()[::-1]):
+        cur = min(t - stride, T - 1)
+        a_cur = ac[cur] if cur >= 0 else torch.tensor(1.0)
+        a_t = ac[t]
+
+        def step(x, t=t, a_cur=a_cur, a_t=a_t):
+            out = _call_model(model_fn, x, t)
+            x0_hat, eps = model_output_to_x0_eps(out, x, a_cur ** 0.5, (1 - a_cur) ** 0.5, prediction)
+            return a_t ** 0.5 * x0_hat + (1 - a_t) ** 0.5 * eps, x0_hat
+
+        x, x0_hat = _run(step, x, checkpoint=checkpoint)
+        _emit(callback, i, t, x, x0_hat)
+    return x
+
+
 def sample_ddpm(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: int, *,
                 prediction: str = "v_prediction", timestep_spacing: str = "trailing",
                 generator: torch.Generator | None = None, thresholding: bool = False,
