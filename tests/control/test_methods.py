@@ -122,7 +122,8 @@ def test_ditto_draft_starts_from_the_inverted_naive_draft(pipe, tags):
         draft = run_control(pipe, "naive", ctrl, tags, seed=5, settings=s).mel
         inv = invert_ddim(pipe.model_fn(tags, 1, s.guidance), draft, pipe.schedule, DRAFT_INVERT_STEPS)
         x_T = pipe.noise(1, FR, 5)
-        x_T[..., ctrl.masks.gen_idx] = inv[..., ctrl.masks.gen_idx]  # the new material keeps its own noise
+        v = inv[..., ctrl.masks.gen_idx]
+        x_T[..., ctrl.masks.gen_idx] = v / v.std()  # the new material keeps its own noise
         start = ctrl.loss(pipe.sample(x_T, tags, steps=s.steps, guidance=s.guidance))
     assert out.report["initial_loss"][0] == pytest.approx(float(start), rel=1e-5)
     assert out.report["initial_loss"][0] != pytest.approx(plain.report["initial_loss"][0], rel=1e-3)

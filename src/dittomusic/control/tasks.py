@@ -48,8 +48,8 @@ def default_lr(method: str) -> float:
 
 def default_method(task: str) -> str:
     """ditto_draft for painting, the paper's ditto otherwise. On the control eval's 15 painted
-    clips ditto_draft kept every seam ratio <= 1.10 (ditto: 14 of 15, max 1.64) at a 5-7x lower
-    masked mel MSE, for a higher pooled FAD (449 vs 376): see the README."""
+    clips ditto_draft kept every seam ratio <= 1.24 (ditto: 14 of 15, max 1.64) at a 4x lower
+    masked mel MSE, for a slightly higher pooled FAD (397 vs 376): see the README."""
     return "ditto_draft" if any(t in PAINT_TASKS for t in split_task(task)) else "ditto"
 
 
