@@ -19,7 +19,7 @@ import torch
 
 
 def main() -> int:
-    from dittomusic.control.methods import DRAFT_INVERT_STEPS, Settings, get_method
+    from dittomusic.control.methods import DRAFT_INVERT_STEPS, Settings, draft_start
     from dittomusic.errors import DittoError
     from dittomusic.eval.control import PAINT_SETTINGS, _references, build_targets
     from dittomusic.generate import Pipeline
@@ -48,12 +48,8 @@ def main() -> int:
                                                  "std": round(back.std().item(), 3)}
             for b, c in enumerate(ctrls):
                 x = x_T[b:b + 1]
-                draft = get_method("naive")(pipe, c, [tags[b]], x, s).mel
-                inv = invert_ddim(pipe.model_fn([tags[b]], 1, s.guidance), draft, pipe.schedule,
-                                  DRAFT_INVERT_STEPS, prediction=pipe.model.cfg.prediction)
+                start, inv = draft_start(pipe, c, [tags[b]], x, s)
                 idx = c.masks.gen_idx
-                start = x.clone()
-                start[..., idx] = inv[..., idx]
 
                 def loss(z, b=b):
                     return round(float(c.loss(pipe.sample(z, [tags[b]], steps=s.steps, guidance=s.guidance))), 4)

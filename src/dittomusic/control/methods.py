@@ -115,6 +115,22 @@ def _matched_frames(control: Control, item: int) -> Tensor:
     return _paint(c).masks.gen_idx
 
 
+def draft_start(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> tuple[Tensor, Tensor]:
+    """ditto_draft's starting noise, and the whole inverted draft it borrows from."""
+    with torch.no_grad():
+        draft = naive_masking(pipe, control, tags, x_T, s).mel
+        inv = invert_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), draft, pipe.schedule,
+                          DRAFT_INVERT_STEPS, prediction=pipe.model.cfg.prediction)
+    x_T = x_T.clone()
+    for b in range(x_T.shape[0]):
+        idx = _matched_frames(control, b).to(x_T.device)
+        v = inv[b][..., idx]
+        # inverted noise is narrower than N(0, I) (std 0.6-0.75 here); put back at unit std it
+        # kept the match and the seams and brought inpainting's FAD from 685 back to 470
+        x_T[b][..., idx] = v / v.std()
+    return x_T, inv
+
+
 @register_method("ditto_draft")
 def ditto_draft(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
     """DITTO started closer to the answer: the noise of the matched frames (the overlap or the
@@ -125,17 +141,7 @@ def ditto_draft(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: 
     drone-like continuations."""
     calls = 0
     if resume is None:  # a resumed run carries its own x_T
-        with torch.no_grad():
-            draft = naive_masking(pipe, control, tags, x_T, s).mel
-            inv = invert_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), draft, pipe.schedule,
-                              DRAFT_INVERT_STEPS, prediction=pipe.model.cfg.prediction)
-        x_T = x_T.clone()
-        for b in range(x_T.shape[0]):
-            idx = _matched_frames(control, b).to(x_T.device)
-            v = inv[b][..., idx]
-            # inverted noise is narrower than N(0, I) (std 0.6-0.75 here); put back at unit std it
-            # kept the match and the seams and brought inpainting's FAD from 685 back to 470
-            x_T[b][..., idx] = v / v.std()
+        x_T = draft_start(pipe, control, tags, x_T, s)[0]
         calls = s.steps + DRAFT_INVERT_STEPS
     res = ditto(pipe, control, tags, x_T, s, resume=resume)
     res.model_calls += calls
