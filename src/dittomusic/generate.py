@@ -116,17 +116,20 @@ class Pipeline:
         self.device = next(self.model.parameters()).device
         self.vocab = self.model.cfg.vocab
         self.schedule = NoiseSchedule.cosine()
-        self.mel_cfg = MelConfig(n_mels=self.model.cfg.n_mels, clip_frames=self.model.cfg.clip_frames)
+        self.mel_cfg = MelConfig(n_mels=self.model.mel_bins,
+                                 clip_frames=self.model.cfg.clip_frames * self.model.frames_per_step)
         self.vocoder = get_vocoder(vocoder, self.mel_cfg)
 
     def frames_for(self, seconds: float | None) -> int:
+        """Frames of the tensor the model denoises (latent frames for a latent model) for a clip length."""
         if seconds is None:
             return self.model.cfg.clip_frames
-        p = self.model.cfg.patch_frames
+        p = self.model.cfg.frame_multiple
         if not 1.0 <= seconds <= 60.0:
             raise DittoError(f"--seconds {seconds:g} is out of range; give 1-60 s (the model was trained on "
                              f"{self.mel_cfg.clip_seconds:.2f} s clips)")
-        return max(p, int(round(seconds * self.mel_cfg.frame_rate / p)) * p)
+        per = self.mel_cfg.frame_rate / self.model.frames_per_step
+        return max(p, int(round(seconds * per / p)) * p)
 
     def noise(self, n: int, frames: int, seed: int) -> torch.Tensor:
         # drawn on the CPU so a seed gives the same x_T on every device
@@ -151,13 +154,16 @@ class Pipeline:
 
     def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
                guidance: float = 3.0, checkpoint: bool = False, callback=None) -> torch.Tensor:
-        """x_T -> generated mel. Differentiable in x_T: the caller chooses no_grad or not."""
+        """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller chooses
+        no_grad or not."""
         from dittomusic.sampling.samplers import get_sampler
 
         fn = get_sampler(sampler)
-        return fn(self.model_fn(tags, x_T.shape[0], guidance), x_T, self.schedule, steps,
-                  prediction=self.model.cfg.prediction, checkpoint=checkpoint, callback=callback,
-                  **sampler_kwargs(sampler)).clamp(-1, 1)
+        # dynamic thresholding assumes data in [-1, 1]: a mel, not a latent
+        x0 = fn(self.model_fn(tags, x_T.shape[0], guidance), x_T, self.schedule, steps,
+                prediction=self.model.cfg.prediction, checkpoint=checkpoint, callback=callback,
+                **sampler_kwargs(sampler, thresholding=self.model.ae is None))
+        return self.model.decode(x0)
 
     @torch.no_grad()
     def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,

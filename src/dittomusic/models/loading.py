@@ -9,7 +9,10 @@ import torch
 
 from dittomusic.checkpoint import load_tensors
 from dittomusic.errors import DittoError
-from dittomusic.models.transformer import MelDiT, ModelConfig
+from dittomusic.models import Denoiser, build_denoiser, config_from_dict
+from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
+
+AE_PREFIX = "autoencoder."  # a latent model's file holds its autoencoder under this prefix
 
 BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors"}
 
@@ -19,8 +22,10 @@ def bundled_path(name: str = "base") -> Path:
     return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[MelDiT, dict]:
-    """A MelDiT in eval mode (fp32) and its checkpoint metadata. path=None: the bundled model."""
+def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[Denoiser, dict]:
+    """A denoising network in eval mode (fp32) and its checkpoint metadata; path=None: the bundled model.
+
+    Any architecture of models.ARCHS; a latent model comes with its autoencoder attached."""
     from dittomusic.utils import resolve_device
 
     dev = resolve_device(device)
@@ -31,11 +36,19 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     tensors, meta = load_tensors(path)
     if "model_config" not in meta:
         raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
-    if "ema.patch_in.weight" in tensors:  # a training checkpoint: use its EMA weights
+    if meta.get("kind") == "autoencoder":
+        raise DittoError(f"{path} is an autoencoder, not a diffusion model")
+    if any(k.startswith("ema.") for k in tensors):  # a training checkpoint: use its EMA weights
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    model = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    model = build_denoiser(config_from_dict(meta["model_config"]))
+    ae_tensors = {k[len(AE_PREFIX):]: v for k, v in tensors.items() if k.startswith(AE_PREFIX)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(AE_PREFIX)}
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        if "autoencoder" in meta:
+            ae = MelAutoencoder(AutoencoderConfig.from_dict(meta["autoencoder"]["model_config"]))
+            ae.load_state_dict({k: v.float() for k, v in ae_tensors.items()})
+            model.attach_autoencoder(ae)
     except RuntimeError as e:
         raise DittoError(f"{path} does not match its own model config: {str(e)[:300]}") from None
     return model.to(dev).eval().requires_grad_(False), meta

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.dataset import MelDataset
 from dittomusic.errors import DittoError
-from dittomusic.models.transformer import MelDiT, ModelConfig
+from dittomusic.models import ARCHS, build_denoiser
 from dittomusic.sampling.schedule import NoiseSchedule
 from dittomusic.train.common import (Dist, LoopConfig, adamw, ddp, ema_update, init_distributed, last_value, lr_at,
                                      optimizer_step, resume, run_steps, set_lr, state_tensors, write_checkpoint)
@@ -49,11 +50,17 @@ class TrainConfig(LoopConfig):
     ema_decay: float = 0.999
     tag_drop: float = 0.1  # each tag dropped independently
     all_drop: float = 0.1  # all tags dropped: the unconditional model CFG needs
-    model: dict = field(default_factory=dict)  # ModelConfig overrides (width, depth, ...)
+    model: dict = field(default_factory=dict)  # config overrides of the architecture (width, depth, ...)
+    arch: str = "dit"  # a key of models.ARCHS
+    # a trained MelAutoencoder release: diffuse in its latent instead of the mel (latent diffusion)
+    autoencoder: str | None = None
+    # "uniform" over the 1000 steps, or "lognormal": ln sigma ~ N(ln(0.6 sigma_data), 1.2^2), EDM's
+    # training distribution, which spends most steps where fine detail is decided
+    timesteps: str = "uniform"
 
     # changing these would make a resumed run a different run
     FIXED = ("data", "batch_size", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay", "tag_drop",
-             "all_drop", "seed", "model", "steps")
+             "all_drop", "seed", "model", "steps", "arch", "autoencoder", "timesteps")
 
 
 class _Batches:
@@ -79,10 +86,22 @@ class _Batches:
                 for k in items[0]}
 
 
-def _draws(cfg: TrainConfig, step: int, batch: int, shape: tuple[int, int], n_train: int) -> dict:
+TIMESTEPS = ("uniform", "lognormal")
+
+
+def _draw_t(kind: str, g: torch.Generator, batch: int, n_train: int, sigma_data: float) -> torch.Tensor:
+    if kind == "uniform":
+        return torch.randint(0, n_train, (batch,), generator=g)
+    # the training step whose sigma is nearest above a log-normal draw
+    sig = (math.log(0.6 * sigma_data) + 1.2 * torch.randn((batch,), generator=g)).exp()
+    return torch.searchsorted(NoiseSchedule.cosine().sigmas.float(), sig).clamp(0, n_train - 1)
+
+
+def _draws(cfg: TrainConfig, step: int, batch: int, shape: tuple[int, int], n_train: int,
+           sigma_data: float = 0.3) -> dict:
     g = torch.Generator().manual_seed(stable_hash(cfg.seed, "noise", step) % 2**63)
     return {
-        "t": torch.randint(0, n_train, (batch,), generator=g),
+        "t": _draw_t(cfg.timesteps, g, batch, n_train, sigma_data),
         "noise": torch.randn((batch, *shape), generator=g),
         "drop_tags": torch.rand((batch, 4), generator=g) < cfg.tag_drop,
         "drop_all": torch.rand((batch,), generator=g) < cfg.all_drop,
@@ -129,30 +148,53 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     except DittoError:
         log.warning("%s has no validation clips: training without validation loss", cfg.data)
         val = None
-    mcfg = ModelConfig.for_vocab(ds.vocab.to_dict(), n_mels=ds[0]["mel"].shape[0],
-                                 clip_frames=ds.clip_frames, **cfg.model)
+    if cfg.arch not in ARCHS:
+        raise DittoError(f"unknown --arch {cfg.arch!r}; choose from: {', '.join(ARCHS)}")
+    if cfg.timesteps not in TIMESTEPS:
+        raise DittoError(f"unknown --timesteps {cfg.timesteps!r}; choose from: {', '.join(TIMESTEPS)}")
+    ae = None
+    n_rows, frames = ds[0]["mel"].shape[0], ds.clip_frames
+    extra: dict = {}
+    if cfg.autoencoder:
+        from dittomusic.train.autoencoder import load_autoencoder
+
+        ae, _ = load_autoencoder(cfg.autoencoder, d.device)
+        if frames % ae.cfg.downsample:
+            raise DittoError(f"clips of {frames} frames do not divide into the autoencoder's {ae.cfg.downsample}x latent")
+        n_rows, frames = ae.cfg.latent_channels, frames // ae.cfg.downsample
+        extra["sigma_data"] = 1.0  # latents are scaled to unit std
+    mcfg = ARCHS[cfg.arch][0].for_vocab(ds.vocab.to_dict(), n_mels=n_rows, clip_frames=frames,
+                                          **{**extra, **cfg.model})
     sched = NoiseSchedule.cosine()
     torch.manual_seed(cfg.seed)  # identical init on every rank
-    model = MelDiT(mcfg).to(d.device)
+    model = build_denoiser(mcfg).to(d.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = adamw(model, cfg.lr, cfg.weight_decay)
     modules = {"model": model, "ema": ema}
     counters, _ = resume(out / CKPT, cfg, TrainConfig.FIXED, modules, opt, d.device)
     net = ddp(model, d)
 
+    def encode(mel: torch.Tensor) -> torch.Tensor:
+        if ae is None:
+            return mel
+        with torch.no_grad():
+            return ae.encode(mel)
+
     batches = _Batches(ds, cfg.seed)
     shape = (mcfg.n_mels, mcfg.clip_frames)
     val_batch = None
     if d.main and val is not None:
         vb = _Batches(val, cfg.seed).get(range(min(cfg.val_clips, len(val))))
-        vd = _draws(cfg, -1, len(vb["mel"]), shape, sched.num_train_timesteps)
-        val_batch = (_to(vb, d.device), _to(vd, d.device))
+        vd = _draws(cfg, -1, len(vb["mel"]), shape, sched.num_train_timesteps, mcfg.sigma_data)
+        vb = _to(vb, d.device)
+        vb["mel"] = encode(vb["mel"])
+        val_batch = (vb, _to(vd, d.device))
 
     def checkpoint(cpu_seconds: float, wall_seconds: float):
         meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
                 "train_config": asdict(cfg), "model_config": mcfg.to_dict(), "schedule": "cosine"}
         write_checkpoint(out / CKPT, state_tensors(modules, opt), meta,
-                         f"MelDiT {mcfg.width}x{mcfg.depth}, batch {cfg.batch_size}")
+                         f"{type(model).__name__} ({model.num_params() / 1e6:.1f} M), batch {cfg.batch_size}")
 
     @torch.no_grad()
     def val_loss() -> float:
@@ -161,10 +203,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                     mcfg.prediction))
 
     def step_fn(step: int):
-        b, dr = rank_slice(batches, _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps), step,
-                           cfg.batch_size, d)
+        b, dr = rank_slice(batches, _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps,
+                                           mcfg.sigma_data), step, cfg.batch_size, d)
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
-        loss = diffusion_loss(net, b["mel"], dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
+        loss = diffusion_loss(net, encode(b["mel"]), dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
                               dr["drop_all"], sched, mcfg.prediction)
         gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
@@ -200,4 +242,14 @@ def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
     ema = {k[4:]: v.to(dtype) for k, v in tensors.items() if k.startswith("ema.")}
     release = {"kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
                "train": release_train_info(meta), "train_config": meta["train_config"]}
+    ae_path = meta["train_config"].get("autoencoder")
+    if ae_path:  # one file carries the whole latent model: denoiser + its autoencoder
+        ae_tensors, ae_meta = load_tensors(ae_path)
+        if ae_meta.get("kind") != "autoencoder":
+            raise DittoError(f"{ae_path} (the run's --autoencoder) is not an exported autoencoder")
+        from dittomusic.models.loading import AE_PREFIX
+
+        ema.update({f"{AE_PREFIX}{k}": v.to(dtype) for k, v in ae_tensors.items()})
+        release["autoencoder"] = {"model_config": ae_meta["model_config"], "train": ae_meta.get("train", {})}
     return save_tensors(out, ema, release)
+

@@ -141,6 +141,8 @@ class LoopConfig:
     val_every: int = 500
     val_clips: int = 64
     max_minutes: float | None = None
+    # a CPU-time budget for the whole run (all processes, all resumes): fair bake-offs on a busy machine
+    max_cpu_hours: float | None = None
     device: str | None = None
 
 
@@ -175,7 +177,9 @@ def resume(ck: Path, cfg, fixed: tuple[str, ...], modules: dict[str, torch.nn.Mo
         return Counters(), {}
     tensors, meta = load_tensors(ck, device)
     old, mine = meta["train_config"], asdict(cfg)
-    diff = [k for k in fixed if old.get(k) != mine.get(k)]
+    fields = type(cfg).__dataclass_fields__
+    # a key that an older run lacks had its field's default then
+    diff = [k for k in fixed if old.get(k, fields[k].default if k in fields else None) != mine.get(k)]
     if diff:
         raise DittoError(f"{ck.parent} holds a run with different settings ({', '.join(diff)}); "
                          f"use a new --out or the same settings to resume")
@@ -215,6 +219,8 @@ def run_steps(d: Dist, cfg: LoopConfig, c: Counters, step_fn: Callable[[int], tu
         return float(x)
 
     while c.step < cfg.steps:
+        if cfg.max_cpu_hours is not None and c.cpu_seconds >= cfg.max_cpu_hours * 3600:
+            break  # a resumed run that has already spent its budget
         loss, gnorm, lr = step_fn(c.step)
         c.step += 1
         lv = loss.detach()
@@ -232,8 +238,10 @@ def run_steps(d: Dist, cfg: LoopConfig, c: Counters, step_fn: Callable[[int], tu
             c.history.append({"step": c.step, "val_loss": val()})
         # all ranks must agree on when to checkpoint or stop
         now = time.time()
+        over_cpu = cfg.max_cpu_hours is not None and (
+            c.cpu_seconds + (time.process_time() - c_start) * d.world >= cfg.max_cpu_hours * 3600)
         flags = torch.tensor([float(now - last_ck >= cfg.ckpt_minutes * 60),
-                              float(cfg.max_minutes is not None and (now - t_start) >= cfg.max_minutes * 60)])
+                              float(over_cpu or (cfg.max_minutes is not None and (now - t_start) >= cfg.max_minutes * 60))])
         if d.world > 1:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         if flags.any() or c.step == cfg.steps:

@@ -1,0 +1,122 @@
+"""MelAutoencoder: a compact latent for latent diffusion of log-mels.
+
+Large audio diffusion models get their fine detail from a deterministic decoder trained for
+reconstruction, with diffusion in a compact latent (Stable Diffusion, AudioLDM, Stable Audio).
+Here a 1-D conv encoder over time (mel bins as channels) halves the frame rate at each level,
+and a mirrored decoder maps the latent back to the mel. The encoder is a small VAE (mean and
+log-variance, a light KL term) so the latent space stays smooth enough to diffuse in.
+
+`latent_scale` is set after training to 1 / std of the latent means on training clips, so the
+diffusion model sees data of unit scale (Stable Diffusion's scale factor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class AutoencoderConfig:
+    n_mels: int = 160
+    latent_channels: int = 64
+    channels: list = field(default_factory=lambda: [128, 192, 256])  # per level; time halves between levels
+    blocks: int = 2
+    groups: int = 32
+    latent_scale: float = 1.0
+
+    arch = "mel_vae"
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AutoencoderConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _norm(ch: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, ch), ch, eps=1e-6)
+
+
+class _Res(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(_norm(cin, groups), nn.SiLU(), nn.Conv1d(cin, cout, 3, padding=1),
+                                  _norm(cout, groups), nn.SiLU(), nn.Conv1d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x):
+        return self.skip(x) + self.body(x)
+
+
+class MelAutoencoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        chs, g = list(cfg.channels), cfg.groups
+        enc: list[nn.Module] = [nn.Conv1d(cfg.n_mels, chs[0], 3, padding=1)]
+        cur = chs[0]
+        for lvl, ch in enumerate(chs):
+            for _ in range(cfg.blocks):
+                enc.append(_Res(cur, ch, g))
+                cur = ch
+            if lvl < len(chs) - 1:
+                enc.append(nn.Conv1d(cur, chs[lvl + 1], 4, stride=2, padding=1))
+                cur = chs[lvl + 1]
+        enc += [_norm(cur, g), nn.SiLU(), nn.Conv1d(cur, 2 * cfg.latent_channels, 1)]
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [nn.Conv1d(cfg.latent_channels, chs[-1], 3, padding=1)]
+        cur = chs[-1]
+        for lvl in reversed(range(len(chs))):
+            for _ in range(cfg.blocks):
+                dec.append(_Res(cur, chs[lvl], g))
+                cur = chs[lvl]
+            if lvl > 0:
+                dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(cur, chs[lvl - 1], 3, padding=1)]
+                cur = chs[lvl - 1]
+        dec += [_norm(cur, g), nn.SiLU(), nn.Conv1d(cur, cfg.n_mels, 3, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+
+    def check_mel(self, mel: torch.Tensor) -> None:
+        if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels or mel.shape[-1] % self.cfg.downsample:
+            raise ValueError(f"expected a mel [B, {self.cfg.n_mels}, frames] with frames divisible by "
+                             f"{self.cfg.downsample}, got {tuple(mel.shape)}")
+
+    def posterior(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | mel), unscaled, [B, latent_channels, frames / downsample]."""
+        self.check_mel(mel)
+        mean, logvar = self.encoder(mel).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def encode(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel -> the scaled latent the diffusion model works in (posterior mean, deterministic)."""
+        return self.posterior(mel)[0] * self.cfg.latent_scale
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latent -> mel (differentiable; controls backpropagate through it)."""
+        return self.decoder(z / self.cfg.latent_scale)
+
+    def forward(self, mel: torch.Tensor, noise: torch.Tensor | None = None):
+        """Training pass: reconstruction from a posterior sample (or the mean if noise is None), and the KL."""
+        mean, logvar = self.posterior(mel)
+        z = mean if noise is None else mean + (0.5 * logvar).exp() * noise
+        kl = 0.5 * (mean.square() + logvar.exp() - 1 - logvar).mean()
+        return self.decoder(z), kl
+
+
+def reconstruction_loss(rec: torch.Tensor, mel: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1 on the mel plus L1 on its time and frequency differences (onsets and harmonic peaks are
+    edges; a plain L1/L2 decoder blurs them first)."""
+    l1 = F.l1_loss(rec, mel)
+    dt = F.l1_loss(rec.diff(dim=-1), mel.diff(dim=-1))
+    df = F.l1_loss(rec.diff(dim=-2), mel.diff(dim=-2))
+    return {"l1": l1, "dt": dt, "df": df}

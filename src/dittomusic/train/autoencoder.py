@@ -1,0 +1,163 @@
+"""`dittomusic train-autoencoder`: the mel VAE that latent diffusion works in.
+
+Trained on random `crop_frames` windows of the training clips (the network is fully
+convolutional, so short windows cost less and it still encodes whole clips). Same loop,
+exact resume and checkpoints as the diffusion model (train/common.py): every draw is a pure
+function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from dittomusic.checkpoint import load_tensors, save_tensors
+from dittomusic.data.dataset import MelDataset
+from dittomusic.errors import DittoError
+from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder, reconstruction_loss
+from dittomusic.train.base import _Batches, _to, open_run
+from dittomusic.train.common import (LoopConfig, adamw, ddp, ema_update, last_value, lr_at, optimizer_step, resume,
+                                     run_steps, set_lr, state_tensors, write_checkpoint)
+from dittomusic.utils import stable_hash
+
+CKPT = "checkpoint.safetensors"
+log = logging.getLogger("dittomusic.train")
+
+
+@dataclass
+class AETrainConfig(LoopConfig):
+    data: str
+    out: str
+    steps: int = 6000
+    batch_size: int = 32
+    crop_frames: int = 128
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    kl_weight: float = 1e-4
+    dt_weight: float = 1.0
+    df_weight: float = 1.0
+    model: dict = field(default_factory=dict)  # AutoencoderConfig overrides
+
+    FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
+             "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps")
+
+
+def _crops(cfg: AETrainConfig, step: int, mel: torch.Tensor, ds_factor: int,
+           latent_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows (starts on the latent grid) and the posterior noise, drawn for the global batch."""
+    g = torch.Generator().manual_seed(stable_hash(cfg.seed, "ae", step) % 2**63)
+    n, m, f = mel.shape
+    starts = torch.randint(0, (f - cfg.crop_frames) // ds_factor + 1, (n,), generator=g) * ds_factor
+    noise = torch.randn((n, latent_channels, cfg.crop_frames // ds_factor), generator=g)
+    idx = starts[:, None] + torch.arange(cfg.crop_frames)[None]
+    return torch.gather(mel, 2, idx[:, None].expand(n, m, -1).to(mel.device)), noise
+
+
+def ae_loss(model, mel: torch.Tensor, noise: torch.Tensor | None, cfg: AETrainConfig) -> tuple[torch.Tensor, dict]:
+    rec, kl = model(mel, noise)
+    parts = reconstruction_loss(rec, mel)
+    loss = parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
+    return loss, {**{k: float(v) for k, v in parts.items()}, "kl": float(kl)}
+
+
+def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
+    d, out, ds = open_run(cfg)
+    if cfg.crop_frames > ds.clip_frames:
+        raise DittoError(f"--crop-frames {cfg.crop_frames} is longer than the dataset's {ds.clip_frames}-frame clips")
+    mcfg = AutoencoderConfig(n_mels=ds[0]["mel"].shape[0], **cfg.model)
+    if cfg.crop_frames % mcfg.downsample:
+        raise DittoError(f"--crop-frames must be a multiple of the autoencoder's downsampling ({mcfg.downsample})")
+    try:
+        val = MelDataset(cfg.data, "val", random_crop=False)
+    except DittoError:
+        val = None
+    torch.manual_seed(cfg.seed)
+    model = MelAutoencoder(mcfg).to(d.device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    modules = {"model": model, "ema": ema}
+    counters, _ = resume(out / CKPT, cfg, AETrainConfig.FIXED, modules, opt, d.device)
+    net = ddp(model, d)
+    batches = _Batches(ds, cfg.seed)
+    per = cfg.batch_size // d.world
+    val_mel = None
+    if d.main and val is not None:
+        val_mel = _Batches(val, cfg.seed).get(range(min(cfg.val_clips, len(val))))["mel"].to(d.device)
+
+    def checkpoint(cpu_seconds: float, wall_seconds: float):
+        meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
+                "train_config": asdict(cfg), "model_config": mcfg.to_dict()}
+        write_checkpoint(out / CKPT, state_tensors(modules, opt), meta, f"MelAutoencoder, batch {cfg.batch_size}")
+
+    @torch.no_grad()
+    def val_loss() -> float:
+        return ae_loss(ema, val_mel, None, cfg)[0].item()
+
+    def step_fn(step: int):
+        g0 = step * cfg.batch_size
+        mel = batches.get(range(g0, g0 + cfg.batch_size))["mel"]
+        crops, noise = _crops(cfg, step, mel, mcfg.downsample, mcfg.latent_channels)
+        sl = slice(d.rank * per, (d.rank + 1) * per)
+        crops, noise = crops[sl].to(d.device), noise[sl].to(d.device)
+        lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
+        loss, _ = ae_loss(net, crops, noise, cfg)
+        gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
+        ema_update(ema, model, step, cfg.ema_decay)
+        return loss, gnorm, lr
+
+    model.train()
+    run_steps(d, cfg, counters, step_fn, checkpoint, val_loss if val_mel is not None else None,
+              progress=progress, desc="autoencoder")
+    return counters.summary()
+
+
+@torch.no_grad()
+def latent_scale(ae: MelAutoencoder, data: str | Path, clips: int = 256, seed: int = 0, batch: int = 32) -> float:
+    """1 / std of the (unscaled) latent means of `clips` training clips."""
+    ds = MelDataset(data, "train", random_crop=False)
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:clips].tolist()
+    dev = next(ae.parameters()).device
+    zs = [ae.posterior(torch.stack([ds[i]["mel"] for i in idx[s:s + batch]]).to(dev))[0].cpu()
+          for s in range(0, len(idx), batch)]
+    return float(1.0 / torch.cat(zs).std())
+
+
+def export_autoencoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
+                       data: str | Path | None = None) -> Path:
+    """EMA weights of an autoencoder run -> a release file; sets latent_scale from the run's data."""
+    tensors, meta = load_tensors(Path(run) / CKPT)
+    mcfg = AutoencoderConfig.from_dict(meta["model_config"])
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    ae = MelAutoencoder(mcfg)
+    ae.load_state_dict({k: v.float() for k, v in ema.items()})
+    mcfg.latent_scale = latent_scale(ae.eval(), data or meta["train_config"]["data"])
+    hist = meta["history"]
+    release = {"kind": "autoencoder", "model_config": mcfg.to_dict(), "train_config": meta["train_config"],
+               "train": {"steps": meta["step"], "cpu_hours": round(meta["cpu_seconds"] / 3600, 3),
+                         "wall_hours": round(meta["wall_seconds"] / 3600, 3),
+                         "final_loss": last_value(hist, "loss"), "final_val_loss": last_value(hist, "val_loss")}}
+    return save_tensors(out, {k: v.to(dtype) for k, v in ema.items()}, release)
+
+
+def load_autoencoder(path: str | Path, device=None) -> tuple[MelAutoencoder, dict]:
+    from dittomusic.utils import resolve_device
+
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != "autoencoder":
+        if "ema.encoder.0.weight" in tensors:  # a training checkpoint
+            tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        else:
+            raise DittoError(f"{path} is not a dittomusic autoencoder (kind {meta.get('kind')!r})")
+    ae = MelAutoencoder(AutoencoderConfig.from_dict(meta["model_config"]))
+    try:
+        ae.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as e:
+        raise DittoError(f"{path} does not match its own autoencoder config: {str(e)[:300]}") from None
+    return ae.to(resolve_device(device)).eval().requires_grad_(False), meta
