@@ -112,6 +112,10 @@ class Pipeline:
         from dittomusic.models.loading import load_model
         from dittomusic.sampling.schedule import NoiseSchedule
 
+        from dittomusic.models.loading import bundled_path
+
+        self.model_file = Path(model_path) if model_path is not None else bundled_path()
+        self._digest: str | None = None
         self.model, self.meta = load_model(model_path, device)
         self.device = next(self.model.parameters()).device
         self.vocab = self.model.cfg.vocab
@@ -119,6 +123,15 @@ class Pipeline:
         self.mel_cfg = MelConfig(n_mels=self.model.mel_bins,
                                  clip_frames=self.model.cfg.clip_frames * self.model.frames_per_step)
         self.vocoder = get_vocoder(vocoder, self.mel_cfg)
+
+    @property
+    def model_digest(self) -> str:
+        """sha1 of the model file: what a distilled student records as its teacher."""
+        if self._digest is None:
+            from dittomusic.utils import file_sha1
+
+            self._digest = file_sha1(self.model_file)
+        return self._digest
 
     def frames_for(self, seconds: float | None) -> int:
         """Frames of the tensor the model denoises (latent frames for a latent model) for a clip length."""

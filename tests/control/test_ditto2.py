@@ -146,3 +146,26 @@ def test_teacher_decode_runs_the_chosen_sampler(pipe, student_path, sampler):
         want = pipe.sample(x_T, tags, sampler=sampler, steps=3, guidance=3.0)
         other = pipe.sample(x_T, tags, sampler="dpmpp_2m" if sampler == "ddim" else "ddim", steps=3, guidance=3.0)
     assert torch.allclose(out.mel, want, atol=1e-6) and not torch.allclose(out.mel, other, atol=1e-3)
+
+
+def test_ditto2_refuses_a_student_of_another_teacher(pipe, tmp_path):
+    """A student records its teacher file's sha1; any other --model is refused with a clear message."""
+    from dittomusic.checkpoint import load_tensors, save_tensors
+    from dittomusic.distill import student_from_teacher, time_grid
+    from dittomusic.utils import file_sha1
+
+    st = student_from_teacher(pipe.model, "cd")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    s = Settings(steps=2, optim=OptimConfig(iters=1))
+    for teacher, ok in (("0" * 40, False), (file_sha1(pipe.model_file), True)):
+        info = {"kind": "cd", "guidance": 3.0, "grid": time_grid(20), "teacher_sha1": teacher}
+        path = tmp_path / f"{teacher[:4]}.safetensors"
+        save_tensors(path, st.state_dict(), {"kind": "cd", "guidance": 3.0, "grid": info["grid"], "distill": info,
+                                             "model_config": st.cfg.to_dict(), "schedule": "cosine"})
+        s.student = str(path)
+        if ok:
+            assert run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s).report["method"] == "ditto2"
+        else:
+            with pytest.raises(DittoError, match="distilled from the teacher file with sha1 000000000000"):
+                run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s)
+    assert load_tensors(path)[1]["distill"]["teacher_sha1"] == pipe.model_digest

@@ -55,6 +55,16 @@ def get_student(path, device) -> tuple[torch.nn.Module, dict]:
     return _CACHE[key]
 
 
+def check_teacher(meta: dict, pipe) -> None:
+    """A student is a surrogate of one teacher only: refuse any other --model."""
+    want = meta.get("distill", {}).get("teacher_sha1")
+    if want and want != pipe.model_digest:
+        raise DittoError(f"this student was distilled from the teacher file with sha1 {want[:12]}, but --model "
+                         f"({pipe.model_file.name}) has sha1 {pipe.model_digest[:12]}: DITTO-2 needs the student's own "
+                         f"teacher. Pass that teacher with --model, or distill a student from this model "
+                         f"(dittomusic distill --teacher {pipe.model_file.name} ...)")
+
+
 def student_sampler(student, meta: dict):
     """(x_T, cond, steps, checkpoint) -> x0 for the student's kind."""
     from dittomusic.distill import consistency_sample, ctd_sample
@@ -104,6 +114,7 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
     if decoder not in DECODERS:
         raise DittoError(f"--decode must be one of {', '.join(DECODERS)}, got {s.decode!r}")
     student, meta = get_student(s.student, pipe.device)
+    check_teacher(meta, pipe)
     if student.cfg.vocab != pipe.model.cfg.vocab:
         raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
     cond = pipe.cond(tags, x_T.shape[0])

@@ -22,7 +22,6 @@ Exact resume and multi-process training work as in train/base.py, whose machiner
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,11 +90,9 @@ def _draws(cfg: DistillConfig, step: int, batch: int, shape: tuple[int, int], n_
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from dittomusic.utils import file_sha1
+
+    return file_sha1(path)
 
 
 def _val_tags(cfg: DistillConfig, n: int) -> dict:
