@@ -53,3 +53,16 @@ def test_pool_rejects_a_file_that_is_not_a_report(tmp_path):
     p.write_text('{"not": "a report"}')
     with pytest.raises(SystemExit, match="no ditto2_speed.py report"):
         pool.load_run(str(p))
+
+
+def test_bakeoff_table_reads_eval_reports(tmp_path):
+    bake = _load("base_bakeoff")
+    rep = {"model": "m.safetensors", "model_train": {"steps": 700, "cpu_hours": 0.5}, "settings": {"n": 120},
+           "accuracy_ratio": 0.81234, "fad_ratio_generated_over_validation": 2.345,
+           "realism": {"ratio": {"grain": 1.21, "flatness_mean": 3.456, "prominence_db_mean": 0.5,
+                                 "stability_mean": 0.9},
+                       "texture_fad": 12.3, "c2st": {"accuracy": 0.9876}}}
+    r = bake.row(rep, "latent")
+    assert r["c2st"] == 0.988 and r["flatness_ratio"] == 3.46 and r["accuracy_ratio"] == 0.812
+    md = bake.markdown([r, bake.row({**rep, "realism": None}, "old")])
+    assert md.count("\n") == 3 and "| latent | 700 | 0.5 | 0.988 |" in md and "| old | 700 | 0.5 | – |" in md

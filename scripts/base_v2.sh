@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Base model v2: the bake-off of three routes at an equal CPU budget, then the winner's long run.
+#
+#   scripts/base_v2.sh ae          # (a) the mel VAE that latent diffusion works in (1 CPU-hour)
+#   scripts/base_v2.sh latent      # (a) latent DiT in the VAE's latent       (0.5 CPU-hour; needs ae)
+#   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
+#   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
+#   scripts/base_v2.sh eval NAME   # export a run and score it: `dittomusic eval model` with the realism block
+#   scripts/base_v2.sh table       # the bake-off table (benchmarks/base_bakeoff.py over every eval)
+#
+# Every route trains with EDM's log-normal noise levels (--timesteps lognormal), global batch 32,
+# AdamW 3e-4 with 200 warm-up steps, and stops at its CPU budget (--max-cpu-hours counts every
+# process and every resume, so a busy machine changes the wall time, not the budget). Each run is
+# one process with one thread, so two routes can train side by side on 2 cores; rerunning a
+# command resumes exactly where it stopped (a kill loses at most the last 5 minutes). The winner's
+# run continues with a larger BUDGET on the same folder: its LR schedule (--steps) was sized for
+# the long run from the start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${DATA:-/work/data/full}
+RUNS=${RUNS:-/work/runs}
+BUDGET=${BUDGET:-}  # CPU-hours; default per route below
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+COMMON=(--data "$DATA" --batch-size 32 --warmup 200 --lr 3e-4 --timesteps lognormal --val-every 500 --ckpt-minutes 5)
+
+case "${1:-}" in
+  ae)
+    python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae" --steps 2500 --batch-size 32 \
+      --crop-frames 128 --max-cpu-hours "${BUDGET:-1.0}" --val-every 250
+    python3 -m dittomusic autoencoder export "$RUNS/ae" --out "$RUNS/ae.safetensors" ;;
+  latent)
+    python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/latent" --steps 15000 --autoencoder "$RUNS/ae.safetensors" \
+      --patch-frames 1 --max-cpu-hours "${BUDGET:-0.5}" ;;
+  unet)
+    python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/unet" --steps 8000 --arch unet1d \
+      --channels 192,256,320,384 --blocks 1 --max-cpu-hours "${BUDGET:-0.5}" ;;
+  dit)
+    python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/dit_p2" --steps 15000 --patch-frames 2 \
+      --max-cpu-hours "${BUDGET:-0.5}" ;;
+  eval)
+    name=${2:?give a run name: latent, unet or dit_p2}
+    python3 -m dittomusic export "$RUNS/$name" --out "$RUNS/$name.safetensors"
+    python3 -m dittomusic eval model --model "$RUNS/$name.safetensors" --data "$DATA" --per-collection 20 \
+      --out "$RUNS/eval_$name.json" ;;
+  table)
+    python3 benchmarks/base_bakeoff.py "$RUNS"/eval_*.json ;;
+  *)
+    sed -n '2,17p' "$0"; exit 2 ;;
+esac
