@@ -120,19 +120,41 @@ def dataset_stats_cmd(root, png, json_out):
               help="Hidden size of the per-token denoising head, 0 = none [default: 1024].")
 @click.option("--prediction", type=click.Choice(["v_prediction", "epsilon"]), default=None,
               help="Network target [default: v_prediction].")
+@click.option("--arch", type=click.Choice(["dit", "unet1d"]), default="dit", show_default=True,
+              help="dit: MelDiT (patch transformer); unet1d: MelUNet (1-D conv UNet, mel bins as channels).")
+@click.option("--channels", default=None, help="unet1d: channels per level, e.g. 192,256,384,512.")
+@click.option("--blocks", type=click.IntRange(min=1), default=None, help="unet1d: residual blocks per level [default: 2].")
+@click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An exported MelAutoencoder: train a latent diffusion model in its latent.")
+@click.option("--timesteps", type=click.Choice(["uniform", "lognormal"]), default="uniform", show_default=True,
+              help="Training noise levels: uniform over the 1000 steps, or EDM's log-normal in sigma.")
+@click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) once the run has used this much CPU time, over all processes and resumes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @_friendly
 def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
-          patch_frames, denoise_head, prediction, seed, device):
+          patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, seed,
+          device):
     """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
+    from dittomusic.models import ARCHS
     from dittomusic.train.base import TrainConfig, train as run
 
+    if channels is not None:
+        try:
+            channels = [int(c) for c in channels.split(",")]
+        except ValueError:
+            raise DittoError(f"--channels {channels!r}: give comma-separated integers, e.g. 192,256,384,512") from None
     model = {k: v for k, v in dict(width=width, depth=depth, heads=heads, patch_frames=patch_frames,
-                                   denoise_head=denoise_head, prediction=prediction).items() if v is not None}
+                                   denoise_head=denoise_head, prediction=prediction, channels=channels,
+                                   blocks=blocks).items() if v is not None}
+    wrong = [k for k in model if k not in ARCHS[arch][0].__dataclass_fields__]
+    if wrong:
+        raise DittoError(f"--{wrong[0].replace('_', '-')} does not apply to --arch {arch}")
     cfg = TrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                       max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
-                      device=device, model=model)
+                      device=device, model=model, arch=arch, autoencoder=autoencoder, timesteps=timesteps,
+                      max_cpu_hours=max_cpu_hours)
     res = run(cfg)
     import os
     if int(os.environ.get("RANK", "0")) == 0:
@@ -151,6 +173,70 @@ def export(run, out, fp32):
     from dittomusic.train.base import export_release
 
     p = export_release(run, out, torch.float32 if fp32 else torch.float16)
+    click.echo(f"wrote {p}")
+
+
+@cli.group()
+def autoencoder() -> None:
+    """The mel autoencoder that latent diffusion models work in."""
+
+
+@autoencoder.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size.")
+@click.option("--crop-frames", type=click.IntRange(min=4), default=128, show_default=True,
+              help="Training window in mel frames (the network is fully convolutional).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--latent-channels", type=click.IntRange(min=1), default=None, help="Latent channels [default: 64].")
+@click.option("--channels", default=None, help="Channels per level, e.g. 128,192,256 (time halves per level).")
+@click.option("--kl-weight", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop once the run has used this much CPU time, over all processes and resumes.")
+@click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@_friendly
+def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, max_minutes,
+                      max_cpu_hours, ckpt_minutes, val_every, seed, device):
+    """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
+    from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
+
+    model = {}
+    if latent_channels is not None:
+        model["latent_channels"] = latent_channels
+    if channels is not None:
+        try:
+            model["channels"] = [int(c) for c in channels.split(",")]
+        except ValueError:
+            raise DittoError(f"--channels {channels!r}: give comma-separated integers, e.g. 128,192,256") from None
+    cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
+                        kl_weight=kl_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
+                        ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
+    res = train_autoencoder(cfg)
+    import os
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@autoencoder.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release file to write.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Dataset for the latent scale [default: the run's].")
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@_friendly
+def autoencoder_export(run, out, data, fp32):
+    """Export a run's EMA weights, with the latent scale measured on training clips."""
+    import torch
+
+    from dittomusic.train.autoencoder import export_autoencoder
+
+    p = export_autoencoder(run, out, torch.float32 if fp32 else torch.float16, data)
     click.echo(f"wrote {p}")
 
 
@@ -466,9 +552,14 @@ def eval_classifier(data, out, epochs, device):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON (+ .md).")
 @click.option("--device", default=None)
+@click.option("--no-realism", is_flag=True, help="Skip the realism block (texture measures and the C2ST).")
+@click.option("--c2st-steps", type=click.IntRange(min=1), default=None,
+              help="Training steps of the C2ST critic [default: ~40 passes over its training clips, 60-300].")
 @_friendly
-def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device):
-    """Classifier accuracy on generated vs real clips, and FAD(generated|validation|unconditional, test)."""
+def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device, no_realism,
+               c2st_steps):
+    """Classifier accuracy on generated vs real clips, FAD(generated|validation|unconditional, test), and realism
+    (grain, spectral flatness, harmonic prominence, background, onsets, C2ST) of generated vs real test clips."""
     from dittomusic.eval.base_model import evaluate_model, report_markdown
     from dittomusic.utils import atomic_write_text
 
@@ -476,7 +567,7 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
 
     classifier = classifier or bundled_path("classifier")
     r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
-                       guidance=guidance, seed=seed, device=device)
+                       guidance=guidance, seed=seed, device=device, realism=not no_realism, c2st_steps=c2st_steps)
     md = report_markdown(r)
     click.echo(md)
     if out:
@@ -593,15 +684,17 @@ def eval_curve(snapshots, data, classifier, per_collection, out, append):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for README.md and images.")
 @_friendly
 def eval_card(model_path, report, data, loss_png, curve, limitations, out):
-    """Write the model card from measured files (report, curve, loss curve) plus example spectrograms."""
-    from dittomusic.eval.card import example_grid, write_model_card
+    """Write the model card from measured files (report, curve, loss curve) plus example spectrograms and a
+    real | generated spectrogram figure per collection."""
+    from dittomusic.eval.card import example_grid, realism_figure, write_model_card
 
     ex = example_grid(model_path, Path(out) / "examples.png")
+    rf = realism_figure(model_path, data, Path(out) / "realism.png")
     p = write_model_card(model_path, json.loads(Path(report).read_text()),
                          json.loads((Path(data) / "build.json").read_text()), out, loss_png,
                          json.loads(Path(curve).read_text()) if curve else None, ex,
                          [x.strip() for x in Path(limitations).read_text().splitlines() if x.strip()]
-                         if limitations else None)
+                         if limitations else None, realism_png=rf)
     click.echo(str(p))
 
 
