@@ -33,9 +33,12 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
         raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
     if "ema.patch_in.weight" in tensors:  # a training checkpoint: use its EMA weights
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    model = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    # built on the meta device and given the loaded tensors: no random init to overwrite (a
+    # tenth of a second or more of a cold `dittomusic generate`)
+    with torch.device("meta"):
+        model = MelDiT(ModelConfig.from_dict(meta["model_config"]))
     try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
     except RuntimeError as e:
         raise DittoError(f"{path} does not match its own model config: {str(e)[:300]}") from None
     return model.to(dev).eval().requires_grad_(False), meta

@@ -1,0 +1,33 @@
+"""Model loading: the meta-device build gives the same network as building and copying."""
+
+import pytest
+import torch
+
+from dittomusic.checkpoint import load_tensors, save_tensors
+from dittomusic.errors import DittoError
+from dittomusic.models import MelDiT, ModelConfig
+from dittomusic.models.loading import load_model
+
+
+def test_loaded_model_is_the_checkpoint_exactly(tiny_model_path):
+    model, meta = load_model(tiny_model_path, "cpu")
+    tensors, _ = load_tensors(tiny_model_path)
+    ref = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+    ref.load_state_dict({k: v.float() for k, v in tensors.items()})
+    ref.eval()
+    assert set(model.state_dict()) == set(ref.state_dict())
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    # non-persistent buffers are computed, never left on the meta device
+    assert all(b.device.type == "cpu" for b in model.buffers()) and torch.equal(model.sigmas, ref.sigmas)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    x, t = torch.randn(2, model.cfg.n_mels, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 900])
+    assert torch.equal(model(x, t), ref(x, t))
+
+
+def test_a_checkpoint_missing_a_tensor_is_refused(tiny_model_path, tmp_path):
+    tensors, meta = load_tensors(tiny_model_path)
+    tensors.pop("patch_in.bias")
+    save_tensors(tmp_path / "cut.safetensors", tensors, meta)
+    with pytest.raises(DittoError, match="does not match its own model config"):
+        load_model(tmp_path / "cut.safetensors", "cpu")
