@@ -115,6 +115,11 @@ class Pipeline:
         self.model, self.meta = load_model(model_path, device)
         self.device = next(self.model.parameters()).device
         self.vocab = self.model.cfg.vocab
+        missing = [k for k in ("collections", "instruments", "tempo_buckets", "modes")
+                   if not isinstance(self.vocab.get(k), list)]
+        if missing:
+            raise DittoError(f"{model_path or 'the bundled model'} has no tag vocabulary ({', '.join(missing)} "
+                             "missing): not a model dittomusic can generate with")
         self.schedule = NoiseSchedule.cosine()
         self.mel_cfg = MelConfig(n_mels=self.model.cfg.n_mels, clip_frames=self.model.cfg.clip_frames)
         self.vocoder = get_vocoder(vocoder, self.mel_cfg)

@@ -285,3 +285,14 @@ def test_cli_control_refuses_bad_values_before_any_work(tiny_model_path, tmp_pat
     assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.png").exists()
     assert "model calls" not in r.output  # refused before sampling or optimizing
+
+
+def test_a_saved_latent_of_another_length_is_refused(tiny_model_path, tmp_path):
+    base = ["control", "intensity", "--model", str(tiny_model_path), "--steps", "2", "--iters", "1", "--no-png"]
+    r = CliRunner().invoke(cli, base + ["--seconds", "1.5", "--out", str(tmp_path / "a.wav"),
+                                        "--save-latent", str(tmp_path / "a.safetensors")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, base + ["--seconds", "1", "--out", str(tmp_path / "b.wav"),
+                                        "--init-latent", str(tmp_path / "a.safetensors")])
+    assert r.exit_code == 1 and "does not fit this run, which needs float [batch, 160, 88]" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "b.wav").exists()

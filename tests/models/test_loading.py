@@ -31,3 +31,20 @@ def test_a_checkpoint_missing_a_tensor_is_refused(tiny_model_path, tmp_path):
     save_tensors(tmp_path / "cut.safetensors", tensors, meta)
     with pytest.raises(DittoError, match="does not match its own model config"):
         load_model(tmp_path / "cut.safetensors", "cpu")
+
+
+@pytest.mark.parametrize("edit, msg", [
+    ({"width": 30}, "width = 30: expected a multiple of 2 x heads"),
+    ({"heads": 0}, "heads = 0: expected an integer from 1"),
+    ({"depth": "8"}, "depth = '8': expected an integer"),
+    ({"sigma_data": float("nan")}, "sigma_data = nan: expected a positive number"),
+    ({"prediction": "x0"}, "prediction = 'x0': expected v_prediction or epsilon"),
+    ({"vocab": {"modes": ["major"]}}, "vocab['modes'] = ['major']: expected 2 names"),
+    ({"clip_frames": 100}, "clip_frames = 100: expected a multiple of patch_frames (8)"),
+])
+def test_a_bad_model_config_names_the_field(tiny_model_path, tmp_path, edit, msg):
+    tensors, meta = load_tensors(tiny_model_path)
+    save_tensors(tmp_path / "m.safetensors", tensors, {**meta, "model_config": {**meta["model_config"], **edit}})
+    with pytest.raises(DittoError, match="is not a usable dittomusic model") as e:
+        load_model(tmp_path / "m.safetensors", "cpu")
+    assert msg in str(e.value)

@@ -45,17 +45,20 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 22050) -> np.ndarray:
     if peak < SILENCE_PEAK:
         log.warning("audio file %s is silent (peak %s dBFS, below %g dBFS): a target or reference taken from "
                     "it asks for silence", path, f"{20 * np.log10(peak):.0f}" if peak > 0 else "-inf", SILENCE_DBFS)
-    with np.errstate(over="ignore"):  # overflow is caught below, with a clear message
+    too_large = DittoError(f"audio file {path} has samples too large to process (peak {peak:.3g}); "
+                           "give audio in the usual [-1, 1] range")
+    with np.errstate(over="ignore"):  # float files can hold values near float32's limit
         mono = data.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise too_large
     if sr != sample_rate:
         import librosa
 
-        mono = librosa.resample(mono, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if not np.all(np.isfinite(mono)):  # float files can hold values near float32's limit
-        raise DittoError(f"audio file {path} has samples too large to process (peak {peak:.3g}); "
-                         "give audio in the usual [-1, 1] range")
-    return mono
+        with np.errstate(over="ignore"):
+            mono = librosa.resample(mono, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+        if not np.all(np.isfinite(mono)):  # the resampler's ringing can overflow too
+            raise too_large
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def save_wav(path: str | os.PathLike, audio, sample_rate: int = 22050) -> Path:

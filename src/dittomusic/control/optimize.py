@@ -203,5 +203,9 @@ def load_latent(path, device=None) -> tuple[Tensor, dict, dict]:
     tensors, meta = load_tensors(path, device or "cpu")
     if meta.get("kind") != "latent" or "best_x_T" not in tensors or "x_T" not in tensors:
         raise DittoError(f"{path} is not a dittomusic latent file (write one with --save-latent)")
+    x, best = tensors["x_T"], tensors["best_x_T"]
+    if x.dim() != 3 or x.shape != best.shape or not (x.is_floating_point() and best.is_floating_point()):
+        raise DittoError(f"{path} is not a dittomusic latent file: x_T {tuple(x.shape)} {x.dtype} and best_x_T "
+                         f"{tuple(best.shape)} {best.dtype} must be float tensors [batch, n_mels, frames] of one shape")
     state = {k: v for k, v in tensors.items() if k != "best_x_T"}
     return tensors["best_x_T"], state, meta

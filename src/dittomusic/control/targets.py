@@ -121,7 +121,10 @@ def intensity_from_csv(path: str | os.PathLike, frames: int, cfg: MelConfig | No
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as e:
         raise DittoError(f"cannot read intensity CSV {path}: {e}; {accepted}") from None
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    try:
+        rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a field beyond the csv module's 128 KiB limit
+        raise DittoError(f"intensity CSV {path} is not a CSV file ({e}); {accepted}") from None
     if not rows:
         raise DittoError(f"intensity CSV {path} is empty; {accepted}")
     header = [c.strip().lower() for c in rows[0][1]]
@@ -163,6 +166,7 @@ def intensity_from_audio(src, frames: int, cfg: MelConfig | None = None, offset_
 
 # ------------------------------------------------------------------ melody
 
+MAX_MELODY_S = 3600.0  # a melody target's length: an hour is far beyond any clip, and bounds the frames
 _LETTER = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _NOTE_RE = re.compile(r"^([A-Ga-g])([#♯b♭]*)(-?\d+)?$")
 _NOTE_HELP = ("expected space-separated NOTE:SECONDS tokens, NOTE a letter A-G with optional # or b "
@@ -246,6 +250,9 @@ def melody_from_string(text: str, frames: int | None = None, cfg: MelConfig | No
         if not (math.isfinite(dur) and dur > 0):
             raise DittoError(f"melody token {i} {tok!r}: duration {dur_s!r} is not a positive number of seconds; "
                              f"{_NOTE_HELP}")
+        if t + dur > MAX_MELODY_S:
+            raise DittoError(f"melody token {i} {tok!r}: the melody would last {t + dur:.4g} s; at most "
+                             f"{MAX_MELODY_S:g} s (a clip takes its first seconds only)")
         if pc >= 0:
             events.append((t, t + dur, pc))
         t += dur
@@ -281,6 +288,8 @@ def melody_from_midi(path: str | os.PathLike, frames: int | None = None, cfg: Me
     if bad is not None:
         raise DittoError(f"{path}: the note at {bad[0]:.2f} s is MIDI {bad[1]}, out of range; {_note_range(cfg)}")
     end = max(e for _, e, _ in events) - offset_s
+    if frames is None and end > MAX_MELODY_S:
+        raise DittoError(f"{path}: its top line lasts {end:.4g} s; at most {MAX_MELODY_S:g} s unless frames is given")
     n = _check_frames(frames) if frames is not None else max(1, int(math.ceil(end * cfg.frame_rate - 1e-9)))
     top = _events_to_frames(events, n, cfg, offset_s)
     return torch.from_numpy(np.where(top >= 0, top % 12, -1))
@@ -376,8 +385,17 @@ def _ref_mel(ref_mel) -> Tensor:
     return r.float().cpu()
 
 
+MAX_SECONDS = 86400.0  # any time a painting option gives; beyond it frame counts overflow soon after
+
+
+def _seconds_to_frames(seconds: float, cfg: MelConfig, what: str) -> int:
+    if not (math.isfinite(seconds) and abs(seconds) <= MAX_SECONDS):
+        raise DittoError(f"{what} must be a number of seconds within +-{MAX_SECONDS:g}, got {seconds}")
+    return cfg.frames_for(seconds)
+
+
 def _overlap_frames(overlap_s: float, cfg: MelConfig) -> int:
-    o = cfg.frames_for(overlap_s) if math.isfinite(overlap_s) else 0
+    o = _seconds_to_frames(overlap_s, cfg, "overlap")
     if o < 1:
         raise DittoError(f"overlap must be at least one frame ({1 / cfg.frame_rate:.3f}s), got {overlap_s}s")
     return o
@@ -446,7 +464,7 @@ def inpaint_masks(ref_mel, gap_start_s: float, gap_s: float, frames: int | None 
     r = _ref_mel(ref_mel)
     R = r.shape[-1]
     n = _check_frames(frames if frames is not None else R)
-    g0, glen = cfg.frames_for(gap_start_s), cfg.frames_for(gap_s)
+    g0, glen = _seconds_to_frames(gap_start_s, cfg, "inpaint gap start"), _seconds_to_frames(gap_s, cfg, "inpaint gap")
     if glen < 1 or g0 < 0 or g0 + glen > R:
         raise DittoError(f"inpaint gap {gap_start_s}s + {gap_s}s must be at least one frame long and lie inside "
                          f"the reference (0..{R / cfg.frame_rate:.2f}s)")
@@ -476,7 +494,7 @@ def loop_masks(ref_mel=None, overlap_s: float = 0.5, frames: int | None = None, 
     n = _check_frames(frames if frames is not None else cfg.clip_frames)
     o = _overlap_frames(overlap_s, cfg)
     if ref_mel is None:
-        L = cfg.frames_for(loop_s) if loop_s is not None else n - o
+        L = _seconds_to_frames(loop_s, cfg, "loop length") if loop_s is not None else n - o
         if L < o or L + o > n:
             raise DittoError(f"reference-free loop of {L} frames with a {o}-frame overlap needs overlap <= loop "
                              f"and loop + overlap <= clip length ({n} frames)")

@@ -33,10 +33,14 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
         raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
     if "ema.patch_in.weight" in tensors:  # a training checkpoint: use its EMA weights
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    try:
+        cfg = ModelConfig.from_dict(meta["model_config"])
+    except DittoError as e:
+        raise DittoError(f"{path} is not a usable dittomusic model: {e}") from None
     # built on the meta device and given the loaded tensors: no random init to overwrite (a
     # tenth of a second or more of a cold `dittomusic generate`)
     with torch.device("meta"):
-        model = MelDiT(ModelConfig.from_dict(meta["model_config"]))
+        model = MelDiT(cfg)
     try:
         model.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
     except RuntimeError as e:

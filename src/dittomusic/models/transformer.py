@@ -35,6 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dittomusic.errors import DittoError
+
+MAX_DIM = 1 << 20  # any size in a model config; far above any real model, far below overflow
+
 
 @dataclass
 class ModelConfig:
@@ -62,8 +66,51 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """A config from a checkpoint's metadata (unknown keys ignored), checked field by field: a
+        file handed to us may hold anything, and a bad value would otherwise fail deep in torch."""
+        if not isinstance(d, dict):
+            raise DittoError(f"the model config is a {type(d).__name__}, not a JSON object")
+        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cfg.check()
+        return cfg
+
+    def check(self) -> "ModelConfig":
+        def bad(name, want):
+            raise DittoError(f"model config {name} = {getattr(self, name)!r}: expected {want}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("n_mels", "clip_frames", "patch_frames", "width", "depth", "heads"):
+            if not (is_int(getattr(self, name)) and 1 <= getattr(self, name) <= MAX_DIM):
+                bad(name, f"an integer from 1 to {MAX_DIM}")
+        for name in ("n_collections", "n_instruments", "n_tempos", "n_modes", "denoise_head"):
+            if not (is_int(getattr(self, name)) and 0 <= getattr(self, name) <= MAX_DIM):
+                bad(name, f"an integer from 0 to {MAX_DIM}")
+        for name in ("mlp_ratio", "sigma_data"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1e3 and math.isfinite(v)):
+                bad(name, "a positive number")
+        if self.width % (2 * self.heads):  # rotary embeddings rotate pairs of each head's channels
+            bad("width", f"a multiple of 2 x heads ({self.heads})")
+        if int(self.width * self.mlp_ratio) < 1:
+            bad("mlp_ratio", "at least 1 / width")
+        if self.clip_frames % self.patch_frames:
+            bad("clip_frames", f"a multiple of patch_frames ({self.patch_frames})")
+        if self.prediction not in ("v_prediction", "epsilon"):
+            bad("prediction", "v_prediction or epsilon")
+        if not isinstance(self.target_time, bool):
+            bad("target_time", "true or false")
+        if not isinstance(self.vocab, dict):
+            bad("vocab", "a JSON object of tag lists")
+        for key, n in (("collections", "n_collections"), ("instruments", "n_instruments"),
+                       ("tempo_buckets", "n_tempos"), ("modes", "n_modes")):
+            names = self.vocab.get(key)
+            if names is not None and not (isinstance(names, list) and all(isinstance(x, str) for x in names)
+                                          and len(names) == getattr(self, n)):
+                raise DittoError(f"model config vocab[{key!r}] = {names!r}: expected {getattr(self, n)} names "
+                                 f"({n})")
+        return self
 
     @classmethod
     def for_vocab(cls, vocab: dict, **kw) -> "ModelConfig":
