@@ -201,9 +201,7 @@ class MelDiT(nn.Module):
             nn.init.zeros_(self.s_mlp[-1].bias)
         from dittomusic.sampling.schedule import NoiseSchedule
 
-        with torch.device("cpu"):  # computed, not loaded: real even when built on the meta device
-            sigmas = NoiseSchedule.cosine().sigmas.float()
-        self.register_buffer("sigmas", sigmas, persistent=False)
+        self.register_buffer("sigmas", NoiseSchedule.cosine().sigmas.float(), persistent=False)
 
     def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
         """sigma = sqrt((1-a)/a), linearly interpolated for fractional timesteps (as diffusers' Euler does)."""
