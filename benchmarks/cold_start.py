@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=1, help="Unmeasured rounds first.")
     ap.add_argument("--commands", default=",".join(COMMANDS))
     ap.add_argument("--model", default=None, help="Model checkpoint for generate/control [default: bundled].")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for the commands [default: unset, torch's choice]. 1 gives steadier "
+                         "numbers on a busy machine, where two threads wait on each other for a core.")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     names = [c.strip() for c in args.commands.split(",") if c.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         lines = command_lines(names, tmp, args.model)
@@ -96,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": args.runs,
         "cpu_count": os.cpu_count(),
         "load_avg_1m": {"before": round(load_before, 2), "after": round(load_after, 2)},
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "python": sys.version.split()[0],
         "model": args.model or "bundled",
     }

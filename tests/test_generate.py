@@ -65,6 +65,8 @@ def test_seconds_sets_length_and_rejects_nonsense(tiny_model_path):
         pipe.generate(None, seconds=0.1)
     with pytest.raises(DittoError, match="steps"):
         pipe.generate(None, steps=0)
+    with pytest.raises(DittoError, match="--guidance nan must be a finite number"):
+        pipe.generate(None, steps=1, guidance=float("nan"))
 
 
 def test_sampling_is_differentiable_in_x_T(tiny_model_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,8 @@ class Pipeline:
             raise DittoError(f"--steps {steps} is out of range; give 1-1000")
         if n < 1:
             raise DittoError(f"--batch {n} must be at least 1")
+        if not math.isfinite(guidance):
+            raise DittoError(f"--guidance {guidance} must be a finite number")
         x_T = self.noise(n, self.frames_for(seconds), seed)
         bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
         mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
