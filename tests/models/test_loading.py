@@ -40,7 +40,9 @@ def test_a_checkpoint_missing_a_tensor_is_refused(tiny_model_path, tmp_path):
     ({"depth": "8"}, "depth = '8': expected an integer"),
     ({"sigma_data": float("nan")}, "sigma_data = nan: expected a positive number"),
     ({"prediction": "x0"}, "prediction = 'x0': expected v_prediction or epsilon"),
-    ({"vocab": {"modes": ["major"]}}, "vocab['modes'] = ['major']: expected 2 names"),
+    ({"vocab": {"modes": ["major", "minor", "dorian"]}}, "vocab['modes'] = ['major', 'minor', 'dorian']: expected at "
+                                                         "most 2 names (n_modes)"),
+    ({"vocab": {"instruments": ["violin"]}}, "vocab['instruments'] = ['violin']: expected "),
     ({"clip_frames": 100}, "clip_frames = 100: expected a multiple of patch_frames (8)"),
 ])
 def test_a_bad_model_config_names_the_field(tiny_model_path, tmp_path, edit, msg):

@@ -103,13 +103,14 @@ class ModelConfig:
             bad("target_time", "true or false")
         if not isinstance(self.vocab, dict):
             bad("vocab", "a JSON object of tag lists")
-        for key, n in (("collections", "n_collections"), ("instruments", "n_instruments"),
-                       ("tempo_buckets", "n_tempos"), ("modes", "n_modes")):
-            names = self.vocab.get(key)
+        # a tag's index must exist in its embedding; instruments are a multi-hot of exactly n_instruments
+        for key, n, exact in (("collections", "n_collections", False), ("instruments", "n_instruments", True),
+                              ("tempo_buckets", "n_tempos", False), ("modes", "n_modes", False)):
+            names, size = self.vocab.get(key), getattr(self, n)
             if names is not None and not (isinstance(names, list) and all(isinstance(x, str) for x in names)
-                                          and len(names) == getattr(self, n)):
-                raise DittoError(f"model config vocab[{key!r}] = {names!r}: expected {getattr(self, n)} names "
-                                 f"({n})")
+                                          and (len(names) == size if exact else len(names) <= size)):
+                raise DittoError(f"model config vocab[{key!r}] = {names!r}: expected {'' if exact else 'at most '}"
+                                 f"{size} names ({n})")
         return self
 
     @classmethod
