@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dittomusic.audio.mel import MelConfig
+
+# Fuzzing budget (tests/fuzzing.py): "ci" is fixed and derandomized, so a run is reproducible and
+# bounded; the per-example deadline is generous because CI shares its CPU, and a slower example
+# is a finding. HYPOTHESIS_PROFILE=deep searches 50x longer with fresh random inputs.
+settings.register_profile("ci", max_examples=40, deadline=timedelta(seconds=5), derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("deep", max_examples=2000, deadline=timedelta(seconds=5),
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,30 @@ def test_bakeoff_table_reads_eval_reports(tmp_path):
     assert r["c2st"] == 0.988 and r["flatness_ratio"] == 3.46 and r["accuracy_ratio"] == 0.812
     md = bake.markdown([r, bake.row({**rep, "realism": None}, "old")])
     assert md.count("\n") == 3 and "| latent | 700 | 0.5 | 0.988 |" in md and "| old | 700 | 0.5 | – |" in md
+
+
+def test_cold_start_summary_is_median_and_min_against_the_target():
+    cold = _load("cold_start")
+    row = cold.summarize([3.0, 1.0, 2.0], [0.5, 0.7, 0.6], target=2.0)
+    assert row["wall_s"] == {"median": 2.0, "min": 1.0, "runs": [3.0, 1.0, 2.0]}
+    assert row["cpu_s"] == {"median": 0.6, "min": 0.5} and row["meets_target"] is True
+    assert cold.summarize([2.5], [1.0], target=2.0)["meets_target"] is False
+    assert "target_s" not in cold.summarize([1.0], [1.0], target=None)
+
+
+def test_cold_start_times_whole_processes(capsys):
+    cold = _load("cold_start")
+    rep = cold.main(["--runs", "2", "--warmup", "0", "--commands", "help"])
+    assert json.loads(capsys.readouterr().out) == rep
+    row = rep["commands"]["help"]
+    assert row["argv"] == "dittomusic --help" and len(row["wall_s"]["runs"]) == 2
+    assert 0 < row["wall_s"]["min"] <= row["wall_s"]["median"] and row["cpu_s"]["min"] > 0
+    assert rep["runs"] == 2 and set(rep["load_avg_1m"]) == {"before", "after"}
+
+
+def test_cold_start_stops_on_a_failing_command(tmp_path):
+    cold = _load("cold_start")
+    with pytest.raises(SystemExit, match=r"failed \(1\):\nError: checkpoint not found"):
+        cold.main(["--runs", "1", "--warmup", "0", "--commands", "generate", "--model", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="unknown command fly"):
+        cold.main(["--commands", "help,fly"])

@@ -65,6 +65,8 @@ def test_seconds_sets_length_and_rejects_nonsense(tiny_model_path):
         pipe.generate(None, seconds=0.1)
     with pytest.raises(DittoError, match="steps"):
         pipe.generate(None, steps=0)
+    with pytest.raises(DittoError, match="--guidance nan must be a finite number"):
+        pipe.generate(None, steps=1, guidance=float("nan"))
 
 
 def test_sampling_is_differentiable_in_x_T(tiny_model_path):
@@ -100,3 +102,20 @@ def test_generate_cli_errors(tiny_model_path, tmp_path):
     assert r.exit_code == 1 and "choose from" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["generate", "--model", str(tiny_model_path), "--list-tags"])
     assert r.exit_code == 0 and "Irish folk tune" in r.output
+
+
+@pytest.mark.parametrize("opt, value", [("--guidance", "nan"), ("--guidance", "inf"), ("--seconds", "-inf"),
+                                        ("--seconds", "nan")])
+def test_generate_refuses_non_finite_numbers(tiny_model_path, tmp_path, opt, value):
+    r = CliRunner().invoke(cli, ["generate", "--model", str(tiny_model_path), "--steps", "2", opt, value,
+                                 "--out", str(tmp_path / "x.wav")])
+    assert r.exit_code == 2 and f"Invalid value for '{opt}': '{value}' is not a finite number" in r.output
+    assert "NaN and infinity are not accepted" in r.output and "Traceback" not in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_no_png(tiny_model_path, tmp_path):
+    r = CliRunner().invoke(cli, ["generate", "--model", str(tiny_model_path), "--steps", "2", "--seconds", "1",
+                                 "--no-png", "--out", str(tmp_path / "x.wav")])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"] and r.stdout.split() == [str(tmp_path / "x.wav")]

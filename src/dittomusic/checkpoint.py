@@ -41,6 +41,9 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise
     except Exception as e:
         raise DittoError(f"{path} is not a dittomusic safetensors checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise DittoError(f"{path} is not a dittomusic safetensors checkpoint (its {META_KEY!r} metadata is a "
+                         f"{type(meta).__name__}, not a JSON object)")
     return tensors, meta
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,11 @@ class Pipeline:
         self.model, self.meta = load_model(model_path, device)
         self.device = next(self.model.parameters()).device
         self.vocab = self.model.cfg.vocab
+        missing = [k for k in ("collections", "instruments", "tempo_buckets", "modes")
+                   if not isinstance(self.vocab.get(k), list)]
+        if missing:
+            raise DittoError(f"{model_path or 'the bundled model'} has no tag vocabulary ({', '.join(missing)} "
+                             "missing): not a model dittomusic can generate with")
         self.schedule = NoiseSchedule.cosine()
         self.mel_cfg = MelConfig(n_mels=self.model.mel_bins,
                                  clip_frames=self.model.cfg.clip_frames * self.model.frames_per_step)
@@ -188,6 +194,8 @@ class Pipeline:
             raise DittoError(f"--steps {steps} is out of range; give 1-1000")
         if n < 1:
             raise DittoError(f"--batch {n} must be at least 1")
+        if not math.isfinite(guidance):
+            raise DittoError(f"--guidance {guidance} must be a finite number")
         x_T = self.noise(n, self.frames_for(seconds), seed)
         bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
         mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,

@@ -58,3 +58,36 @@ def test_save_wav_round_trip_and_atomicity(tmp_path):
     with pytest.raises(DittoError, match="NaN"):
         save_wav(tmp_path / "nan.wav", np.full(100, np.nan))
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["x.wav"]
+
+
+def test_non_finite_samples_are_refused(tmp_path):
+    x = _tone(22050, channels=1)
+    x[100] = np.nan
+    sf.write(tmp_path / "nan.wav", x, 22050, subtype="FLOAT")
+    with pytest.raises(DittoError, match=r"1 NaN or infinite sample\(s\) of 22050.*finite"):
+        load_audio(tmp_path / "nan.wav")
+    x[100] = np.inf
+    sf.write(tmp_path / "inf.wav", x, 22050, subtype="DOUBLE")
+    with pytest.raises(DittoError, match="NaN or infinite"):
+        load_audio(tmp_path / "inf.wav")
+    big = np.full((100, 2), 3e38, dtype=np.float32)  # finite, but the downmix overflows float32
+    sf.write(tmp_path / "big.wav", big, 22050, subtype="FLOAT")
+    with pytest.raises(DittoError, match="too large to process"):
+        load_audio(tmp_path / "big.wav")
+
+
+def test_silent_audio_loads_with_a_warning(tmp_path, caplog):
+    sf.write(tmp_path / "quiet.wav", np.zeros(2205, dtype=np.float32), 22050)
+    with caplog.at_level("WARNING", logger="dittomusic.audio.io"):
+        y = load_audio(tmp_path / "quiet.wav")
+    assert len(y) == 2205 and "is silent (peak -inf dBFS" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dittomusic.audio.io"):
+        load_audio(save_wav(tmp_path / "tone.wav", _tone(22050, channels=1)))
+    assert caplog.text == ""
+
+
+def test_absurd_sample_rates_are_refused(tmp_path):
+    sf.write(tmp_path / "slow.wav", np.zeros(50, dtype=np.float32), 10, subtype="FLOAT")
+    with pytest.raises(DittoError, match="sample rate of 10 Hz; accepted: 1000-768000 Hz"):
+        load_audio(tmp_path / "slow.wav")

@@ -59,3 +59,28 @@ def test_gradient_reaches_waveform_and_batches(rendered_audio, mel_cfg):
     y.mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     torch.testing.assert_close(y[0], y[1])
+
+
+@pytest.mark.parametrize("kw", [
+    {},  # the model's config: 22,050 Hz, n_fft 2048, 160 bands
+    dict(n_mels=8, n_fft=64, sample_rate=8000, db_max=20.0),  # the tests' tiny config
+    dict(n_mels=80, fmin=30.0, fmax=8000.0),
+    dict(n_mels=128, n_fft=1024, sample_rate=16000),
+])
+def test_mel_basis_is_librosas_without_librosa(kw):
+    cfg = MelConfig(**kw)
+    ours = cfg.mel_basis()
+    ref = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    assert ours.dtype == np.float32 and ours.shape == ref.shape
+    np.testing.assert_array_equal(ours, ref)
+    ours[0, 0] = 123.0  # callers get their own copy of the cached basis
+    assert cfg.mel_basis()[0, 0] != 123.0
+
+
+def test_mel_frequencies_match_librosa():
+    from dittomusic.audio.mel import hz_to_mel, mel_frequencies
+
+    np.testing.assert_array_equal(mel_frequencies(162, 0.0, 11025.0),
+                                  librosa.mel_frequencies(162, fmin=0.0, fmax=11025.0, htk=False))
+    f = np.array([0.0, 440.0, 999.9, 1000.0, 5000.0])
+    np.testing.assert_allclose(hz_to_mel(f), librosa.hz_to_mel(f), rtol=0, atol=1e-12)

@@ -58,3 +58,15 @@ def test_vocoder_registry():
     assert "silence-test" in available_vocoders()
     out = get_vocoder("silence-test")(torch.zeros(160, 10))
     assert out.shape == (9 * 256,)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(n_mels=8, n_fft=64, sample_rate=8000), dict(n_mels=256, n_fft=256)])
+def test_cached_pseudo_inverse_is_torchs(kw):
+    from dittomusic.audio.mel import MelConfig
+    from dittomusic.audio.vocoder import _basis_and_pinv
+
+    cfg = MelConfig(**kw)  # the last has empty bands: rank-deficient, so the SVD fallback runs
+    basis, pinv = _basis_and_pinv(cfg)
+    ref = torch.linalg.pinv(torch.from_numpy(cfg.mel_basis()).double()).float()
+    assert torch.equal(basis, torch.from_numpy(cfg.mel_basis()))
+    assert torch.allclose(pinv, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))

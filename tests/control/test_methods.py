@@ -253,3 +253,46 @@ def test_cli_control_bad_input_is_one_line(tiny_model_path, tmp_path, args, msg)
                                  "--seconds", "1.5", "--out", str(tmp_path / "x.wav")])
     assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(22050, np.nan, dtype=np.float32), 22050, subtype="FLOAT")
+    csv = tmp_path / "loud.csv"
+    csv.write_text("time_s,db\n0,-30\n1,5000\n")
+    return {"__nan_wav__": str(nan), "__csv__": str(csv)}
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["outpaint", "--reference", "__nan_wav__"], "22050 NaN or infinite sample(s) of 22050"),
+    (["intensity", "--target-curve", "__csv__"], "line 3: 5000 dB is out of range; intensity targets must lie in "
+                                                 "[-100, +21.4] dB"),
+    (["intensity", "--high-db", "300"], "--high-db 300 dB is out of range"),
+    (["melody", "--target-notes", "C12:1"], "C12 is MIDI note 156, out of range; notes must lie between C-1 (MIDI 0) "
+                                            "and E9 (MIDI 124"),
+    (["intensity", "--guidance", "nan"], "Invalid value for '--guidance': 'nan' is not a finite number"),
+    (["intensity", "--low-db", "-inf"], "Invalid value for '--low-db': '-inf' is not a finite number"),
+    (["outpaint", "--overlap", "inf"], "Invalid value for '--overlap': 'inf' is not a finite number"),
+    (["intensity", "--lr", "nan"], "'nan' is not a finite number; give a real number in the range x>0"),
+    (["intensity", "--tol", "NaN"], "Invalid value for '--tol'"),
+])
+def test_cli_control_refuses_bad_values_before_any_work(tiny_model_path, tmp_path, bad_inputs, args, msg):
+    args = [bad_inputs.get(a, a) for a in args]
+    r = CliRunner().invoke(cli, ["control", *args, "--model", str(tiny_model_path), "--steps", "2", "--iters", "1",
+                                 "--seconds", "1.5", "--out", str(tmp_path / "x.wav")])
+    assert r.exit_code in (1, 2) and msg in r.output, r.output
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.png").exists()
+    assert "model calls" not in r.output  # refused before sampling or optimizing
+
+
+def test_a_saved_latent_of_another_length_is_refused(tiny_model_path, tmp_path):
+    base = ["control", "intensity", "--model", str(tiny_model_path), "--steps", "2", "--iters", "1", "--no-png"]
+    r = CliRunner().invoke(cli, base + ["--seconds", "1.5", "--out", str(tmp_path / "a.wav"),
+                                        "--save-latent", str(tmp_path / "a.safetensors")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, base + ["--seconds", "1", "--out", str(tmp_path / "b.wav"),
+                                        "--init-latent", str(tmp_path / "a.safetensors")])
+    assert r.exit_code == 1 and "does not fit this run, which needs float [batch, 160, 88]" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "b.wav").exists()

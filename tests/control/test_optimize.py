@@ -145,3 +145,35 @@ def test_load_latent_rejects_other_files(tmp_path):
         load_latent(p)
     with pytest.raises(DittoError, match="not found"):
         load_latent(tmp_path / "missing.safetensors")
+
+
+def test_adam_is_torchs_bit_for_bit():
+    from dittomusic.control.optimize import Adam
+
+    g = torch.Generator().manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(3, 5, 7, generator=g))
+    ref = torch.nn.Parameter(ours.detach().clone())
+    mine, theirs = Adam(ours, lr=5e-3), torch.optim.Adam([ref], lr=5e-3)
+    for k in range(12):
+        grad = torch.randn(3, 5, 7, generator=g) * 10 ** (k % 4 - 2)
+        for p, opt in ((ours, mine), (ref, theirs)):
+            opt.zero_grad(set_to_none=True)
+            if k != 5:  # no gradient: no step, as in torch
+                p.grad = grad.clone()
+            opt.step()
+        assert torch.equal(ours, ref), k
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert torch.equal(mine.state[ours][key], theirs.state[ref][key]), key
+
+
+@pytest.mark.parametrize("edit", [{"x_T": torch.zeros(2, 3)}, {"exp_avg": torch.zeros(3)}, {"step": torch.zeros(2)},
+                                  {"x_T": torch.zeros(3, 4, dtype=torch.int64)}])
+def test_load_latent_refuses_inconsistent_files(tmp_path, edit):
+    from dittomusic.checkpoint import save_tensors
+
+    good = {"best_x_T": torch.zeros(3, 4), "x_T": torch.zeros(3, 4), "exp_avg": torch.zeros(3, 4),
+            "exp_avg_sq": torch.zeros(3, 4), "step": torch.tensor(5.0)}
+    assert load_latent(save_tensors(tmp_path / "ok.safetensors", good, {"kind": "latent"}))[1]["step"] == 5
+    p = save_tensors(tmp_path / "bad.safetensors", {**good, **edit}, {"kind": "latent"})
+    with pytest.raises(DittoError, match="is not a dittomusic latent file: "):
+        load_latent(p)

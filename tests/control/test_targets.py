@@ -83,6 +83,30 @@ def test_bad_csv_gives_clear_errors(tmp_path, text, msg):
     assert "bad.csv" in str(e.value)
 
 
+@pytest.mark.parametrize("db, ok", [(5000.0, False), (-101.0, False), (22.0, False), (-100.0, True), (21.4, True),
+                                     (-30.0, True)])
+def test_csv_levels_outside_the_models_window_are_refused(tmp_path, db, ok):
+    lo, hi = F.intensity_db_range(CFG)
+    assert lo == pytest.approx(-100.0) and 21.3 < hi < 21.5  # the feature of an all-floor / all-top mel
+    p = tmp_path / "c.csv"
+    p.write_text(f"time_s,db\n0,-30\n1,{db}\n")
+    if ok:
+        assert T.intensity_from_csv(p, 200)[-1].item() == pytest.approx(db, abs=1e-4)
+        return
+    with pytest.raises(DittoError) as e:
+        T.intensity_from_csv(p, 200)
+    msg = str(e.value)
+    assert "line 3" in msg and f"{db:g} dB is out of range" in msg
+    assert "[-100, +21.4] dB" in msg and "[-120, +40] dB" in msg  # what is accepted, and why
+
+
+def test_preset_levels_outside_the_window_are_refused():
+    with pytest.raises(DittoError, match=r"--high-db 30 dB is out of range.*\[-100, \+21.4\] dB"):
+        T.intensity_preset("linear-rise", 10, -38, 30)
+    with pytest.raises(DittoError, match=r"--low-db -500 dB is out of range"):
+        T.intensity_preset("tanh-fall", 10, -500, -18)
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(DittoError, match="not found"):
         T.intensity_from_csv(tmp_path / "nope.csv", 10)
@@ -134,6 +158,42 @@ def test_bad_note_strings(text, msg):
     with pytest.raises(DittoError, match=msg) as e:
         T.melody_from_string(text)
     assert "C4:0.5 D4:0.5" in str(e.value)  # the error shows the accepted format
+
+
+@pytest.mark.parametrize("text, midi", [("C12:1", 156), ("C4:1 C-2:1", -12), ("B#9:1", 132), ("F9:1", 125),
+                                        ("Cb-1:1", -1)])
+def test_notes_outside_the_representable_range_are_refused(text, midi):
+    with pytest.raises(DittoError) as e:
+        T.melody_from_string(text)
+    msg = str(e.value)
+    assert f"MIDI note {midi}, out of range" in msg
+    assert "C-1 (MIDI 0)" in msg and "E9 (MIDI 124" in msg and "11025 Hz Nyquist" in msg
+
+
+def test_the_range_edges_are_accepted_and_follow_the_sample_rate():
+    assert T.max_midi(CFG) == 124 and T.midi_name(124) == "E9" and T.midi_name(60) == "C4"
+    assert T.melody_from_string("C-1:0.1 E9:0.1 G:0.1").numpy()[0] == 0
+    low = MelConfig(sample_rate=8000, n_fft=256, hop_length=64, n_mels=40)  # Nyquist 4 kHz: B7 = 3951 Hz
+    assert T.max_midi(low) == 107
+    with pytest.raises(DittoError, match="MIDI note 108.*B7 \\(MIDI 107"):
+        T.melody_from_string("C8:1", cfg=low)
+
+
+def test_midi_notes_outside_the_range_are_refused(tmp_path):
+    import music21 as m21
+
+    part = m21.stream.Part()
+    part.append(m21.note.Note("C5", quarterLength=1))
+    part.append(m21.note.Note(126, quarterLength=1))  # F#9, above the Nyquist limit
+    path = tmp_path / "high.mid"
+    m21.stream.Score([part]).write("midi", fp=str(path))
+    with pytest.raises(DittoError, match="MIDI 126, out of range; notes must lie between C-1"):
+        T.melody_from_midi(path)
+
+
+def test_reference_arrays_must_be_finite():
+    with pytest.raises(DittoError, match="NaN or infinite"):
+        T.intensity_from_audio(np.array([0.1, np.nan, 0.2]), 10)
 
 
 def test_midi_top_line_respects_tempo_changes(tmp_path):

@@ -12,6 +12,7 @@ the extra bins cost little.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -51,11 +52,53 @@ class MelConfig:
         return asdict(self)
 
     def mel_basis(self) -> np.ndarray:
-        import librosa
+        """[n_mels, n_fft // 2 + 1] float32, equal to librosa.filters.mel (Slaney) for this config."""
+        return _mel_basis(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).copy()
 
-        return librosa.filters.mel(
-            sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax
-        ).astype(np.float32)
+
+# The filterbank is computed here in numpy, as librosa.filters.mel does it step for step (the
+# tests compare them): importing librosa.filters pulls in scipy.signal and numba, about 2 s of a
+# 6-second `dittomusic generate`.
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+
+
+def hz_to_mel(hz) -> np.ndarray:
+    """Slaney mel scale (librosa.hz_to_mel, htk=False): linear below 1 kHz, logarithmic above."""
+    f = np.atleast_1d(np.asarray(hz, dtype=np.float64))
+    mels = f / _F_SP
+    log = f >= _MIN_LOG_HZ
+    mels[log] = _MIN_LOG_MEL + np.log(f[log] / _MIN_LOG_HZ) / _LOGSTEP
+    return mels
+
+
+def mel_to_hz(mels) -> np.ndarray:
+    m = np.atleast_1d(np.asarray(mels, dtype=np.float64))
+    hz = _F_SP * m
+    log = m >= _MIN_LOG_MEL
+    hz[log] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (m[log] - _MIN_LOG_MEL))
+    return hz
+
+
+def mel_frequencies(n: int, fmin: float, fmax: float) -> np.ndarray:
+    """n band edges/centres uniformly spaced in mels (librosa.mel_frequencies, htk=False)."""
+    lo, hi = hz_to_mel(fmin)[0], hz_to_mel(fmax)[0]
+    return mel_to_hz(np.linspace(lo, hi, n))
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    fmax = float(sr) / 2 if fmax is None else fmax
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = mel_frequencies(n_mels + 2, fmin, fmax)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    weights = np.zeros((n_mels, n_fft // 2 + 1), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]  # Slaney: equal energy per band
+    weights.setflags(write=False)  # shared by every caller: they get copies
+    return weights
 
 
 def db_to_unit(db: torch.Tensor, cfg: MelConfig) -> torch.Tensor:

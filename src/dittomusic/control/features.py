@@ -44,6 +44,7 @@ Structure: MFCC (dB log-mel -> orthonormal DCT-II, c1..c12), z-scored per coeffi
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -51,7 +52,7 @@ import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
-from dittomusic.audio.mel import MelConfig, MelSpectrogram, unit_to_db
+from dittomusic.audio.mel import MelConfig, MelSpectrogram, mel_frequencies, unit_to_db
 from dittomusic.errors import DittoError
 
 MIDDLE_C_HZ = 261.6  # chroma bands: only centres above middle C count
@@ -140,16 +141,24 @@ def savgol_matrix(n: int, window: int, polyorder: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _intensity_consts(cfg: MelConfig) -> tuple[np.ndarray, float]:
-    import librosa
     from scipy.signal import get_window
 
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
-    edges = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=fmax, htk=False)
+    edges = mel_frequencies(cfg.n_mels + 2, cfg.fmin, fmax)
     bandwidth = (edges[2:] - edges[:-2]) / 2.0  # inverse of librosa's Slaney norm 2/(f_hi - f_lo)
     win_sq = float(np.sum(get_window("hann", cfg.n_fft, fftbins=True) ** 2))  # 3/8 n_fft
     # one-sided spectrum energy E -> mean square of the unwindowed frame (Parseval)
     scale = 2.0 / (cfg.n_fft * win_sq)
     return bandwidth, scale
+
+
+@lru_cache(maxsize=8)
+def intensity_db_range(cfg: MelConfig) -> tuple[float, float]:
+    """The dB values the intensity feature can take on the model's mel: from the mean-square floor
+    (INTENSITY_AMIN, -100 dB) to a mel at the top of its fixed window in every band (+21.4 dB at
+    the default config). A target outside cannot be reached by any generated clip."""
+    top = frame_energy_db(torch.ones(1, cfg.n_mels, 1, dtype=torch.float64), cfg)
+    return 10.0 * math.log10(INTENSITY_AMIN), float(top.max())
 
 
 def frame_energy_db(mel: Tensor, cfg: MelConfig) -> Tensor:
@@ -212,10 +221,8 @@ def pitch_class_of(freq_hz) -> np.ndarray:
 def chroma_weights(cfg: MelConfig) -> np.ndarray:
     """[12, n_mels] pitch-class share of each mel band's triangle; zero for bands centred at or
     below middle C. Columns of counted bands sum to 1 (energy is split, not duplicated)."""
-    import librosa
-
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
-    edges = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=fmax, htk=False)
+    edges = mel_frequencies(cfg.n_mels + 2, cfg.fmin, fmax)
     weights = np.zeros((12, cfg.n_mels))
     for k in range(cfg.n_mels):
         lo, c, hi = edges[k], edges[k + 1], edges[k + 2]

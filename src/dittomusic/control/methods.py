@@ -210,8 +210,14 @@ def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, bat
     fn = get_method(method)
     if isinstance(control, BatchedControl):
         batch = len(control)
+    frames = _frames_of(control, pipe)
     if x_T is None:
-        x_T = pipe.noise(batch, _frames_of(control, pipe), seed)
+        x_T = pipe.noise(batch, frames, seed)
+    need = (pipe.model.cfg.n_mels, frames)
+    if x_T.dim() != 3 or tuple(x_T.shape[1:]) != need or not x_T.is_floating_point() or x_T.shape[0] < 1:
+        raise DittoError(f"a starting latent of shape {tuple(x_T.shape)} ({x_T.dtype}) does not fit this run, which "
+                         f"needs float [batch, {need[0]}, {need[1]}]: continue a saved latent with the task, "
+                         "--seconds and model it was saved with")
     if isinstance(control, BatchedControl) and x_T.shape[0] != len(control):
         raise DittoError(f"{len(control)} controls for a batch of {x_T.shape[0]} latents")
     t0 = time.perf_counter()

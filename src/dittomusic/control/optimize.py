@@ -69,6 +69,37 @@ class OptimResult:
         return d
 
 
+class Adam:
+    """torch.optim.Adam on one tensor, update for update (its single-tensor path, the CPU default:
+    no amsgrad, weight decay or maximize; a test compares them bit for bit). Written out because
+    constructing any torch.optim optimizer imports torch._dynamo, 1.5-3 s of a cold
+    `dittomusic control`. state[param] holds step, exp_avg and exp_avg_sq as torch's does."""
+
+    def __init__(self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
+        self.state: dict = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        p, g = self.param, self.param.grad
+        if g is None:
+            return
+        st = self.state.get(p)
+        if not st:
+            st = self.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                  "exp_avg_sq": torch.zeros_like(p)}
+        b1, b2 = self.betas
+        st["step"] += 1
+        st["exp_avg"].lerp_(g, 1 - b1)
+        st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
+        step = st["step"].item()
+        denom = (st["exp_avg_sq"].sqrt() / (1 - b2 ** step) ** 0.5).add_(self.eps)
+        p.addcdiv_(st["exp_avg"], denom, value=-(self.lr / (1 - b1 ** step)))
+
+
 def _finite_rows(t: Tensor) -> Tensor:
     return torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
 
@@ -89,7 +120,7 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
     if x_T.dim() < 2:
         raise DittoError(f"x_T must be batched [B, ...], got shape {tuple(x_T.shape)}")
     x = torch.nn.Parameter(x_T.detach().clone())
-    opt = torch.optim.Adam([x], lr=cfg.lr)
+    opt = Adam(x, lr=cfg.lr)
     if resume:
         if resume["x_T"].shape != x.shape:
             raise DittoError(f"saved latent has shape {tuple(resume['x_T'].shape)}, this run needs {tuple(x.shape)}")
@@ -203,5 +234,14 @@ def load_latent(path, device=None) -> tuple[Tensor, dict, dict]:
     tensors, meta = load_tensors(path, device or "cpu")
     if meta.get("kind") != "latent" or "best_x_T" not in tensors or "x_T" not in tensors:
         raise DittoError(f"{path} is not a dittomusic latent file (write one with --save-latent)")
+    x, best = tensors["x_T"], tensors["best_x_T"]
+    if x.dim() < 2 or x.shape != best.shape or not (x.is_floating_point() and best.is_floating_point()):
+        raise DittoError(f"{path} is not a dittomusic latent file: x_T {tuple(x.shape)} {x.dtype} and best_x_T "
+                         f"{tuple(best.shape)} {best.dtype} must be batched float tensors of one shape")
+    moments = [k for k in ("exp_avg", "exp_avg_sq", "step") if k in tensors]
+    if moments and (len(moments) < 3 or tensors["step"].numel() != 1 or tensors["exp_avg"].shape != x.shape
+                    or tensors["exp_avg_sq"].shape != x.shape):
+        raise DittoError(f"{path} is not a dittomusic latent file: its Adam state (exp_avg, exp_avg_sq, step) is "
+                         "incomplete or does not match x_T")
     state = {k: v for k, v in tensors.items() if k != "best_x_T"}
     return tensors["best_x_T"], state, meta

@@ -49,6 +49,8 @@ def _audio(src, cfg: MelConfig) -> np.ndarray:
     a = np.asarray(src.detach().cpu() if hasattr(src, "detach") else src, dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
         raise DittoError(f"reference audio must be a file path or a non-empty mono array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise DittoError("reference audio contains NaN or infinite samples; give finite samples")
     return a
 
 
@@ -67,7 +69,19 @@ INTENSITY_PRESETS = tuple(f"{s}-{d}" for s in INTENSITY_SHAPES for d in ("rise",
 TANH_STEEPNESS = 3.0  # tanh(3) = 0.995: the middle ~third carries most of the change
 
 
-def intensity_preset(name: str, frames: int, low_db: float, high_db: float) -> Tensor:
+def _db_window(cfg: MelConfig) -> tuple[float, float, str]:
+    lo, hi = feat.intensity_db_range(cfg)
+    return lo, hi, (f"intensity targets must lie in [{lo:g}, {hi:+.1f}] dB, what the model's mel can express "
+                    f"(20*log10 RMS; the mel's fixed window is [{cfg.db_min:g}, {cfg.db_max:+g}] dB per band); "
+                    "rendered music sits around -35..-12 dB")
+
+
+def _outside(db: float, lo: float, hi: float) -> bool:
+    return not lo - 1e-6 <= db <= hi + 1e-6
+
+
+def intensity_preset(name: str, frames: int, low_db: float, high_db: float,
+                     cfg: MelConfig | None = None) -> Tensor:
     """Handcrafted dynamics curve (Music ControlNet's Linear / Tanh / Cosine, flipped or not):
     "<shape>-rise" goes from low_db at the first frame to high_db at the last, "-fall" the reverse.
     Endpoints are exact. Rendered music sits around -35..-12 dB (20*log10 RMS)."""
@@ -77,6 +91,10 @@ def intensity_preset(name: str, frames: int, low_db: float, high_db: float) -> T
         raise DittoError(f"unknown intensity preset {name!r}; available: {', '.join(INTENSITY_PRESETS)}")
     if not (math.isfinite(low_db) and math.isfinite(high_db)):
         raise DittoError(f"intensity preset levels must be finite dB values, got {low_db}, {high_db}")
+    lo, hi, window = _db_window(_cfg(cfg))
+    for flag, db in (("--low-db", low_db), ("--high-db", high_db)):
+        if _outside(db, lo, hi):
+            raise DittoError(f"intensity preset level {flag} {db:g} dB is out of range; {window}")
     shape, direction = key.split("-")
     u = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
     if shape == "linear":
@@ -103,12 +121,16 @@ def intensity_from_csv(path: str | os.PathLike, frames: int, cfg: MelConfig | No
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as e:
         raise DittoError(f"cannot read intensity CSV {path}: {e}; {accepted}") from None
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    try:
+        rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines())) if any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a field beyond the csv module's 128 KiB limit
+        raise DittoError(f"intensity CSV {path} is not a CSV file ({e}); {accepted}") from None
     if not rows:
         raise DittoError(f"intensity CSV {path} is empty; {accepted}")
     header = [c.strip().lower() for c in rows[0][1]]
     if header != ["time_s", "db"]:
         raise DittoError(f"intensity CSV {path} line {rows[0][0]}: header is {','.join(rows[0][1])!r}; {accepted}")
+    lo, hi, window = _db_window(cfg)
     times, dbs = [], []
     for line, r in rows[1:]:
         if len(r) != 2:
@@ -119,6 +141,8 @@ def intensity_from_csv(path: str | os.PathLike, frames: int, cfg: MelConfig | No
             raise DittoError(f"intensity CSV {path} line {line}: {','.join(r)!r} is not two numbers; {accepted}") from None
         if not (math.isfinite(t) and math.isfinite(d)):
             raise DittoError(f"intensity CSV {path} line {line}: values must be finite numbers")
+        if _outside(d, lo, hi):
+            raise DittoError(f"intensity CSV {path} line {line}: {d:g} dB is out of range; {window}")
         if t < 0:
             raise DittoError(f"intensity CSV {path} line {line}: time {t} is negative; times must be >= 0")
         if times and t <= times[-1]:
@@ -142,6 +166,7 @@ def intensity_from_audio(src, frames: int, cfg: MelConfig | None = None, offset_
 
 # ------------------------------------------------------------------ melody
 
+MAX_MELODY_S = 3600.0  # a melody target's length: an hour is far beyond any clip, and bounds the frames
 _LETTER = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _NOTE_RE = re.compile(r"^([A-Ga-g])([#♯b♭]*)(-?\d+)?$")
 _NOTE_HELP = ("expected space-separated NOTE:SECONDS tokens, NOTE a letter A-G with optional # or b "
@@ -151,14 +176,38 @@ _NOTE_HELP = ("expected space-separated NOTE:SECONDS tokens, NOTE a letter A-G w
 
 def parse_note(name: str) -> int:
     """Pitch class (0 = C) of a note name like C4, F#3, Bb, or -1 for a rest (r/rest)."""
-    s = name.strip()
+    pc, _ = _note(name)
+    return pc
+
+
+def _note(name: str) -> tuple[int, int | None]:
+    """(pitch class or -1 for a rest, MIDI number or None without an octave): C4 -> (0, 60)."""
+    s = str(name).strip()
     if s.lower() in ("r", "rest"):
-        return -1
+        return -1, None
     m = _NOTE_RE.match(s)
     if not m:
         raise DittoError(f"bad note name {name!r}; {_NOTE_HELP}")
-    acc = sum(1 if ch in "#♯" else -1 for ch in m.group(2))
-    return (_LETTER[m.group(1).upper()] + acc) % 12
+    semis = _LETTER[m.group(1).upper()] + sum(1 if ch in "#♯" else -1 for ch in m.group(2))
+    return semis % 12, None if m.group(3) is None else 12 * (int(m.group(3)) + 1) + semis
+
+
+def max_midi(cfg: MelConfig | None = None) -> int:
+    """The highest MIDI note whose fundamental is below the Nyquist frequency (E9 = 124 at
+    22,050 Hz): above it the mel, and so the melody feature, has nothing to read."""
+    cfg = _cfg(cfg)
+    return min(127, int(math.floor(69 + 12 * math.log2(cfg.sample_rate / 2 / 440.0) + 1e-9)))
+
+
+def midi_name(n: int) -> str:
+    return f"{feat.PITCH_CLASSES[n % 12]}{n // 12 - 1}"
+
+
+def _note_range(cfg: MelConfig) -> str:
+    top = max_midi(cfg)
+    return (f"notes must lie between C-1 (MIDI 0) and {midi_name(top)} (MIDI {top}, the highest below the "
+            f"{cfg.sample_rate / 2:g} Hz Nyquist limit of {cfg.sample_rate} Hz audio); the melody control reads "
+            "pitch classes, so any octave in that range works")
 
 
 def _events_to_frames(events: Sequence[tuple[float, float, int]], frames: int, cfg: MelConfig,
@@ -188,9 +237,12 @@ def melody_from_string(text: str, frames: int | None = None, cfg: MelConfig | No
             raise DittoError(f"melody token {i} {tok!r} has no ':SECONDS' duration; {_NOTE_HELP}")
         name, dur_s = tok.split(":")
         try:
-            pc = parse_note(name)
+            pc, midi = _note(name)
         except DittoError:
             raise DittoError(f"melody token {i} {tok!r}: {name!r} is not a note name; {_NOTE_HELP}") from None
+        if midi is not None and not 0 <= midi <= max_midi(cfg):
+            raise DittoError(f"melody token {i} {tok!r}: {name} is MIDI note {midi}, out of range; "
+                             f"{_note_range(cfg)}")
         try:
             dur = float(dur_s)
         except ValueError:
@@ -198,6 +250,9 @@ def melody_from_string(text: str, frames: int | None = None, cfg: MelConfig | No
         if not (math.isfinite(dur) and dur > 0):
             raise DittoError(f"melody token {i} {tok!r}: duration {dur_s!r} is not a positive number of seconds; "
                              f"{_NOTE_HELP}")
+        if t + dur > MAX_MELODY_S:
+            raise DittoError(f"melody token {i} {tok!r}: the melody would last {t + dur:.4g} s; at most "
+                             f"{MAX_MELODY_S:g} s (a clip takes its first seconds only)")
         if pc >= 0:
             events.append((t, t + dur, pc))
         t += dur
@@ -229,7 +284,12 @@ def melody_from_midi(path: str | os.PathLike, frames: int | None = None, cfg: Me
             events.append((float(d["offsetSeconds"]), float(d["endTimeSeconds"]), int(round(top))))
     if not events:
         raise DittoError(f"{path} contains no pitched notes to take a melody from")
+    bad = next(((t, n) for t, _, n in events if not 0 <= n <= max_midi(cfg)), None)
+    if bad is not None:
+        raise DittoError(f"{path}: the note at {bad[0]:.2f} s is MIDI {bad[1]}, out of range; {_note_range(cfg)}")
     end = max(e for _, e, _ in events) - offset_s
+    if frames is None and end > MAX_MELODY_S:
+        raise DittoError(f"{path}: its top line lasts {end:.4g} s; at most {MAX_MELODY_S:g} s unless frames is given")
     n = _check_frames(frames) if frames is not None else max(1, int(math.ceil(end * cfg.frame_rate - 1e-9)))
     top = _events_to_frames(events, n, cfg, offset_s)
     return torch.from_numpy(np.where(top >= 0, top % 12, -1))
@@ -325,8 +385,17 @@ def _ref_mel(ref_mel) -> Tensor:
     return r.float().cpu()
 
 
+MAX_SECONDS = 86400.0  # any time a painting option gives; beyond it frame counts overflow soon after
+
+
+def _seconds_to_frames(seconds: float, cfg: MelConfig, what: str) -> int:
+    if not (math.isfinite(seconds) and abs(seconds) <= MAX_SECONDS):
+        raise DittoError(f"{what} must be a number of seconds within +-{MAX_SECONDS:g}, got {seconds}")
+    return cfg.frames_for(seconds)
+
+
 def _overlap_frames(overlap_s: float, cfg: MelConfig) -> int:
-    o = cfg.frames_for(overlap_s) if math.isfinite(overlap_s) else 0
+    o = _seconds_to_frames(overlap_s, cfg, "overlap")
     if o < 1:
         raise DittoError(f"overlap must be at least one frame ({1 / cfg.frame_rate:.3f}s), got {overlap_s}s")
     return o
@@ -395,7 +464,7 @@ def inpaint_masks(ref_mel, gap_start_s: float, gap_s: float, frames: int | None 
     r = _ref_mel(ref_mel)
     R = r.shape[-1]
     n = _check_frames(frames if frames is not None else R)
-    g0, glen = cfg.frames_for(gap_start_s), cfg.frames_for(gap_s)
+    g0, glen = _seconds_to_frames(gap_start_s, cfg, "inpaint gap start"), _seconds_to_frames(gap_s, cfg, "inpaint gap")
     if glen < 1 or g0 < 0 or g0 + glen > R:
         raise DittoError(f"inpaint gap {gap_start_s}s + {gap_s}s must be at least one frame long and lie inside "
                          f"the reference (0..{R / cfg.frame_rate:.2f}s)")
@@ -425,7 +494,7 @@ def loop_masks(ref_mel=None, overlap_s: float = 0.5, frames: int | None = None, 
     n = _check_frames(frames if frames is not None else cfg.clip_frames)
     o = _overlap_frames(overlap_s, cfg)
     if ref_mel is None:
-        L = cfg.frames_for(loop_s) if loop_s is not None else n - o
+        L = _seconds_to_frames(loop_s, cfg, "loop length") if loop_s is not None else n - o
         if L < o or L + o > n:
             raise DittoError(f"reference-free loop of {L} frames with a {o}-frame overlap needs overlap <= loop "
                              f"and loop + overlap <= clip length ({n} frames)")

@@ -107,7 +107,7 @@ def _single(task: str, frames: int, o: TaskOptions, cfg: MelConfig) -> Control:
         elif o.target_audio:
             y = intensity_from_audio(o.target_audio, frames, cfg)
         else:
-            y = intensity_preset(o.preset, frames, o.low_db, o.high_db)
+            y = intensity_preset(o.preset, frames, o.low_db, o.high_db, cfg)
         return get_control("intensity", target=y, cfg=cfg)
     if task == "melody":
         given = [k for k in ("target_notes", "target_midi", "target_audio") if getattr(o, k)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from dittomusic.audio.mel import MelConfig
 from dittomusic.data.dataset import read_clips
-from dittomusic.utils import atomic_path
+from dittomusic.spectrogram import plot_mels  # noqa: F401  (re-exported: demo, eval.card)
 
 
 def dataset_stats(root: str | Path) -> dict:
@@ -62,31 +61,6 @@ def load_clip(root: str | Path, row: dict, clip_frames: int | None = None) -> np
     n = clip_frames or MelConfig().clip_frames
     sh = np.load(Path(root) / "shards" / f"{row['shard']}.npy", mmap_mode="r")
     return np.asarray(sh[row["frame"]:row["frame"] + n], dtype=np.float32).T.copy()
-
-
-def plot_mels(mels: list[np.ndarray], titles: list[str], out_png: str | Path, cfg: MelConfig | None = None) -> Path:
-    """Stacked spectrogram panels with time and mel-frequency axes, written atomically."""
-    import librosa.display
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cfg = cfg or MelConfig()
-    fig, axes = plt.subplots(len(mels), 1, figsize=(10, 2.4 * len(mels)), squeeze=False, layout="constrained")
-    img = None
-    for ax, mel, title in zip(axes[:, 0], mels, titles):
-        img = librosa.display.specshow(mel, sr=cfg.sample_rate, hop_length=cfg.hop_length, x_axis="time",
-                                       y_axis="mel", fmax=cfg.sample_rate / 2, ax=ax, vmin=-1, vmax=1, cmap="magma")
-        ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=8)
-        ax.set_xlabel("")
-    if img is not None:
-        fig.colorbar(img, ax=axes[:, 0].tolist(), shrink=0.6, label="scaled log-mel")
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out_png
 
 
 def plot_examples(root: str | Path, out_png: str | Path, per_collection: int = 1, seed: int = 0) -> Path:

@@ -9,10 +9,12 @@ ARCHS = {"dit": (ModelConfig, MelDiT), "unet1d": (UNetConfig, MelUNet)}
 
 
 def config_from_dict(d: dict) -> DenoiserConfig:
-    arch = d.get("arch", "dit")  # configs written before there was a choice are MelDiT's
-    if arch not in ARCHS:
-        from dittomusic.errors import DittoError
+    from dittomusic.errors import DittoError
 
+    if not isinstance(d, dict):
+        raise DittoError(f"the model config is a {type(d).__name__}, not a JSON object")
+    arch = d.get("arch", "dit")  # configs written before there was a choice are MelDiT's
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise DittoError(f"unknown model architecture {arch!r}; known: {', '.join(ARCHS)}")
     return ARCHS[arch][0].from_dict(d)
 

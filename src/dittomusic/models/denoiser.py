@@ -22,6 +22,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from dittomusic.errors import DittoError
+
+MAX_DIM = 1 << 20  # any size in a model config; far above any real model, far below overflow
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
 
 @dataclass
 class DenoiserConfig:
@@ -53,8 +61,53 @@ class DenoiserConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """A config from a checkpoint's metadata (unknown keys ignored), checked field by field: a
+        file handed to us may hold anything, and a bad value would otherwise fail deep in torch."""
+        if not isinstance(d, dict):
+            raise DittoError(f"the model config is a {type(d).__name__}, not a JSON object")
+        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cfg.check()
+        return cfg
+
+    def _bad(self, name: str, want: str):
+        raise DittoError(f"model config {name} = {getattr(self, name)!r}: expected {want}")
+
+    def _ints(self, names, lo: int) -> None:
+        for name in names:
+            if not (_is_int(getattr(self, name)) and lo <= getattr(self, name) <= MAX_DIM):
+                self._bad(name, f"an integer from {lo} to {MAX_DIM}")
+
+    def _positive(self, names) -> None:
+        for name in names:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1e3 and math.isfinite(v)):
+                self._bad(name, "a positive number")
+
+    def check(self):
+        self._ints(("n_mels", "clip_frames"), 1)
+        self._ints(("n_collections", "n_instruments", "n_tempos", "n_modes"), 0)
+        self._positive(("sigma_data",))
+        if self.prediction not in ("v_prediction", "epsilon"):
+            self._bad("prediction", "v_prediction or epsilon")
+        if not isinstance(self.target_time, bool):
+            self._bad("target_time", "true or false")
+        if not isinstance(self.vocab, dict):
+            self._bad("vocab", "a JSON object of tag lists")
+        # a tag's index must exist in its embedding; instruments are a multi-hot of exactly n_instruments
+        for key, n, exact in (("collections", "n_collections", False), ("instruments", "n_instruments", True),
+                              ("tempo_buckets", "n_tempos", False), ("modes", "n_modes", False)):
+            names, size = self.vocab.get(key), getattr(self, n)
+            if names is not None and not (isinstance(names, list) and all(isinstance(x, str) for x in names)
+                                          and (len(names) == size if exact else len(names) <= size)):
+                raise DittoError(f"model config vocab[{key!r}] = {names!r}: expected {'' if exact else 'at most '}"
+                                 f"{size} names ({n})")
+        self._check_arch()
+        if self.clip_frames % self.frame_multiple:
+            self._bad("clip_frames", f"a multiple of {self.frame_multiple}")
+        return self
+
+    def _check_arch(self) -> None:
+        """The architecture's own fields."""
 
     @classmethod
     def for_vocab(cls, vocab: dict, **kw):

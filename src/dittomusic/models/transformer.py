@@ -42,6 +42,15 @@ class ModelConfig(DenoiserConfig):
     def frame_multiple(self) -> int:
         return self.patch_frames
 
+    def _check_arch(self) -> None:
+        self._ints(("patch_frames", "width", "depth", "heads"), 1)
+        self._ints(("denoise_head",), 0)
+        self._positive(("mlp_ratio",))
+        if self.width % (2 * self.heads):  # rotary embeddings rotate pairs of each head's channels
+            self._bad("width", f"a multiple of 2 x heads ({self.heads})")
+        if int(self.width * self.mlp_ratio) < 1:
+            self._bad("mlp_ratio", "at least 1 / width")
+
 
 def _rope(n: int, dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     inv = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))

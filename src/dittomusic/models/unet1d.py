@@ -36,6 +36,20 @@ class UNetConfig(DenoiserConfig):
     def frame_multiple(self) -> int:
         return 2 ** (len(self.channels) - 1)
 
+    def _check_arch(self) -> None:
+        from dittomusic.models.denoiser import MAX_DIM, _is_int
+
+        if not (isinstance(self.channels, list) and 1 <= len(self.channels) <= 8
+                and all(_is_int(c) and 1 <= c <= MAX_DIM for c in self.channels)):
+            self._bad("channels", "a list of 1 to 8 positive integers")
+        self._ints(("blocks", "heads", "cond_width", "groups"), 1)
+        if not (isinstance(self.attn_levels, list) and all(_is_int(v) for v in self.attn_levels)):
+            self._bad("attn_levels", "a list of level indices")
+        if any(self.channels[v] % self.heads for v in self.attn_levels if 0 <= v < len(self.channels)):
+            self._bad("heads", "a divisor of the channels of every attention level")
+        if self.cond_width % 2:
+            self._bad("cond_width", "an even number (sine and cosine time features)")
+
 
 def _norm(ch: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, ch), ch, eps=1e-6)
