@@ -1,0 +1,157 @@
+"""A neural vocoder trained here: ConvNeXt over mel frames with an iSTFT head (the Vocos design).
+
+The network never upsamples in time: it stays at the mel frame rate and predicts, per frame,
+the log-magnitude and phase of an STFT at the same hop (256), which `torch.istft` turns into
+audio. That keeps it cheap on a CPU (no transposed convolutions at audio rate) and it is
+differentiable end to end, from the waveform back to the input mel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dittomusic.audio.mel import MelConfig
+from dittomusic.errors import DittoError
+
+# mel settings a vocoder must share with the mels it is given
+MEL_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "db_max", "db_range")
+
+
+@dataclass
+class VocoderConfig:
+    n_mels: int = 160
+    sample_rate: int = 22050
+    hop_length: int = 256
+    n_fft: int = 1024  # of the iSTFT head (4x overlap at hop 256)
+    dim: int = 256
+    intermediate: int = 768
+    layers: int = 8
+    kernel: int = 7
+    layer_scale: float | None = None  # None: 1 / layers, as Vocos
+    mel: dict | None = None  # the MelConfig the input mels follow (MEL_KEYS)
+
+    def __post_init__(self):
+        # a Hann window needs at least 2x overlap for the inverse STFT to be defined everywhere
+        if self.n_fft < 2 * self.hop_length:
+            raise DittoError(f"the vocoder's n_fft {self.n_fft} must be at least twice the hop ({self.hop_length})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VocoderConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise DittoError(f"unknown vocoder config keys {sorted(unknown)}: a checkpoint from a newer dittomusic?")
+        return cls(**d)
+
+    @classmethod
+    def for_mel(cls, mel: MelConfig, **kw) -> "VocoderConfig":
+        return cls(n_mels=mel.n_mels, sample_rate=mel.sample_rate, hop_length=mel.hop_length,
+                   mel={k: getattr(mel, k) for k in MEL_KEYS}, **kw)
+
+    def check_mel(self, mel: MelConfig) -> None:
+        """Refuse mels this vocoder was not trained on (another rate, hop, bin count or dB window)."""
+        mine = self.mel or {"n_mels": self.n_mels, "sample_rate": self.sample_rate, "hop_length": self.hop_length}
+        diff = [k for k, v in mine.items() if getattr(mel, k) != v]
+        if diff:
+            raise DittoError("the vocoder was trained on other mels (" + ", ".join(
+                f"{k} {mine[k]} vs {getattr(mel, k)}" for k in diff) + "); use --vocoder griffinlim or retrain it")
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int, intermediate: int, kernel: int, layer_scale: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, intermediate)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(intermediate, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
+        h = self.dwconv(x.transpose(1, 2)).transpose(1, 2)
+        return x + self.gamma * self.pw2(self.act(self.pw1(self.norm(h))))
+
+
+class ISTFTHead(nn.Module):
+    """Per frame: log-magnitude and phase angle of an STFT bin row -> audio by inverse STFT."""
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop_length
+        self.proj = nn.Linear(dim, n_fft + 2)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, dim] -> complex STFT [B, n_fft//2+1, T]."""
+        logmag, phase = self.proj(x).transpose(1, 2).chunk(2, dim=1)
+        mag = logmag.exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
+        return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spectrum(x)
+        # center=True: output sample 0 sits at frame 0's centre, (T - 1) * hop samples in all,
+        # the same length and alignment as Griffin-Lim and as the mels' own STFT
+        return torch.istft(s, self.n_fft, self.hop, window=self.window, center=True)
+
+
+class ConvNeXtVocoder(nn.Module):
+    """Scaled log-mel [B, n_mels, T] in [-1, 1] -> audio [B, (T - 1) * hop]."""
+
+    def __init__(self, cfg: VocoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        scale = cfg.layer_scale if cfg.layer_scale is not None else 1.0 / cfg.layers
+        self.embed = nn.Conv1d(cfg.n_mels, cfg.dim, cfg.kernel, padding=cfg.kernel // 2)
+        self.norm_in = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(cfg.dim, cfg.intermediate, cfg.kernel, scale)
+                                    for _ in range(cfg.layers))
+        self.norm_out = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def features(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.norm_in(self.embed(mel).transpose(1, 2))
+        for b in self.blocks:
+            x = b(x)
+        return self.norm_out(x)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        shape = mel.shape[:-2]
+        if mel.shape[-1] < 2:
+            raise DittoError(f"the vocoder needs at least 2 mel frames, got {mel.shape[-1]}")
+        wav = self.head(self.features(mel.reshape(-1, *mel.shape[-2:])))
+        return wav.reshape(*shape, wav.shape[-1])
+
+
+def load_vocoder(path: str | Path, device: str | torch.device | None = None) -> tuple[ConvNeXtVocoder, dict]:
+    """A ConvNeXtVocoder (fp32, eval, frozen) from a release file or a training run's checkpoint (its EMA)."""
+    from dittomusic.checkpoint import load_tensors
+    from dittomusic.utils import resolve_device
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    tensors, meta = load_tensors(path)
+    if "vocoder_config" not in meta:
+        raise DittoError(f"{path} carries no vocoder config: not a dittomusic vocoder checkpoint")
+    if any(k.startswith("ema.") for k in tensors):  # a training checkpoint
+        tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    net = ConvNeXtVocoder(VocoderConfig.from_dict(meta["vocoder_config"]))
+    try:
+        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as e:
+        raise DittoError(f"{path} does not match its own vocoder config: {str(e)[:300]}") from None
+    return net.to(resolve_device(device)).eval().requires_grad_(False), meta
