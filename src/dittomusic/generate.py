@@ -107,7 +107,9 @@ def sampler_kwargs(name: str, thresholding: bool = True) -> dict:
 class Pipeline:
     """A loaded model plus everything needed to turn tags into audio."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str = "griffinlim"):
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str | None = None):
+        """vocoder: a registered name ("neural", "griffinlim"), a neural vocoder .safetensors file, or None for
+        the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.models.loading import load_model
         from dittomusic.sampling.schedule import NoiseSchedule
@@ -117,7 +119,7 @@ class Pipeline:
         self.vocab = self.model.cfg.vocab
         self.schedule = NoiseSchedule.cosine()
         self.mel_cfg = MelConfig(n_mels=self.model.cfg.n_mels, clip_frames=self.model.cfg.clip_frames)
-        self.vocoder = get_vocoder(vocoder, self.mel_cfg)
+        self.vocoder = get_vocoder(vocoder, self.mel_cfg, device=self.device)
 
     def frames_for(self, seconds: float | None) -> int:
         if seconds is None:
