@@ -1,6 +1,6 @@
 """Seconds per 5.94 s clip (512 mel frames) of vocoder designs, random weights, this CPU.
 
-Compares the ConvNeXt + iSTFT vocoder (Vocos design) at a few sizes with a small
+Compares the ConvNeXt + iSTFT vocoder (Vocos design) at a few sizes and both phase heads with a small
 HiFi-GAN-style generator (V2: 128 channels; V3-like: 256 channels, fewer resblocks) and
 Griffin-Lim, in one run, so the numbers share the machine's load. Prints JSON.
 
@@ -77,10 +77,11 @@ def main() -> None:
     mel = torch.rand(1, mel_cfg.n_mels, a.frames) * 2 - 1
     torch.manual_seed(0)
     nets = {}
-    for dim, inter, layers, n_fft in ((512, 1536, 8, 1024), (384, 1152, 8, 1024), (256, 768, 8, 1024),
-                                      (256, 768, 8, 2048), (192, 576, 6, 1024)):
-        cfg = VocoderConfig.for_mel(mel_cfg, dim=dim, intermediate=inter, layers=layers, n_fft=n_fft)
-        nets[f"convnext_{dim}x{layers}_nfft{n_fft}"] = ConvNeXtVocoder(cfg).eval()
+    for dim, inter, layers, n_fft, phase in ((512, 1536, 8, 1024, "direct"), (384, 1152, 8, 1024, "direct"),
+                                             (256, 768, 8, 1024, "direct"), (256, 768, 8, 1024, "recurrent"),
+                                             (256, 768, 8, 2048, "recurrent"), (192, 576, 6, 1024, "recurrent")):
+        cfg = VocoderConfig.for_mel(mel_cfg, dim=dim, intermediate=inter, layers=layers, n_fft=n_fft, phase=phase)
+        nets[f"convnext_{dim}x{layers}_nfft{n_fft}_{phase}"] = ConvNeXtVocoder(cfg).eval()
     nets["hifigan_v2_128ch"] = HiFiGAN(ch=128).eval()
     nets["hifigan_v3like_256ch_1res"] = HiFiGAN(ch=256, kernels=(3,)).eval()
     rows = {}

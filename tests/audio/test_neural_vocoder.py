@@ -173,3 +173,40 @@ def test_cli_vocoder_option(tiny_model_path, tmp_path):
     assert a.shape == b.shape and not (a == b).all()
     r = CliRunner().invoke(cli, [*base, "--vocoder", "nope", "--out", str(tmp_path / "x.wav")])
     assert r.exit_code == 1 and "unknown vocoder 'nope'" in r.output and "Traceback" not in r.output
+
+
+def _steady_head(phase: str, f: float):
+    """An iSTFT head whose outputs are the same every frame (as a conv net's are for a steady input),
+    set by hand to a tone at f Hz: a triangular lobe over +-2 bins, for the recurrent head each bin's
+    instantaneous-frequency offset f/bin - k and a gate of 1."""
+    from dittomusic.audio.neural import ISTFTHead
+
+    head = ISTFTHead(1, 1024, 256, phase)
+    bins, c = 513, f / (22050 / 1024)
+    k = torch.arange(bins).float()
+    bias = torch.zeros(head.proj.out_features)
+    bias[:bins] = torch.log((1 - (k - c).abs() / 2).clamp(min=0) * 10 + 1e-9)
+    if phase == "recurrent":
+        bias[2 * bins:3 * bins] = c - k
+        bias[3 * bins:] = 20.0
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.copy_(bias)
+        return head(torch.ones(1, 200, 1))[0, 50 * 256:150 * 256]
+
+
+@pytest.mark.parametrize("f", [441.0, 300.0])
+def test_recurrent_phase_sustains_a_tone_between_the_86_hz_lines(f):
+    """Identical frames in, identical frames out: the per-frame (Vocos) head then makes audio that repeats
+    every hop, so a steady tone can only sit on multiples of 22050 / 256 = 86.1 Hz. The recurrent head
+    carries the phase and keeps the tone where it is."""
+    import numpy as np
+
+    def peak(wav):
+        spec = np.abs(np.fft.rfft(wav.numpy() * np.hanning(len(wav))))
+        return np.fft.rfftfreq(len(wav), 1 / 22050)[spec.argmax()]
+
+    direct, carried = _steady_head("direct", f), _steady_head("recurrent", f)
+    assert torch.allclose(direct[256:], direct[:-256], atol=1e-5)  # hop-periodic
+    assert abs(peak(direct) / (22050 / 256) - round(peak(direct) / (22050 / 256))) < 0.01 and abs(peak(direct) - f) > 5
+    assert abs(peak(carried) - f) < 1.5

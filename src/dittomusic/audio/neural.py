@@ -4,6 +4,21 @@ The network never upsamples in time: it stays at the mel frame rate and predicts
 the log-magnitude and phase of an STFT at the same hop (256), which `torch.istft` turns into
 audio. That keeps it cheap on a CPU (no transposed convolutions at audio rate) and it is
 differentiable end to end, from the waveform back to the input mel.
+
+Phase. A steady tone at f Hz needs its STFT phase to advance by 2*pi*f*hop/sr every frame. A
+convolutional net maps identical input frames to identical output frames, so the Vocos head
+(phase predicted per frame, `phase="direct"`) can only sustain tones whose advance is a whole
+turn: multiples of sr/hop = 86 Hz. Measured: a 441 Hz sine came back at 431 and 345 Hz. The
+default head (`phase="recurrent"`) carries the phase from frame to frame instead:
+
+    z_t = normalize(g_t * exp(i * 2*pi*hop/n_fft * (k + u_t)) * z_{t-1} + (1 - g_t) * exp(i * phi_t))
+
+per bin k. The net predicts u (the instantaneous frequency's offset from the bin centre, in
+bins, as a phase vocoder estimates it), a local phase phi and a gate g: g near 1 continues a
+partial coherently at any frequency, g near 0 restarts from phi at onsets, where the relative
+phase across bins places the attack. The bin-centre advance is built in, so u = 0 already gives
+coherent tones at bin centres. With g = 0 everywhere it is the Vocos head, so it loses nothing;
+at inference the loop costs ~5 ms per 512 frames, in training ~17 % more time per step.
 """
 
 from __future__ import annotations
@@ -32,12 +47,15 @@ class VocoderConfig:
     layers: int = 8
     kernel: int = 7
     layer_scale: float | None = None  # None: 1 / layers, as Vocos
+    phase: str = "recurrent"  # "recurrent": carried frame to frame; "direct": per frame, as Vocos
     mel: dict | None = None  # the MelConfig the input mels follow (MEL_KEYS)
 
     def __post_init__(self):
         # a Hann window needs at least 2x overlap for the inverse STFT to be defined everywhere
         if self.n_fft < 2 * self.hop_length:
             raise DittoError(f"the vocoder's n_fft {self.n_fft} must be at least twice the hop ({self.hop_length})")
+        if self.phase not in ("recurrent", "direct"):
+            raise DittoError(f"the vocoder's phase head is 'recurrent' or 'direct', not {self.phase!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,19 +98,39 @@ class ConvNeXtBlock(nn.Module):
 
 
 class ISTFTHead(nn.Module):
-    """Per frame: log-magnitude and phase angle of an STFT bin row -> audio by inverse STFT."""
+    """Per frame: log-magnitude and phase of an STFT bin row -> audio by inverse STFT."""
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, phase: str = "recurrent"):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop_length
-        self.proj = nn.Linear(dim, n_fft + 2)
+        self.n_fft, self.hop, self.phase = n_fft, hop_length, phase
+        bins = n_fft // 2 + 1
+        self.proj = nn.Linear(dim, bins * (4 if phase == "recurrent" else 2))
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # phase advance per frame of each bin's centre frequency
+        self.register_buffer("bin_advance", torch.arange(bins) * (2 * torch.pi * hop_length / n_fft),
+                             persistent=False)
+
+    def _carry(self, u: torch.Tensor, phi: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """The recurrence over frames: unit phasors [B, bins, T]."""
+        adv = self.bin_advance[:, None] + u * (2 * torch.pi * self.hop / self.n_fft)
+        g = torch.sigmoid(gate)
+        # time-major, so each step reads a contiguous slice; complex ops keep the loop to two per frame
+        a = torch.polar(g, adv).permute(2, 0, 1).contiguous()
+        b = torch.polar(1 - g, phi).permute(2, 0, 1).contiguous()
+        z = torch.polar(torch.ones_like(phi[..., 0]), phi[..., 0])  # frame 0 starts from its local phase
+        out = [z]
+        for t in range(1, a.shape[0]):
+            z = torch.sgn(torch.addcmul(b[t], a[t], z))  # back to the unit circle every frame
+            out.append(z)
+        return torch.stack(out, -1)
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, dim] -> complex STFT [B, n_fft//2+1, T]."""
-        logmag, phase = self.proj(x).transpose(1, 2).chunk(2, dim=1)
-        mag = logmag.exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
-        return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        parts = self.proj(x).transpose(1, 2).chunk(4 if self.phase == "recurrent" else 2, dim=1)
+        mag = parts[0].exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
+        if self.phase == "recurrent":
+            return mag * self._carry(parts[2], parts[1], parts[3])
+        return torch.complex(mag * torch.cos(parts[1]), mag * torch.sin(parts[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.spectrum(x)
@@ -113,8 +151,11 @@ class ConvNeXtVocoder(nn.Module):
         self.blocks = nn.ModuleList(ConvNeXtBlock(cfg.dim, cfg.intermediate, cfg.kernel, scale)
                                     for _ in range(cfg.layers))
         self.norm_out = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, cfg.phase)
         self.apply(self._init)
+        if cfg.phase == "recurrent":
+            with torch.no_grad():  # start by carrying the phase (g = 0.95): coherent bin-centre tones
+                self.head.proj.bias[3 * (cfg.n_fft // 2 + 1):] = 3.0
 
     @staticmethod
     def _init(m: nn.Module) -> None:
