@@ -77,11 +77,14 @@ def main() -> None:
     mel = torch.rand(1, mel_cfg.n_mels, a.frames) * 2 - 1
     torch.manual_seed(0)
     nets = {}
-    for dim, inter, layers, n_fft, phase in ((512, 1536, 8, 1024, "direct"), (384, 1152, 8, 1024, "direct"),
-                                             (256, 768, 8, 1024, "direct"), (256, 768, 8, 1024, "recurrent"),
-                                             (256, 768, 8, 2048, "recurrent"), (192, 576, 6, 1024, "recurrent")):
-        cfg = VocoderConfig.for_mel(mel_cfg, dim=dim, intermediate=inter, layers=layers, n_fft=n_fft, phase=phase)
-        nets[f"convnext_{dim}x{layers}_nfft{n_fft}_{phase}"] = ConvNeXtVocoder(cfg).eval()
+    for dim, inter, layers, n_fft, phase, prior in (
+            (512, 1536, 8, 1024, "direct", False), (384, 1152, 8, 1024, "direct", False),
+            (256, 768, 8, 1024, "direct", False), (256, 768, 8, 1024, "recurrent", False),
+            (256, 768, 8, 1024, "recurrent", True), (256, 768, 8, 2048, "recurrent", True),
+            (192, 576, 6, 1024, "recurrent", True)):
+        cfg = VocoderConfig.for_mel(mel_cfg, dim=dim, intermediate=inter, layers=layers, n_fft=n_fft, phase=phase,
+                                    magnitude_prior=prior)
+        nets[f"convnext_{dim}x{layers}_nfft{n_fft}_{phase}{'_prior' if prior else ''}"] = ConvNeXtVocoder(cfg).eval()
     nets["hifigan_v2_128ch"] = HiFiGAN(ch=128).eval()
     nets["hifigan_v3like_256ch_1res"] = HiFiGAN(ch=256, kernels=(3,)).eval()
     rows = {}

@@ -19,6 +19,11 @@ partial coherently at any frequency, g near 0 restarts from phi at onsets, where
 phase across bins places the attack. The bin-centre advance is built in, so u = 0 already gives
 coherent tones at bin centres. With g = 0 everywhere it is the Vocos head, so it loses nothing;
 at inference the loop costs ~5 ms per 512 frames, in training ~17 % more time per step.
+
+Magnitude. The head predicts log-magnitude as a correction to the mel's pseudo-inverse at its own
+resolution (`magnitude_prior`, as FreeV starts from it): training begins with the right spectral
+envelope instead of learning it. On small models over 150-250 steps this cut the total loss by
+a fifth to a third against learning the magnitude from scratch.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class VocoderConfig:
     kernel: int = 7
     layer_scale: float | None = None  # None: 1 / layers, as Vocos
     phase: str = "recurrent"  # "recurrent": carried frame to frame; "direct": per frame, as Vocos
+    magnitude_prior: bool = True  # predict log-magnitude as a correction to the mel's pseudo-inverse
     mel: dict | None = None  # the MelConfig the input mels follow (MEL_KEYS)
 
     def __post_init__(self):
@@ -124,16 +130,17 @@ class ISTFTHead(nn.Module):
             out.append(z)
         return torch.stack(out, -1)
 
-    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, dim] -> complex STFT [B, n_fft//2+1, T]."""
+    def spectrum(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, dim] (+ prior log-magnitude [B, bins, T]) -> complex STFT [B, n_fft//2+1, T]."""
         parts = self.proj(x).transpose(1, 2).chunk(4 if self.phase == "recurrent" else 2, dim=1)
-        mag = parts[0].exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
+        logmag = parts[0] if prior is None else parts[0] + prior
+        mag = logmag.exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
         if self.phase == "recurrent":
             return mag * self._carry(parts[2], parts[1], parts[3])
         return torch.complex(mag * torch.cos(parts[1]), mag * torch.sin(parts[1]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.spectrum(x)
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.spectrum(x, prior)
         # center=True: output sample 0 sits at frame 0's centre, (T - 1) * hop samples in all,
         # the same length and alignment as Griffin-Lim and as the mels' own STFT
         return torch.istft(s, self.n_fft, self.hop, window=self.window, center=True)
@@ -156,6 +163,31 @@ class ConvNeXtVocoder(nn.Module):
         if cfg.phase == "recurrent":
             with torch.no_grad():  # start by carrying the phase (g = 0.95): coherent bin-centre tones
                 self.head.proj.bias[3 * (cfg.n_fft // 2 + 1):] = 3.0
+        if cfg.magnitude_prior:
+            self.register_buffer("prior_matrix", self._prior_matrix(cfg), persistent=False)
+
+    @staticmethod
+    def _prior_matrix(cfg: VocoderConfig) -> torch.Tensor:
+        """Mel power -> the head's linear power: the mel basis's pseudo-inverse, read at the head's bin
+        frequencies and rescaled from the mel's window to the head's. The pseudo-inverse spreads power
+        evenly over each band, so the scale is that of a power density (per-bin power grows with the
+        window length): measured on rendered music it keeps the energy within 16 %."""
+        mel = MelConfig(**(cfg.mel or {"n_mels": cfg.n_mels, "sample_rate": cfg.sample_rate,
+                                        "hop_length": cfg.hop_length}))
+        pinv = torch.linalg.pinv(torch.from_numpy(mel.mel_basis()).double())  # [mel bins' STFT, n_mels]
+        pos = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * (mel.n_fft / cfg.n_fft)
+        lo = pos.floor().long().clamp(max=pinv.shape[0] - 1)
+        hi = (lo + 1).clamp(max=pinv.shape[0] - 1)
+        w = (pos - lo)[:, None]
+        return (((1 - w) * pinv[lo] + w * pinv[hi]) * (cfg.n_fft / mel.n_fft)).float()
+
+    def prior_logmag(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] scaled log-mel -> [B, head bins, T] natural-log magnitude estimate."""
+        m = self.cfg.mel or {}
+        db_max, db_range = m.get("db_max", 40.0), m.get("db_range", 160.0)
+        db = (mel.clamp(-1, 1) + 1) * 0.5 * db_range + db_max - db_range
+        power = torch.matmul(self.prior_matrix, torch.pow(10.0, db / 10))
+        return 0.5 * power.clamp_min(1e-10).log()
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -173,7 +205,9 @@ class ConvNeXtVocoder(nn.Module):
         shape = mel.shape[:-2]
         if mel.shape[-1] < 2:
             raise DittoError(f"the vocoder needs at least 2 mel frames, got {mel.shape[-1]}")
-        wav = self.head(self.features(mel.reshape(-1, *mel.shape[-2:])))
+        mel = mel.reshape(-1, *mel.shape[-2:])
+        prior = self.prior_logmag(mel) if self.cfg.magnitude_prior else None
+        wav = self.head(self.features(mel), prior)
         return wav.reshape(*shape, wav.shape[-1])
 
 
