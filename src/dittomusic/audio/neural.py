@@ -134,7 +134,8 @@ class ISTFTHead(nn.Module):
         """[B, T, dim] (+ prior log-magnitude [B, bins, T]) -> complex STFT [B, n_fft//2+1, T]."""
         parts = self.proj(x).transpose(1, 2).chunk(4 if self.phase == "recurrent" else 2, dim=1)
         logmag = parts[0] if prior is None else parts[0] + prior
-        mag = logmag.exp().clamp(max=1e2)  # the clamp keeps an untrained net from overflowing
+        # a full-scale sine peaks at n_fft / 4: the clamp leaves 4x headroom and stops an untrained net's overflow
+        mag = logmag.exp().clamp(max=float(self.n_fft))
         if self.phase == "recurrent":
             return mag * self._carry(parts[2], parts[1], parts[3])
         return torch.complex(mag * torch.cos(parts[1]), mag * torch.sin(parts[1]))
