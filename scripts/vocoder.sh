@@ -12,11 +12,12 @@
 # Every stage resumes: pairs skips finished renders, train continues from its checkpoint (written
 # every 5 minutes, and when MAX_MINUTES have passed) with bit-identical results.
 #
-# Cost, measured on this machine while other jobs shared it: the default model (3.7 M parameters)
-# takes ~0.65 s per step at batch 16 x 64 frames on one thread; two processes (8 each) should
-# make ~0.35 s/step, so MAX_MINUTES=175 (5.8 CPU-hours on 2 processes) fits ~24k steps and the
-# LR schedule is set to that length. Re-rendering 8 h takes a few minutes with 2 workers and
-# 1.3 GB of disk.
+# Cost, measured on one thread while other jobs shared the machine: a step at batch 16 x 64 frames
+# took 0.64 s with the per-frame (Vocos) head at a quiet moment, and the default recurrent head adds
+# ~17 % (1.08 vs 0.92 s side by side under load). Two processes (batch 8 each) should make
+# ~0.4-0.5 s/step, so MAX_MINUTES=175 (5.8 CPU-hours on 2 processes) fits ~21-26k steps; the LR
+# schedule is 22k steps (if it stops earlier, the LR has decayed to ~15 % of its peak). Re-rendering
+# 8 h takes ~10 minutes with 2 workers and 1.3 GB of disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ AUDIO=${AUDIO:-$DATA/audio}
 RUNS=${RUNS:-/work/data/runs}
 HOURS=${HOURS:-8}
 NPROC=${NPROC:-2}
-STEPS=${STEPS:-24000}
+STEPS=${STEPS:-22000}
 MAX_MINUTES=${MAX_MINUTES:-175}
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
