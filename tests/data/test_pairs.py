@@ -58,7 +58,7 @@ def test_batches_are_a_pure_function_of_positions(tiny_pairs):
     assert torch.equal(ma, mb) and torch.equal(wa, wb)
 
 
-def test_selection_is_balanced_and_a_larger_budget_extends_a_smaller_one():
+def test_selection_is_balanced_in_hours_and_a_larger_budget_extends_a_smaller_one():
     mel = MelConfig()
     renders = [{"piece_id": f"{c}{i}", "variant": 0, "collection": c, "split": "train", "seg_start": 0,
                 "seg_end": 5168} for c in "abc" for i in range(10)]  # 60 s each
@@ -67,6 +67,13 @@ def test_selection_is_balanced_and_a_larger_budget_extends_a_smaller_one():
     assert big[:len(small)] == small and len(small) == 3 and len(big) == 12
     assert {r["collection"] for r in small} == {"a", "b", "c"}
     assert select_renders(renders, "test", 1.0, mel, seed=0) == []
+    # balanced in hours, not in renders: short folk tunes against long quartet windows
+    mixed = [{"piece_id": f"{c}{i}", "variant": 0, "collection": c, "split": "train", "seg_start": 0,
+              "seg_end": frames} for c, frames in (("short", 862), ("long", 5168)) for i in range(40)]
+    hours = {"short": 0.0, "long": 0.0}
+    for r in select_renders(mixed, "train", 0.15, mel, seed=0):
+        hours[r["collection"]] += r["seg_end"] * 256 / 22050 / 3600
+    assert abs(hours["short"] - hours["long"]) < 60 / 3600  # within one long render
 
 
 def test_resume_after_kill_reproduces_the_same_audio(tiny_pairs, tmp_path):

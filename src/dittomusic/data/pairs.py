@@ -81,23 +81,25 @@ def renders_of(rows: list[dict]) -> list[dict]:
 
 
 def select_renders(renders: list[dict], split: str, hours: float, mel: MelConfig, seed: int) -> list[dict]:
-    """Renders of `split` in a seeded order, round-robin over collections, until `hours` of audio.
-
-    The order does not depend on `hours`, so a larger budget extends a smaller one's choice.
+    """Renders of `split` until `hours` of audio: each next one from the collection with the fewest hours
+    so far, in a seeded order within each collection, so the hours stay balanced whatever the render
+    lengths. The sequence does not depend on `hours`, so a larger budget extends a smaller one's choice.
     """
     per: dict[str, list[dict]] = defaultdict(list)
     for r in renders:
         if r["split"] == split:
             per[r["collection"]].append(r)
-    queues = [sorted(v, key=lambda r: stable_hash(seed, "pairs", r["piece_id"], r["variant"]))
-              for _, v in sorted(per.items())]
+    queues = {c: sorted(v, key=lambda r: stable_hash(seed, "pairs", r["piece_id"], r["variant"]), reverse=True)
+              for c, v in per.items()}
+    got = {c: 0.0 for c in queues}
     chosen, total = [], 0.0
     frame_h = mel.hop_length / mel.sample_rate / 3600
-    for i in range(max((len(q) for q in queues), default=0)):
-        for q in queues:
-            if i < len(q) and total < hours:
-                chosen.append(q[i])
-                total += (q[i]["seg_end"] - q[i]["seg_start"]) * frame_h
+    while total < hours and any(queues.values()):
+        c = min((c for c in queues if queues[c]), key=lambda c: (got[c], c))
+        r = queues[c].pop()
+        chosen.append(r)
+        got[c] += (r["seg_end"] - r["seg_start"]) * frame_h
+        total += (r["seg_end"] - r["seg_start"]) * frame_h
     return chosen
 
 
