@@ -239,6 +239,12 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
         f"{vc['kernel']}) at the mel frame rate, and an iSTFT head that predicts log-magnitude and phase of a "
         f"{vc['n_fft']}-point STFT at hop {vc['hop_length']}, inverted with `torch.istft`. "
         f"{params / 1e6:.2f} M parameters; differentiable from the waveform back to the mel.",
+        ("- Phase: carried from frame to frame (per bin: instantaneous-frequency offset, local phase, reset "
+         "gate), so sustained tones keep their pitch between the 86 Hz lines a per-frame head is held to."
+         if vc.get("phase", "recurrent") == "recurrent" else
+         "- Phase: predicted per frame (the Vocos head)."),
+        ("- Magnitude: a learned correction to the mel's pseudo-inverse at the head's resolution."
+         if vc.get("magnitude_prior", True) else "- Magnitude: predicted directly."),
         f"- Input: the dataset's {vc['n_mels']}-bin scaled log-mel (window 2048, hop {vc['hop_length']}, "
         f"{vc['sample_rate']} Hz); output: (frames - 1) × hop samples, aligned like Griffin-Lim's.", "",
         "## Training", "",
@@ -272,13 +278,15 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
               f"{n.get('seconds_per_clip', float('nan')):.3f} s per 5.94 s clip ({n.get('realtime_x', 0):.0f}x real "
               f"time) on {report['threads']} CPU thread{'s' if report['threads'] != 1 else ''}, batch 1, median "
               f"over clips; Griffin-Lim {rows.get('griffinlim', {}).get('seconds_per_clip', float('nan')):.3f} s.", "",
-              "## Reproduce", "", "```bash",
-              "dittomusic vocoder pairs --data data/full --hours 4                 # re-render train audio",
-              "dittomusic vocoder train --data data/full --out runs/vocoder --max-minutes 180",
-              "dittomusic vocoder export runs/vocoder src/dittomusic/assets/vocoder.safetensors",
-              "python benchmarks/vocoder.py --data data/full > vocoder_bench.json",
-              "dittomusic vocoder card --data data/full --report vocoder_bench.json --loss-png runs/vocoder/loss.png "
-              "--out docs/vocoder", "```", ""]
+              "## Reproduce", "",
+              "`scripts/vocoder.sh all` (then `scripts/vocoder.sh install`), which runs:", "", "```bash",
+              "dittomusic vocoder pairs --data data/full --hours 8 --workers 2   # re-render train audio",
+              "torchrun --standalone --nproc_per_node 2 -m dittomusic vocoder train --data data/full "
+              "--out runs/vocoder --steps 22000 --max-minutes 175",
+              "dittomusic vocoder export runs/vocoder runs/vocoder.safetensors",
+              "python benchmarks/vocoder.py --data data/full --weights runs/vocoder.safetensors > vocoder_bench.json",
+              "dittomusic vocoder card --data data/full --weights runs/vocoder.safetensors --report vocoder_bench.json "
+              "--loss-png runs/vocoder/loss.png --out docs/vocoder", "```", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {x}" for x in notes] + [""]
     path = out_dir / "README.md"
