@@ -275,6 +275,10 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--intermediate", type=click.IntRange(min=8), default=None, help="ConvNeXt MLP width [default: 768].")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="ConvNeXt blocks [default: 8].")
 @click.option("--n-fft", type=click.IntRange(min=64), default=None, help="iSTFT head's FFT size [default: 1024].")
+@click.option("--phase", type=click.Choice(["recurrent", "direct"]), default=None,
+              help="Phase head: carried frame to frame, or per frame as Vocos [default: recurrent].")
+@click.option("--magnitude-prior/--no-magnitude-prior", default=None,
+              help="Predict log-magnitude as a correction to the mel's pseudo-inverse [default: on].")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
@@ -286,14 +290,15 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @_friendly
 def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, dim, intermediate,
-                  layers, n_fft, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
+                  layers, n_fft, phase, magnitude_prior, max_minutes, ckpt_minutes, val_every, val_clips, log_every,
+                  seed, device):
     """Train the neural vocoder. Multi-process: torchrun --nproc_per_node 2 -m dittomusic vocoder train ..."""
     import os
 
     from dittomusic.train.vocoder import VocoderTrainConfig, train_vocoder
 
-    model = {k: v for k, v in dict(dim=dim, intermediate=intermediate, layers=layers, n_fft=n_fft).items()
-             if v is not None}
+    model = {k: v for k, v in dict(dim=dim, intermediate=intermediate, layers=layers, n_fft=n_fft, phase=phase,
+                                   magnitude_prior=magnitude_prior).items() if v is not None}
     cfg = VocoderTrainConfig(data=data, audio=audio, out=out, steps=steps, batch_size=batch_size,
                              segment_frames=segment_frames, lr=lr, warmup=warmup, adversarial=adversarial, model=model,
                              max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every,
