@@ -114,7 +114,12 @@ def test_ddp_two_processes_match_one_process(tiny_pairs, tmp_path):
     root, audio, _ = tiny_pairs
     single = tmp_path / "single"
     train_vocoder(_cfg(tiny_pairs, single, steps=3), progress=False)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29527",
+    import socket
+
+    with socket.socket() as sock:  # a free port: other test runs on this machine may hold a fixed one
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "dittomusic", "vocoder", "train", "--data", str(root), "--audio", str(audio), "--out",
            str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "4", "--segment-frames", "32", "--warmup", "2",
            "--log-every", "1", "--val-every", "3", "--val-clips", "4", *CLI_MODEL]
