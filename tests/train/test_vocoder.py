@@ -19,9 +19,9 @@ CLI_MODEL = ["--dim", "32", "--intermediate", "64", "--layers", "2", "--n-fft", 
 
 def _cfg(pairs, out, steps=6, **kw):
     root, audio, _ = pairs
-    kw = {"warmup": 2, "batch_size": 4, "segment_frames": 32, "val_every": 3, **kw}
+    kw = {"warmup": 2, "batch_size": 4, "segment_frames": 32, "val_every": 3, "model": TINY_VOCODER, **kw}
     return VocoderTrainConfig(data=str(root), audio=str(audio), out=str(out), steps=steps, log_every=1, val_clips=4,
-                              model=TINY_VOCODER, **kw)
+                              **kw)
 
 
 def _losses(run):
@@ -47,7 +47,11 @@ def _fixed_loss(net, pairs):
 def test_training_reduces_the_loss_and_writes_its_curve(tiny_pairs, tmp_path):
     from dittomusic.audio.neural import ConvNeXtVocoder, VocoderConfig
 
-    res = train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=80, lr=3e-3, warmup=5, val_every=40), progress=False)
+    # without the magnitude prior, so that what a tiny net learns in 80 steps (the spectral envelope) is large
+    # and a broken loop shows plainly; with it the start is already close (tests/audio: the prior's own test)
+    model = dict(TINY_VOCODER, magnitude_prior=False)
+    res = train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=80, lr=1e-2, warmup=5, val_every=40, model=model),
+                        progress=False)
     assert res["step"] == 80 and len(_losses(tmp_path / "r")) == 80 and res["train_hours"] > 0
     trained, meta = load_vocoder(tmp_path / "r" / CKPT)
     trained_online = ConvNeXtVocoder(VocoderConfig.from_dict(meta["vocoder_config"]))
@@ -56,8 +60,7 @@ def test_training_reduces_the_loss_and_writes_its_curve(tiny_pairs, tmp_path):
     torch.manual_seed(0)
     initial = ConvNeXtVocoder(VocoderConfig.from_dict(meta["vocoder_config"]))
     before, after = _fixed_loss(initial, tiny_pairs), _fixed_loss(trained_online, tiny_pairs)
-    # measured 0.86: the magnitude prior starts close; the phase is what is left to learn
-    assert after < 0.95 * before, (before, after)
+    assert after < 0.7 * before, (before, after)  # measured 0.48
     hist = json.loads((tmp_path / "r" / "history.json").read_text())
     assert any("val_mel_l1" in h for h in hist) and any("val_loss" in h for h in hist)
     assert (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -366,8 +366,10 @@ class PairedSegments:
             raise DittoError(f"{self.audio} was re-rendered from another dataset than {self.data}")
         self.mel_cfg = MelConfig(**plan["content"]["mel"])
         self.frames = frames
-        self.rows = [r for r in _read_jsonl(idx) if r["split"] == split
-                     and r["seg_end"] - r["seg_start"] >= frames]
+        # a canonical order: where renders landed in the shards depends on worker timing (here and in
+        # the dataset build), the segment at a position must not
+        self.rows = sorted((r for r in _read_jsonl(idx) if r["split"] == split
+                            and r["seg_end"] - r["seg_start"] >= frames), key=lambda r: (r["piece_id"], r["variant"]))
         if not self.rows:
             raise DittoError(f"{self.audio} holds no {split} renders of at least {frames} frames")
         self._cum = np.cumsum([r["seg_end"] - r["seg_start"] - frames + 1 for r in self.rows])
