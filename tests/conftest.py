@@ -78,3 +78,18 @@ def tiny_model_path(tmp_path_factory):
     save_tensors(path, {k: v.half() for k, v in net.state_dict().items()},
                  {"kind": "base", "model_config": cfg.to_dict(), "schedule": "cosine"})
     return path
+
+
+TINY_VOCODER = {"dim": 32, "intermediate": 64, "layers": 2, "n_fft": 512}
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tiny_dataset, tmp_path_factory):
+    """The tiny dataset's train and val renders, re-rendered as paired audio (vocoder training data)."""
+    from dittomusic.data.pairs import PairsConfig, build_pairs
+
+    root, _ = tiny_dataset
+    out = tmp_path_factory.mktemp("pairs") / "audio"
+    summary = build_pairs(PairsConfig(data=str(root), out=str(out), hours=1.0, val_minutes=1.0, workers=1),
+                          progress=False)
+    return root, out, summary

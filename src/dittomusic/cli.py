@@ -336,6 +336,139 @@ def distill_export(run, out, weights, fp32):
     click.echo(f"wrote {export_student(run, out, torch.float32 if fp32 else torch.float16, weights)}")
 
 
+# --------------------------------------------------------------------------- vocoder
+
+@cli.group("vocoder")
+def vocoder_group() -> None:
+    """The neural vocoder: paired audio, training, export, model card."""
+
+
+@vocoder_group.command("pairs")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where the audio shards go (resumes if it exists) [default: DATA/audio].")
+@click.option("--hours", type=click.FloatRange(min=0.001), default=4.0, show_default=True,
+              help="Hours of train pieces to re-render (balanced over collections; more later extends them).")
+@click.option("--val-minutes", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Minutes of val pieces, for the training's validation loss. Test pieces are never rendered.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes (0 = one per CPU core; 1 = in-process).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Order in which renders are picked.")
+@click.option("--soundfont", type=click.Path(), default=None, help="The .sf2 the dataset was built with.")
+@_friendly
+def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
+    """Re-render train audio aligned to a dataset's mels (each render checked against its stored mel)."""
+    from dittomusic.data.pairs import PairsConfig, build_pairs
+
+    s = build_pairs(PairsConfig(data=data, out=out, hours=hours, val_minutes=val_minutes, workers=workers, seed=seed,
+                                soundfont=soundfont))
+    click.echo(f"{s['renders']} renders (train {s['hours_per_split']['train']:.2f} h, val "
+               f"{s['hours_per_split']['val']:.2f} h) in {s['out']}; largest mel error {s['max_mel_error']}; "
+               f"{s['left_out']} left out; {s['seconds']:.0f} s")
+    if s["left_out"]:
+        click.echo(f"warning: {s['left_out']} renders did not match their stored mels; see {s['out']}/mismatched.json",
+                   err=True)
+
+
+@vocoder_group.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--audio", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Paired audio from `vocoder pairs` [default: DATA/audio].")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Global batch size.")
+@click.option("--segment-frames", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Mel frames per training segment.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=500, show_default=True)
+@click.option("--adversarial", is_flag=True,
+              help="Add multi-period + multi-resolution discriminators (about 10x slower per step on a CPU).")
+@click.option("--dim", type=click.IntRange(min=8), default=None, help="ConvNeXt width [default: 256].")
+@click.option("--intermediate", type=click.IntRange(min=8), default=None, help="ConvNeXt MLP width [default: 768].")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="ConvNeXt blocks [default: 8].")
+@click.option("--n-fft", type=click.IntRange(min=64), default=None, help="iSTFT head's FFT size [default: 1024].")
+@click.option("--phase", type=click.Choice(["recurrent", "direct"]), default=None,
+              help="Phase head: carried frame to frame, or per frame as Vocos [default: recurrent].")
+@click.option("--magnitude-prior/--no-magnitude-prior", default=None,
+              help="Predict log-magnitude as a correction to the mel's pseudo-inverse [default: on].")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--val-clips", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Fixed validation segments.")
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@_friendly
+def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, dim, intermediate,
+                  layers, n_fft, phase, magnitude_prior, max_minutes, ckpt_minutes, val_every, val_clips, log_every,
+                  seed, device):
+    """Train the neural vocoder. Multi-process: torchrun --nproc_per_node 2 -m dittomusic vocoder train ..."""
+    import os
+
+    from dittomusic.train.vocoder import VocoderTrainConfig, train_vocoder
+
+    model = {k: v for k, v in dict(dim=dim, intermediate=intermediate, layers=layers, n_fft=n_fft, phase=phase,
+                                   magnitude_prior=magnitude_prior).items() if v is not None}
+    cfg = VocoderTrainConfig(data=data, audio=audio, out=out, steps=steps, batch_size=batch_size,
+                             segment_frames=segment_frames, lr=lr, warmup=warmup, adversarial=adversarial, model=model,
+                             max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every,
+                             val_clips=val_clips, log_every=log_every, seed=seed, device=device)
+    res = train_vocoder(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@vocoder_group.command("export")
+@click.argument("run", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@_friendly
+def vocoder_export(run, out, weights, fp32):
+    """Export a vocoder run as a release file (safetensors, carries its config), e.g. to assets/vocoder.safetensors."""
+    import torch
+
+    from dittomusic.train.vocoder import export_vocoder
+
+    click.echo(f"wrote {export_vocoder(run, out, torch.float32 if fp32 else torch.float16, weights)}")
+
+
+@vocoder_group.command("card")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The dataset: its test clips are re-rendered as ground truth.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="Vocoder release file or run folder [default: the bundled one].")
+@click.option("--report", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON from benchmarks/vocoder.py (default: measure now).")
+@click.option("--clips", type=click.IntRange(min=1), default=24, show_default=True, help="Test clips, when measuring.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads, when measuring.")
+@click.option("--loss-png", type=click.Path(exists=True, dir_okay=False), default=None, help="The run's loss.png.")
+@click.option("--note", "notes", multiple=True, help="A line for the card's Notes (repeatable).")
+@click.option("--out", default="docs/vocoder", show_default=True, type=click.Path(file_okay=False))
+@_friendly
+def vocoder_card(data, weights, report, clips, threads, loss_png, notes, out):
+    """Write the vocoder card: data, compute, losses, numbers and spectrograms against Griffin-Lim, speed."""
+    import torch
+
+    from dittomusic.audio.vocoder import bundled_vocoder_path
+    from dittomusic.eval.vocoder import evaluate_vocoders, example_audio, report_markdown, write_vocoder_card
+
+    weights = weights or bundled_vocoder_path()
+    if report:
+        rep = json.loads(Path(report).read_text())
+        if "vocoders" not in rep:
+            raise DittoError(f"{report} is not a report of benchmarks/vocoder.py")
+        example = example_audio(data, rep["clip_ids"][0], weights)
+        rep.setdefault("example_clip", rep["clip_ids"][0])
+    else:
+        torch.set_num_threads(threads)
+        rep, example = evaluate_vocoders(data, weights, clips)
+    click.echo(report_markdown(rep))
+    click.echo(f"card: {write_vocoder_card(weights, rep, example, out, loss_png, list(notes))}")
+
+
 # --------------------------------------------------------------------------- generation
 
 def _tags(vocab, caption, collection, instruments, tempo, mode, unconditional):
@@ -351,6 +484,13 @@ def _tags(vocab, caption, collection, instruments, tempo, mode, unconditional):
     tags.tempo = explicit.tempo or tags.tempo
     tags.mode = explicit.mode or tags.mode
     return tags
+
+
+def _vocoder_option(fn):
+    return click.option(
+        "--vocoder", default=None,
+        help="neural, griffinlim, or a neural vocoder .safetensors file (or training run folder) "
+             "[default: the bundled neural vocoder if installed, else griffinlim].")(fn)
 
 
 def _tag_options(fn):
@@ -384,14 +524,15 @@ def _tag_options(fn):
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Model checkpoint (.safetensors) [default: the bundled base model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
+@_vocoder_option
 @_friendly
 def generate(caption, collection, instruments, tempo, mode, unconditional, list_tags, seconds, seed, sampler, steps,
-             guidance, batch, out, no_png, model_path, device):
+             guidance, batch, out, no_png, model_path, device, vocoder):
     """Generate music from tags or a caption with the base diffusion model."""
     from dittomusic.audio.io import save_wav
     from dittomusic.generate import Pipeline
 
-    pipe = Pipeline(model_path, device)
+    pipe = Pipeline(model_path, device, vocoder)
     v = pipe.vocab
     if list_tags:
         for k in ("collections", "instruments", "tempo_buckets", "modes"):
@@ -480,12 +621,13 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Base model safetensors [default: the bundled model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
+@_vocoder_option
 @_friendly
 def control_cmd(task, method, caption, collection, instruments, tempo, mode, unconditional, seed, batch, seconds,
                 steps, guidance, iters, lr, tol, no_checkpoint, preset, low_db, high_db, target_curve, target_notes,
                 target_midi, target_pattern, target_audio, reference, overlap, gap_start, gap, out, no_png, report,
                 save_latent, init_latent, student, decode, decode_steps, decode_sampler, teacher_steps, refresh, model_path,
-                device):
+                device, vocoder):
     """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
     or several joined with '+' (e.g. intensity+melody).
 
@@ -509,7 +651,7 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
                        target_notes=target_notes, target_midi=target_midi, target_pattern=target_pattern,
                        target_audio=target_audio, reference=reference, overlap_s=overlap, gap_start_s=gap_start,
                        gap_s=gap)
-    pipe = Pipeline(model_path, device)
+    pipe = Pipeline(model_path, device, vocoder)
     tags = _tags(pipe.vocab, caption, collection, instruments, tempo, mode, unconditional)
     ctrl = build_control(task, pipe.frames_for(seconds), opts, pipe.mel_cfg)
     optim = OptimConfig(iters=default_iters(task) if iters is None else iters,
@@ -666,9 +808,10 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
 @click.option("--device", default=None)
 @click.option("--rescore-seams", is_flag=True,
               help="Re-stitch finished painting runs from their saved mels (after a stitching change).")
+@_vocoder_option
 @_friendly
 def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guidance, iters, no_checkpoint, seed,
-                 model_path, classifier, device, rescore_seams):
+                 model_path, classifier, device, rescore_seams, vocoder):
     """Control adherence, FAD and wall time per method on fixed targets (DITTO Tables 1-3)."""
     from dittomusic.eval.control import ControlEvalConfig, evaluate_control
 
@@ -676,7 +819,8 @@ def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guida
     cfg = ControlEvalConfig(data=data, out=out, tasks=split(tasks), targets=targets,
                             methods=split(methods) if methods else None, extra_methods=split(extra_methods),
                             steps=steps, guidance=guidance, iters=iters, checkpoint=not no_checkpoint, seed=seed,
-                            model=model_path, classifier=classifier, device=device, rescore_seams=rescore_seams)
+                            model=model_path, classifier=classifier, device=device, rescore_seams=rescore_seams,
+                            vocoder=vocoder)
     evaluate_control(cfg)
     click.echo((Path(out) / "README.md").read_text())
 
@@ -738,12 +882,13 @@ def eval_card(model_path, report, data, loss_png, curve, limitations, out):
 @click.option("--out", default="dittomusic-demo", show_default=True, type=click.Path(file_okay=False),
               help="Output folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@_vocoder_option
 @_friendly
-def demo(out, seed):
+def demo(out, seed, vocoder):
     """Build a small dataset and write an audio + spectrogram preview of it."""
     from dittomusic.demo import run_demo
 
-    res = run_demo(out, seed=seed)
+    res = run_demo(out, seed=seed, vocoder=vocoder)
     click.echo(f"dataset:     {res['dataset']}  ({res['clips']} clips, {res['hours']:.2f} h)")
     click.echo(f"audio:       {res['wav']}")
     click.echo(f"spectrogram: {res['png']}")

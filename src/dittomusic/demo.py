@@ -13,7 +13,7 @@ from dittomusic.data.dataset import read_clips
 from dittomusic.data.stats import load_clip, pick_examples, plot_mels
 
 
-def run_demo(out: str | Path, seed: int = 0, workers: int = 0) -> dict:
+def run_demo(out: str | Path, seed: int = 0, workers: int = 0, vocoder: str | None = None) -> dict:
     out = Path(out)
     ds = out / "dataset"
     summary = build_dataset(BuildConfig.small(str(ds), seed=seed, workers=workers))
@@ -21,7 +21,7 @@ def run_demo(out: str | Path, seed: int = 0, workers: int = 0) -> dict:
     picks = pick_examples(rows, 1, seed)
     cfg = MelConfig()
     mels = [load_clip(ds, rows[i]) for i in picks]
-    vocoder = get_vocoder("griffinlim", cfg)
+    vocoder = get_vocoder(vocoder, cfg)
     gap = np.zeros(int(0.5 * cfg.sample_rate), dtype=np.float32)
     audio = []
     with torch.no_grad():

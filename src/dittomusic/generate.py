@@ -108,7 +108,9 @@ def sampler_kwargs(name: str, thresholding: bool = True) -> dict:
 class Pipeline:
     """A loaded model plus everything needed to turn tags into audio."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str = "griffinlim"):
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str | None = None):
+        """vocoder: a registered name ("neural", "griffinlim"), a neural vocoder .safetensors file, or None for
+        the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.models.loading import load_model
         from dittomusic.sampling.schedule import NoiseSchedule
@@ -128,7 +130,7 @@ class Pipeline:
         self.schedule = NoiseSchedule.cosine()
         self.mel_cfg = MelConfig(n_mels=self.model.mel_bins,
                                  clip_frames=self.model.cfg.clip_frames * self.model.frames_per_step)
-        self.vocoder = get_vocoder(vocoder, self.mel_cfg)
+        self.vocoder = get_vocoder(vocoder, self.mel_cfg, device=self.device)
 
     @property
     def model_digest(self) -> str:

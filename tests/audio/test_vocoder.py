@@ -25,7 +25,7 @@ def test_griffinlim_round_trip_spectral_convergence(rendered_audio, mel_cfg):
         assert wav.shape == x.shape
         sc = spectral_convergence(mod.mel_power(x).sqrt(), mod.mel_power(wav).sqrt())
         sc_pinv = spectral_convergence(mod.mel_power(x).sqrt(),
-                                       mod.mel_power(get_vocoder(cfg=mel_cfg, nnls_iter=0)(mel)).sqrt())
+                                       mod.mel_power(get_vocoder("griffinlim", mel_cfg, nnls_iter=0)(mel)).sqrt())
     assert sc <= SC_BOUND, sc
     assert sc < sc_pinv  # the NNLS step earns its place
 
@@ -33,7 +33,7 @@ def test_griffinlim_round_trip_spectral_convergence(rendered_audio, mel_cfg):
 def test_griffinlim_is_deterministic_and_batched(rendered_audio, mel_cfg):
     mod = MelSpectrogram(mel_cfg)
     x = torch.from_numpy(rendered_audio[:44100])
-    voc = get_vocoder(cfg=mel_cfg, n_iter=4)
+    voc = get_vocoder("griffinlim", mel_cfg, n_iter=4)
     with torch.no_grad():
         mel = mod(x)
         a, b = voc(mel), voc(mel)

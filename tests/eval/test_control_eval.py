@@ -43,6 +43,16 @@ def test_eval_control_tables_plots_and_resume(tiny_dataset, tiny_model_path, clf
     res3 = json.loads((out / "control_eval.json").read_text())
     assert res3["runs"]["outpaint/ditto"]["items"][0]["seam_ratio"] == pytest.approx(original, rel=1e-6)
     assert res3["runs"]["outpaint/ditto"]["wall_s"] == runs["outpaint/ditto"]["wall_s"]  # not regenerated
+    # every metric is measured on vocoded audio, so one folder never mixes vocoders
+    from dittomusic.audio.mel import MelConfig
+    from dittomusic.audio.neural import ConvNeXtVocoder, VocoderConfig
+    from dittomusic.checkpoint import save_tensors
+
+    net = ConvNeXtVocoder(VocoderConfig.for_mel(MelConfig(), dim=16, intermediate=32, layers=1, n_fft=512))
+    voc = save_tensors(tmp_path / "v.safetensors", net.state_dict(), {"vocoder_config": net.cfg.to_dict()})
+    r = CliRunner().invoke(cli, args + ["--methods", "default,ditto,freedom", "--vocoder", str(voc)])
+    assert r.exit_code == 1 and "holds runs measured with the" in r.output and "Traceback" not in r.output
+    assert "intensity/freedom" not in json.loads((out / "control_eval.json").read_text())["runs"]
 
 
 def test_eval_control_rejects_bad_config(tmp_path):

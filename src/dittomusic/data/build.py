@@ -103,6 +103,18 @@ def _worker_init(soundfont: str | None, mel_cfg: dict) -> None:
     _W["cfg"] = cfg
 
 
+def render_variant(score, piece_id: str, variant: int, seed: int, max_seconds: float):
+    """(arrangement, audio) of one variant of a parsed piece in a worker, or None if it has no parts.
+
+    Seeded per (seed, piece, variant) and rendered by a fresh synth, so the vocoder's paired
+    audio (data/pairs.py) re-renders exactly the audio a clip's mel was computed from.
+    """
+    arr = arrange(score, np.random.default_rng(stable_hash(seed, piece_id, variant)), max_seconds)
+    if not arr.parts:
+        return None
+    return arr, _W["renderer"].render(arr)
+
+
 def process_piece(task: dict) -> dict:
     """Parse one piece and render its variants. Never raises: failures come back as a reason."""
     from dittomusic.data.score import parse_piece
@@ -113,11 +125,10 @@ def process_piece(task: dict) -> dict:
         renders = []
         cfg: MelConfig = _W["cfg"]
         for v in task["variants"]:
-            rng = np.random.default_rng(stable_hash(task["seed"], ref.piece_id, v))
-            arr = arrange(score, rng, task["max_seconds"])
-            if not arr.parts:
+            got = render_variant(score, ref.piece_id, v, task["seed"], task["max_seconds"])
+            if got is None:
                 continue
-            audio = _W["renderer"].render(arr)
+            arr, audio = got
             import torch
 
             with torch.no_grad():

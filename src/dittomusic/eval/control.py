@@ -66,6 +66,7 @@ class ControlEvalConfig:
     device: str | None = None
     extra_methods: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("ditto2",)
     rescore_seams: bool = False  # re-stitch finished painting runs from their saved mels
+    vocoder: str | None = None  # None: the default (the bundled neural vocoder if installed, else Griffin-Lim)
 
     def __post_init__(self):
         bad = [t for t in self.tasks if t not in ALL_TASKS]
@@ -157,6 +158,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     from dittomusic.control.tasks import default_iters, default_lr
     from dittomusic.eval.classifier import load_classifier, predict
     from dittomusic.eval.fad import fad, kid
+    from dittomusic.audio.vocoder import vocoder_name
     from dittomusic.generate import Pipeline
     from dittomusic.models.loading import bundled_path
 
@@ -168,7 +170,13 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     (out / "audio").mkdir(exist_ok=True)
     res_path = out / "control_eval.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {"config": asdict(cfg), "runs": {}}
-    pipe = Pipeline(cfg.model, cfg.device)
+    pipe = Pipeline(cfg.model, cfg.device, cfg.vocoder)
+    # every metric is measured on vocoded audio: one folder, one vocoder (older folders: Griffin-Lim)
+    voc = vocoder_name(pipe.vocoder)
+    had = results.setdefault("vocoder", "griffinlim" if results["runs"] else voc)
+    if had != voc:
+        raise DittoError(f"{out} holds runs measured with the {had} vocoder, not {voc}; use a new --out "
+                         f"or the same --vocoder")
     clf, _ = load_classifier(cfg.classifier or bundled_path("classifier"), pipe.device)
     ref_mels, ref_tags, ref_ids, test = _references(cfg.data, cfg.targets, cfg.seed)
     emb = lambda m: predict(clf, m.to(pipe.device))["embedding"].cpu().numpy()  # noqa: E731
@@ -254,7 +262,9 @@ def reopen(out: str | Path, data: str):
         raise DittoError(f"{res} not found: expected the --out folder of `dittomusic eval control`")
     results = json.loads(res.read_text())
     cfg = results["config"]
-    pipe = Pipeline(cfg.get("model"), cfg.get("device"))
+    # the vocoder the runs were measured with (folders from before the neural vocoder: Griffin-Lim)
+    voc = "griffinlim" if results.get("vocoder", "griffinlim") == "griffinlim" else cfg.get("vocoder")
+    pipe = Pipeline(cfg.get("model"), cfg.get("device"), voc)
     ref_mels, _, _, _ = _references(data, cfg["targets"], cfg["seed"])
     return results, pipe, ref_mels
 

@@ -67,7 +67,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, max_deca
         pe.lerp_(pm.detach(), 1 - decay)
 
 
-def plot_loss_curve(history: list[dict], out_png: str | Path, title: str = "training loss") -> Path:
+def plot_loss_curve(history: list[dict], out_png: str | Path, title: str = "training loss",
+                    ylabel: str = "MSE") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +90,7 @@ def plot_loss_curve(history: list[dict], out_png: str | Path, title: str = "trai
     if val:
         ax.plot(*zip(*val), "o-", color="C3", ms=3, label="validation (EMA weights)")
     ax.set_xlabel("step")
-    ax.set_ylabel("MSE")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -189,11 +190,11 @@ def resume(ck: Path, cfg, fixed: tuple[str, ...], modules: dict[str, torch.nn.Mo
     return Counters(meta["step"], meta["history"], meta["cpu_seconds"], meta["wall_seconds"]), meta
 
 
-def write_checkpoint(ck: Path, tensors: dict[str, torch.Tensor], meta: dict, title: str) -> None:
+def write_checkpoint(ck: Path, tensors: dict[str, torch.Tensor], meta: dict, title: str, ylabel: str = "MSE") -> None:
     """The checkpoint, plus history.json and loss.png beside it (meta["history"])."""
     save_tensors(ck, tensors, meta)
     atomic_write_text(ck.parent / "history.json", json.dumps(meta["history"]))
-    plot_loss_curve(meta["history"], ck.parent / "loss.png", title)
+    plot_loss_curve(meta["history"], ck.parent / "loss.png", title, ylabel)
 
 
 def run_steps(d: Dist, cfg: LoopConfig, c: Counters, step_fn: Callable[[int], tuple],
