@@ -842,8 +842,12 @@ def eval_curve(snapshots, data, classifier, per_collection, out, append):
     points = json.loads(Path(out).read_text()) if append and Path(out).exists() else []
     for s in snapshots:
         r = evaluate_model(s, data, classifier, per_collection=per_collection)
+        rr = r.get("realism") or {}
         points.append({"snapshot": s, "step": r["model_train"]["steps"], "cpu_hours": r["model_train"]["cpu_hours"],
-                       **{k: r[k] for k in ("fad", "real", "generated", "settings")}})
+                       **{k: r[k] for k in ("fad", "real", "generated", "settings")},
+                       # the texture yardstick against compute: what the tag classifier cannot see
+                       "realism": {"c2st": rr.get("c2st", {}).get("accuracy"), **rr.get("ratio", {}),
+                                   "texture_fad": rr.get("texture_fad")} if rr else None})
         click.echo(f"{s}: step {points[-1]['step']}, {points[-1]['cpu_hours']:.2f} CPU-h, "
                    f"FAD {r['fad']['generated']:.3f} (val {r['fad']['validation']:.3f}), "
                    f"acc {r['generated']['collection_accuracy']:.3f} (real {r['real']['collection_accuracy']:.3f})")
