@@ -64,7 +64,7 @@ def ae_loss(model, mel: torch.Tensor, noise: torch.Tensor | None, cfg: AETrainCo
     rec, kl = model(mel, noise)
     parts = reconstruction_loss(rec, mel)
     loss = parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
-    return loss, {**{k: float(v) for k, v in parts.items()}, "kl": float(kl)}
+    return loss, {**{k: float(v.detach()) for k, v in parts.items()}, "kl": float(kl.detach())}
 
 
 def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
