@@ -6,6 +6,7 @@
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
 #   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
 #   scripts/base_v2.sh eval NAME   # export a run and score it: `dittomusic eval model` with the realism block
+#                                  # (NAME v1: the bundled model; PER_COLLECTION clips per collection, default 20)
 #   scripts/base_v2.sh table       # the bake-off table (benchmarks/base_bakeoff.py over every eval)
 #
 # Every route trains with EDM's log-normal noise levels (--timesteps lognormal), global batch 32,
@@ -39,12 +40,15 @@ case "${1:-}" in
     python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/dit_p2" --steps 15000 --patch-frames 2 \
       --max-cpu-hours "${BUDGET:-0.5}" ;;
   eval)
-    name=${2:?give a run name: latent, unet or dit_p2}
-    python3 -m dittomusic export "$RUNS/$name" --out "$RUNS/$name.safetensors"
-    python3 -m dittomusic eval model --model "$RUNS/$name.safetensors" --data "$DATA" --per-collection 20 \
+    name=${2:?give a run name: latent, unet, dit_p2, or v1 for the bundled model}
+    if [ "$name" = v1 ]; then model=src/dittomusic/assets/base.safetensors; else
+      model="$RUNS/$name.safetensors"
+      python3 -m dittomusic export "$RUNS/$name" --out "$model"
+    fi
+    python3 -m dittomusic eval model --model "$model" --data "$DATA" --per-collection "${PER_COLLECTION:-20}" \
       --out "$RUNS/eval_$name.json" ;;
   table)
     python3 benchmarks/base_bakeoff.py "$RUNS"/eval_*.json ;;
   *)
-    sed -n '2,17p' "$0"; exit 2 ;;
+    sed -n '2,18p' "$0"; exit 2 ;;
 esac
