@@ -44,7 +44,7 @@ def main() -> int:
         real = torch.as_tensor(_references(a.data, a.clips, a.seed)[0]).float().to(pipe.device)
         out = {"real": _grain(real, p)}
         with torch.no_grad():
-            x_T = pipe.noise(a.clips, real.shape[-1], a.seed)
+            x_T = pipe.noise(a.clips, real.shape[-1] // pipe.model.frames_per_step, a.seed)
             out[f"generated (ddim {a.steps})"] = _grain(pipe.sample(x_T, None, steps=a.steps), p)
             ac = pipe.schedule.alphas_cumprod.float()
             g = torch.Generator().manual_seed(a.seed)

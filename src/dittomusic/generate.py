@@ -153,6 +153,8 @@ class Pipeline:
         return max(p, int(round(seconds * per / p)) * p)
 
     def noise(self, n: int, frames: int, seed: int) -> torch.Tensor:
+        """x_T for `frames` frames of the tensor the model denoises (see frames_for; latent frames for a
+        latent model)."""
         # drawn on the CPU so a seed gives the same x_T on every device
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n, self.model.cfg.n_mels, frames, generator=g).to(self.device)

@@ -168,7 +168,7 @@ def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Pa
     rows = [test.rows[i] for i in idx]
     real = torch.stack([test[i]["mel"] for i in idx])
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in rows]
-    x_T = pipe.noise(len(tags), real.shape[-1], seed)
+    x_T = pipe.noise(len(tags), real.shape[-1] // pipe.model.frames_per_step, seed)  # model frames (latent: fewer)
     with torch.no_grad():
         gen = pipe.sample(x_T, tags, steps=steps, guidance=guidance).cpu()
     labels = [f"{r['collection']} ({', '.join(r['instruments'])}; {r['tempo_bucket']}, {r['mode']})" for r in rows]
