@@ -40,3 +40,16 @@ def test_render_length_loudness_and_determinism():
 def test_silent_render_is_a_piece_error():
     with pytest.raises(PieceError, match="silent"):
         FluidRenderer().render(_arr(np.zeros((0, 4))))
+
+
+def test_importing_fluidsynth_keeps_stdout_clean():
+    """pyfluidsynth prints its library path to stdout when $CI is set; JSON-printing benchmarks need a clean stdout."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from dittomusic.data.render import _load_fluidsynth; _load_fluidsynth()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CI": "true"},
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout == ""

@@ -39,8 +39,13 @@ def find_soundfont(path: str | os.PathLike | None = None) -> Path:
 
 
 def _load_fluidsynth():
+    import contextlib
+    import sys
+
     try:
-        import fluidsynth
+        # pyfluidsynth prints where it found the library to stdout when $CI is set; keep stdout for our output
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
     except ImportError as e:
         raise DittoError(f"the FluidSynth library is missing ({e}); {INSTALL_HINT}") from None
     return fluidsynth
