@@ -129,3 +129,14 @@ def test_main_exits_with_the_commands_status(tiny_model_path, tmp_path):
     r = subprocess.run([sys.executable, "-c", code.format(m=str(tmp_path / "none.safetensors"), o=str(out))],
                        capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 1 and "checkpoint not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_channel_lists_are_checked():
+    from click.testing import CliRunner
+
+    from dittomusic.cli import cli
+
+    for args in (["train", "--data", ".", "--out", "x", "--arch", "unet1d", "--channels", "a,b"],
+                 ["autoencoder", "train", "--data", ".", "--out", "x", "--channels", "0,4"]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code != 0 and "comma-separated positive integers" in r.output, r.output

@@ -53,6 +53,19 @@ class FiniteFloat(click.FloatRange):
 FINITE = FiniteFloat()
 
 
+def _int_list(value: str | None, option: str, example: str) -> list[int] | None:
+    """A comma-separated list of positive integers, or a clear error."""
+    if value is None:
+        return None
+    try:
+        out = [int(c) for c in value.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise DittoError(f"{option} {value!r}: give comma-separated positive integers, e.g. {example}")
+    return out
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -166,11 +179,7 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
     from dittomusic.models import ARCHS
     from dittomusic.train.base import TrainConfig, train as run
 
-    if channels is not None:
-        try:
-            channels = [int(c) for c in channels.split(",")]
-        except ValueError:
-            raise DittoError(f"--channels {channels!r}: give comma-separated integers, e.g. 192,256,384,512") from None
+    channels = _int_list(channels, "--channels", "192,256,384,512")
     model = {k: v for k, v in dict(width=width, depth=depth, heads=heads, patch_frames=patch_frames,
                                    denoise_head=denoise_head, prediction=prediction, channels=channels,
                                    blocks=blocks).items() if v is not None}
@@ -236,10 +245,7 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
     if latent_channels is not None:
         model["latent_channels"] = latent_channels
     if channels is not None:
-        try:
-            model["channels"] = [int(c) for c in channels.split(",")]
-        except ValueError:
-            raise DittoError(f"--channels {channels!r}: give comma-separated integers, e.g. 128,192,256") from None
+        model["channels"] = _int_list(channels, "--channels", "128,192,256")
     cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
                         kl_weight=kl_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
