@@ -29,9 +29,9 @@ HZ_TICKS = (0, 500, 1000, 2000, 4000, 8000, 16000)
 
 @lru_cache(maxsize=1)
 def magma_lut() -> np.ndarray:
-    """matplotlib's "magma" as a [256, 3] uint8 table, shipped as data (a test checks it)."""
-    with resources.as_file(resources.files("dittomusic") / "assets" / "magma.npy") as p:
-        return np.load(p)
+    """matplotlib's "magma" as a [256, 3] uint8 table, shipped as 768 raw RGB bytes (a test checks it)."""
+    raw = (resources.files("dittomusic") / "assets" / "magma.rgb").read_bytes()
+    return np.frombuffer(raw, dtype=np.uint8).reshape(256, 3)
 
 
 def _font(size: int = FONT_SIZE):
