@@ -3,10 +3,17 @@
 #
 #   scripts/base_v2.sh ae          # (a) the mel VAE that latent diffusion works in (1 CPU-hour)
 #   scripts/base_v2.sh latent      # (a) latent DiT in the VAE's latent       (0.5 CPU-hour; needs ae)
+#   scripts/base_v2.sh ae_long     # (a') the same VAE trained 4x longer (10k steps, 1.3 CPU-hours): the
+#                                  #      bake-off AE's val loss was still falling when its LR schedule ended
+#   scripts/base_v2.sh latent_long # (a') the winner's long run, in ae_long's latent (BUDGET CPU-hours, default 8)
+#   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
+#                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
+#   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
 #   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
 #   scripts/base_v2.sh eval NAME   # export a run and score it: `dittomusic eval model` with the realism block
-#                                  # (NAME v1: the bundled model; PER_COLLECTION clips per collection, default 20)
+#                                  # (NAME v1: the bundled model; PER_COLLECTION clips per collection, default 20;
+#                                  #  AE=name embeds that autoencoder, e.g. a decoder fine-tune)
 #   scripts/base_v2.sh table       # the bake-off table (benchmarks/base_bakeoff.py over every eval)
 #
 # Every route trains with EDM's log-normal noise levels (--timesteps lognormal), global batch 32,
@@ -30,6 +37,23 @@ case "${1:-}" in
     python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae" --steps 2500 --batch-size 32 \
       --crop-frames 128 --max-cpu-hours "${BUDGET:-1.0}" --val-every 250
     python3 -m dittomusic autoencoder export "$RUNS/ae" --out "$RUNS/ae.safetensors" ;;
+  ae_long)
+    python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae_long" --steps 10000 --batch-size 32 \
+      --crop-frames 128 --max-cpu-hours "${BUDGET:-1.3}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_long" --out "$RUNS/ae_long.safetensors" ;;
+  latent_long)
+    python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/latent_long" --steps 14000 \
+      --autoencoder "$RUNS/ae_long.safetensors" --patch-frames 1 --max-cpu-hours "${BUDGET:-8}" ;;
+  ae_gan)
+    python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
+      --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \
+      --max-cpu-hours "${BUDGET:-1.0}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_gan" --out "$RUNS/ae_gan.safetensors" ;;
+  recon)
+    name=${2:?give an autoencoder name: ae, ae_long, ae_gan}
+    python3 benchmarks/ae_recon.py --ae "$RUNS/$name.safetensors" --data "$DATA" --clips 60 \
+      --png "$RUNS/recon_$name.png" > "$RUNS/recon_$name.json"
+    cat "$RUNS/recon_$name.json" ;;
   latent)
     python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/latent" --steps 15000 --autoencoder "$RUNS/ae.safetensors" \
       --patch-frames 1 --max-cpu-hours "${BUDGET:-0.5}" ;;
@@ -43,7 +67,7 @@ case "${1:-}" in
     name=${2:?give a run name: latent, unet, dit_p2, or v1 for the bundled model}
     if [ "$name" = v1 ]; then model=src/dittomusic/assets/base.safetensors; else
       model="$RUNS/$name.safetensors"
-      python3 -m dittomusic export "$RUNS/$name" --out "$model"
+      python3 -m dittomusic export "$RUNS/$name" --out "$model" ${AE:+--autoencoder "$RUNS/$AE.safetensors"}
     fi
     python3 -m dittomusic eval model --model "$model" --data "$DATA" --per-collection "${PER_COLLECTION:-20}" \
       --out "$RUNS/eval_$name.json" ;;

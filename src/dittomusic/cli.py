@@ -200,14 +200,17 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release checkpoint to write.")
 @click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Latent models: embed this autoencoder instead of the run's, e.g. one whose decoder was "
+                   "fine-tuned with --freeze-encoder (its encoder must be the run's, weight for weight).")
 @_friendly
-def export(run, out, fp32):
+def export(run, out, fp32, autoencoder):
     """Export a run's EMA weights as a release checkpoint (safetensors, carries its config)."""
     import torch
 
     from dittomusic.train.base import export_release
 
-    p = export_release(run, out, torch.float32 if fp32 else torch.float16)
+    p = export_release(run, out, torch.float32 if fp32 else torch.float16, autoencoder)
     click.echo(f"wrote {p}")
 
 
@@ -227,6 +230,13 @@ def autoencoder() -> None:
 @click.option("--latent-channels", type=click.IntRange(min=1), default=None, help="Latent channels [default: 64].")
 @click.option("--channels", default=None, help="Channels per level, e.g. 128,192,256 (time halves per level).")
 @click.option("--kl-weight", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this exported autoencoder (its config; --channels/--latent-channels must match).")
+@click.option("--freeze-encoder", is_flag=True,
+              help="Train the decoder only (needs --init): the latent space, and diffusion models trained in it, "
+                   "stay valid.")
+@click.option("--adversarial", is_flag=True, help="Add a mel PatchGAN (hinge + feature matching) to the losses.")
+@click.option("--adv-weight", type=click.FloatRange(min=0), default=0.1, show_default=True)
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -236,8 +246,9 @@ def autoencoder() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @_friendly
-def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, max_minutes,
-                      max_cpu_hours, ckpt_minutes, val_every, seed, device):
+def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
+                      freeze_encoder, adversarial, adv_weight, max_minutes, max_cpu_hours, ckpt_minutes, val_every, seed,
+                      device):
     """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
     from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
 
@@ -247,7 +258,8 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
     if channels is not None:
         model["channels"] = _int_list(channels, "--channels", "128,192,256")
     cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
-                        kl_weight=kl_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
+                        kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, adversarial=adversarial,
+                        adv_weight=adv_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
     res = train_autoencoder(cfg)
     import os

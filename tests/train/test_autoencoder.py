@@ -101,3 +101,42 @@ def test_lognormal_timesteps_favour_low_noise():
     t_u = _draw_t("uniform", g, 4000, 1000, 0.3)
     assert 0 <= t_ln.min() and t_ln.max() <= 999
     assert (t_ln < 200).float().mean() > 2 * (t_u < 200).float().mean()
+
+
+def test_adversarial_decoder_finetune_keeps_the_latent_space(tiny_dataset, tmp_path):
+    """--init + --freeze-encoder + --adversarial: the encoder (so every latent a diffusion model learned)
+    stays bit-identical, the decoder and discriminators move, resume is exact, and the export of a latent
+    model accepts the fine-tuned decoder but refuses an autoencoder with another encoder."""
+    from dittomusic.models.loading import AE_PREFIX
+    from dittomusic.train.base import TrainConfig, export_release, train
+
+    root, _ = tiny_dataset
+    train_autoencoder(_cfg(root, tmp_path / "ae", steps=3), progress=False)
+    base = export_autoencoder(tmp_path / "ae", tmp_path / "ae.safetensors")
+    ft = dict(init=str(base), freeze_encoder=True, adversarial=True, disc_width=4, lr=3e-3)
+    train_autoencoder(_cfg(root, tmp_path / "ft", steps=4, **ft), progress=False)
+    half = tmp_path / "half"
+    train_autoencoder(_cfg(root, half, steps=4, max_cpu_hours=1e-9, **ft), progress=False)
+    train_autoencoder(_cfg(root, half, steps=4, **ft), progress=False)
+    a, b = load_tensors(tmp_path / "ft" / CKPT)[0], load_tensors(half / CKPT)[0]
+    assert any(k.startswith("disc.") for k in a) and all(torch.equal(a[k], b[k]) for k in a)
+
+    tuned = export_autoencoder(tmp_path / "ft", tmp_path / "ft.safetensors")
+    t0, m0 = load_tensors(base)
+    t1, m1 = load_tensors(tuned)
+    assert all(torch.equal(t0[k], t1[k]) for k in t0 if k.startswith("encoder."))
+    assert any(not torch.equal(t0[k], t1[k]) for k in t0 if k.startswith("decoder."))
+    assert m0["model_config"]["latent_scale"] == m1["model_config"]["latent_scale"]
+
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "ld"), steps=2, batch_size=4, warmup=1, log_every=1,
+                      val_every=2, val_clips=4, autoencoder=str(base), timesteps="lognormal",
+                      model={"width": 32, "depth": 2, "heads": 2, "patch_frames": 1, "denoise_head": 0})
+    train(cfg, progress=False)
+    rel = load_tensors(export_release(tmp_path / "ld", tmp_path / "m.safetensors", autoencoder=tuned))[0]
+    assert all(torch.equal(rel[AE_PREFIX + k], t1[k]) for k in t1)
+    train_autoencoder(_cfg(root, tmp_path / "other", steps=2, seed=1), progress=False)
+    other = export_autoencoder(tmp_path / "other", tmp_path / "other.safetensors")
+    with pytest.raises(DittoError, match="different encoder"):
+        export_release(tmp_path / "ld", tmp_path / "m2.safetensors", autoencoder=other)
+    with pytest.raises(DittoError, match="needs --init"):
+        train_autoencoder(_cfg(root, tmp_path / "bad", steps=2, freeze_encoder=True), progress=False)

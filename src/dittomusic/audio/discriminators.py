@@ -85,3 +85,36 @@ def generator_losses(real: list[list[torch.Tensor]], fake: list[list[torch.Tenso
     fm = sum(sum((a.detach() - b).abs().mean() for a, b in zip(r[:-1], f[:-1])) / (len(r) - 1)
              for r, f in zip(real, fake)) / len(fake)
     return adv, fm
+
+
+class MelPatchDiscriminator(nn.Module):
+    """A PatchGAN over the log-mel image [B, mels, frames] (the latent autoencoder's decoder): its
+    logits judge local patches, so it rewards sharp partials and onsets rather than global layout."""
+
+    def __init__(self, width: int = 32, layers: int = 4):
+        super().__init__()
+        ch = [1] + [width * min(2 ** i, 4) for i in range(layers)]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(ch[i], ch[i + 1], (5, 5), (2 if i < layers - 1 else 1,) * 2, padding=2))
+            for i in range(layers))
+        self.post = weight_norm(nn.Conv2d(ch[-1], 1, 3, padding=1))
+
+    def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
+        h = mel.unsqueeze(1)
+        feats = []
+        for c in self.convs:
+            h = F.leaky_relu(c(h), 0.1)
+            feats.append(h)
+        feats.append(self.post(h))
+        return feats
+
+
+class MelDiscriminators(nn.Module):
+    """Patch discriminators at full resolution and at half resolution in time and frequency."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.subs = nn.ModuleList([MelPatchDiscriminator(width), MelPatchDiscriminator(width)])
+
+    def forward(self, mel: torch.Tensor) -> list[list[torch.Tensor]]:
+        return [self.subs[0](mel), self.subs[1](F.avg_pool2d(mel.unsqueeze(1), 2).squeeze(1))]

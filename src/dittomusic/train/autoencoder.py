@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.dataset import MelDataset
@@ -44,9 +45,19 @@ class AETrainConfig(LoopConfig):
     dt_weight: float = 1.0
     df_weight: float = 1.0
     model: dict = field(default_factory=dict)  # AutoencoderConfig overrides
+    # Decoder fine-tuning: start from an exported autoencoder and freeze its encoder, so the latent
+    # space (and every diffusion model trained in it) stays valid while the decoder gets sharper.
+    init: str | None = None
+    freeze_encoder: bool = False
+    # A mel PatchGAN (hinge + feature matching) against the blur that L1 losses leave behind.
+    adversarial: bool = False
+    adv_weight: float = 0.1
+    fm_weight: float = 1.0
+    disc_width: int = 16
 
     FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
-             "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps")
+             "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps", "init", "freeze_encoder",
+             "adversarial", "adv_weight", "fm_weight", "disc_width")
 
 
 def _crops(cfg: AETrainConfig, step: int, mel: torch.Tensor, ds_factor: int,
@@ -71,7 +82,16 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     d, out, ds = open_run(cfg)
     if cfg.crop_frames > ds.clip_frames:
         raise DittoError(f"--crop-frames {cfg.crop_frames} is longer than the dataset's {ds.clip_frames}-frame clips")
-    mcfg = AutoencoderConfig(n_mels=ds[0]["mel"].shape[0], **cfg.model)
+    init = None
+    if cfg.init:
+        init, init_meta = load_autoencoder(cfg.init)
+        mcfg = AutoencoderConfig.from_dict({**init_meta["model_config"], **cfg.model})
+        if mcfg.n_mels != ds[0]["mel"].shape[0]:
+            raise DittoError(f"--init {cfg.init} takes {mcfg.n_mels} mel bins; {cfg.data} has {ds[0]['mel'].shape[0]}")
+    else:
+        mcfg = AutoencoderConfig(n_mels=ds[0]["mel"].shape[0], **cfg.model)
+    if cfg.freeze_encoder and not cfg.init:
+        raise DittoError("--freeze-encoder needs --init: an exported autoencoder whose encoder to keep")
     if cfg.crop_frames % mcfg.downsample:
         raise DittoError(f"--crop-frames must be a multiple of the autoencoder's downsampling ({mcfg.downsample})")
     try:
@@ -80,11 +100,23 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
         val = None
     torch.manual_seed(cfg.seed)
     model = MelAutoencoder(mcfg).to(d.device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = adamw(model, cfg.lr, cfg.weight_decay)
     modules = {"model": model, "ema": ema}
+    disc = None
+    if cfg.adversarial:
+        from dittomusic.audio.discriminators import MelDiscriminators
+
+        disc = MelDiscriminators(cfg.disc_width).to(d.device)
+        modules["disc"] = disc
+    trainable = nn.ModuleList([model.decoder if cfg.freeze_encoder else model, *([disc] if disc else [])])
+    opt = adamw(trainable, cfg.lr, cfg.weight_decay)
     counters, _ = resume(out / CKPT, cfg, AETrainConfig.FIXED, modules, opt, d.device)
     net = ddp(model, d)
+    dnet = ddp(disc, d) if disc is not None else None
     batches = _Batches(ds, cfg.seed)
     per = cfg.batch_size // d.world
     val_mel = None
@@ -107,8 +139,11 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
         sl = slice(d.rank * per, (d.rank + 1) * per)
         crops, noise = crops[sl].to(d.device), noise[sl].to(d.device)
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
-        loss, _ = ae_loss(net, crops, noise, cfg)
-        gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
+        if disc is None:
+            loss, _ = ae_loss(net, crops, noise, cfg)
+        else:
+            loss = _adversarial_step(net, dnet, disc, opt, crops, noise, cfg)
+        gnorm = optimizer_step(loss, trainable, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
         return loss, gnorm, lr
 
@@ -116,6 +151,27 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     run_steps(d, cfg, counters, step_fn, checkpoint, val_loss if val_mel is not None else None,
               progress=progress, desc="autoencoder")
     return counters.summary()
+
+
+def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig) -> torch.Tensor:
+    """Update the discriminators on (real, reconstructed) mels, then return the generator's loss
+    (reconstruction + hinge + feature matching) for the caller's optimizer step."""
+    from dittomusic.audio.discriminators import discriminator_loss, generator_losses
+
+    rec, kl = net(mel, noise)
+    opt.zero_grad(set_to_none=True)
+    discriminator_loss(dnet(mel), dnet(rec.detach())).backward()
+    torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+    opt.step()  # only the discriminators have grads here
+    opt.zero_grad(set_to_none=True)
+    disc.requires_grad_(False)
+    with torch.no_grad():
+        real = disc(mel)
+    adv, fm = generator_losses(real, disc(rec))
+    disc.requires_grad_(True)
+    parts = reconstruction_loss(rec, mel)
+    return (parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
+            + cfg.adv_weight * adv + cfg.fm_weight * fm)
 
 
 @torch.no_grad()
@@ -137,7 +193,8 @@ def export_autoencoder(run: str | Path, out: str | Path, dtype: torch.dtype = to
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     ae = MelAutoencoder(mcfg)
     ae.load_state_dict({k: v.float() for k, v in ema.items()})
-    mcfg.latent_scale = latent_scale(ae.eval(), data or meta["train_config"]["data"])
+    if not meta["train_config"].get("freeze_encoder"):  # a decoder fine-tune keeps its init's latents exactly
+        mcfg.latent_scale = latent_scale(ae.eval(), data or meta["train_config"]["data"])
     hist = meta["history"]
     release = {"kind": "autoencoder", "model_config": mcfg.to_dict(), "train_config": meta["train_config"],
                "train": {"steps": meta["step"], "cpu_hours": round(meta["cpu_seconds"] / 3600, 3),

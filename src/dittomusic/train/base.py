@@ -236,17 +236,34 @@ def release_train_info(meta: dict) -> dict:
             "final_val_loss": last_value(hist, "val_loss"), "final_val_step": last_value(hist, "val_loss", "step")}
 
 
-def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """EMA weights of a run -> a release checkpoint (fp16 by default) that carries its config."""
+def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
+                   autoencoder: str | Path | None = None) -> Path:
+    """EMA weights of a run -> a release checkpoint (fp16 by default) that carries its config.
+
+    A latent model embeds its run's autoencoder, or `autoencoder` if given: a decoder fine-tune of
+    it, which must share the run's encoder weight for weight (the latents the model learned)."""
     tensors, meta = load_tensors(Path(run) / CKPT)
     ema = {k[4:]: v.to(dtype) for k, v in tensors.items() if k.startswith("ema.")}
     release = {"kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
                "train": release_train_info(meta), "train_config": meta["train_config"]}
     ae_path = meta["train_config"].get("autoencoder")
+    if autoencoder is not None and not ae_path:
+        raise DittoError(f"{run} is a mel-space model; --autoencoder applies to latent models only")
     if ae_path:  # one file carries the whole latent model: denoiser + its autoencoder
         ae_tensors, ae_meta = load_tensors(ae_path)
         if ae_meta.get("kind") != "autoencoder":
             raise DittoError(f"{ae_path} (the run's --autoencoder) is not an exported autoencoder")
+        if autoencoder is not None:
+            new_tensors, new_meta = load_tensors(autoencoder)
+            if new_meta.get("kind") != "autoencoder":
+                raise DittoError(f"{autoencoder} is not an exported autoencoder")
+            enc = sorted(k for k in ae_tensors if k.startswith("encoder."))
+            same = enc == sorted(k for k in new_tensors if k.startswith("encoder.")) and all(
+                torch.equal(ae_tensors[k].float(), new_tensors[k].float()) for k in enc)
+            if not same or new_meta["model_config"].get("latent_scale") != ae_meta["model_config"].get("latent_scale"):
+                raise DittoError(f"{autoencoder} has a different encoder or latent scale than the run's {ae_path}: "
+                                 "the model's latents would decode wrongly (fine-tune with --freeze-encoder)")
+            ae_tensors, ae_meta = new_tensors, new_meta
         from dittomusic.models.loading import AE_PREFIX
 
         ema.update({f"{AE_PREFIX}{k}": v.to(dtype) for k, v in ae_tensors.items()})
