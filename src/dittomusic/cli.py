@@ -236,7 +236,8 @@ def autoencoder() -> None:
               help="Train the decoder only (needs --init): the latent space, and diffusion models trained in it, "
                    "stay valid.")
 @click.option("--adversarial", is_flag=True, help="Add a mel PatchGAN (hinge + feature matching) to the losses.")
-@click.option("--adv-weight", type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option("--adv-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Adversarial weight, relative to the reconstruction gradient at the decoder's last layer.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -51,8 +51,8 @@ class AETrainConfig(LoopConfig):
     freeze_encoder: bool = False
     # A mel PatchGAN (hinge + feature matching) against the blur that L1 losses leave behind.
     adversarial: bool = False
-    adv_weight: float = 0.1
-    fm_weight: float = 1.0
+    adv_weight: float = 0.5  # relative to the reconstruction gradient (adaptive lambda), as in SD's VAE
+    fm_weight: float = 0.0
     disc_width: int = 16
 
     FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
@@ -154,8 +154,11 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
 
 
 def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig) -> torch.Tensor:
-    """Update the discriminators on (real, reconstructed) mels, then return the generator's loss
-    (reconstruction + hinge + feature matching) for the caller's optimizer step."""
+    """Update the discriminators on (real, reconstructed) mels, then return the generator's loss for
+    the caller's optimizer step: reconstruction + lambda * adv_weight * hinge (+ feature matching).
+
+    lambda balances the two gradients at the decoder's last layer (taming-transformers' VQGAN and
+    Stable Diffusion's VAE), so one adv_weight holds across loss scales and training stages."""
     from dittomusic.audio.discriminators import discriminator_loss, generator_losses
 
     rec, kl = net(mel, noise)
@@ -170,8 +173,12 @@ def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig) -> t
     adv, fm = generator_losses(real, disc(rec))
     disc.requires_grad_(True)
     parts = reconstruction_loss(rec, mel)
-    return (parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
-            + cfg.adv_weight * adv + cfg.fm_weight * fm)
+    rec_loss = parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
+    last = getattr(net, "module", net).decoder[-1].weight
+    g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
+    lam = (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+    return rec_loss + lam * cfg.adv_weight * adv + cfg.fm_weight * fm
 
 
 @torch.no_grad()
