@@ -18,36 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def row(report: dict, name: str) -> dict:
-    train = report.get("model_train", {})
-    out = {"name": name, "model": report.get("model"), "steps": train.get("steps"),
-           "cpu_hours": train.get("cpu_hours"), "accuracy_ratio": round(report["accuracy_ratio"], 3),
-           "fad_ratio": round(report["fad_ratio_generated_over_validation"], 2),
-           "clips": report["settings"]["n"]}
-    rr = report.get("realism")
-    if rr:
-        r = rr["ratio"]
-        out.update({"c2st": round(rr["c2st"]["accuracy"], 3) if rr.get("c2st") else None,
-                    "grain_ratio": round(r["grain"], 2), "flatness_ratio": round(r["flatness_mean"], 2),
-                    "prominence_ratio": round(r["prominence_db_mean"], 2),
-                    "stability_ratio": round(r["stability_mean"], 2),
-                    "texture_fad": round(rr["texture_fad"], 2)})
-    return out
-
-
-COLUMNS = [("name", "route"), ("steps", "steps"), ("cpu_hours", "CPU-h"), ("c2st", "C2ST ↓ (≤ 0.75)"),
-           ("grain_ratio", "grain ×real (≤ 1.3)"), ("flatness_ratio", "flatness ×real (≤ 1.3)"),
-           ("prominence_ratio", "prominence ×real"), ("stability_ratio", "stability ×real"),
-           ("texture_fad", "texture FAD ↓"), ("accuracy_ratio", "tag acc. ratio (≥ 0.9)"),
-           ("fad_ratio", "FAD / val (≤ 1.5)")]
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(c for _, c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |")
-    return "\n".join(lines)
+from dittomusic.eval.card import bakeoff_markdown as markdown, bakeoff_row as row
 
 
 def main() -> int:

@@ -22,3 +22,22 @@ def test_eval_model_report(tiny_dataset, tiny_model_path, tmp_path):
         assert math.isfinite(rep["fad"][k]) and rep["fad"][k] >= -1e-6
     assert 0 <= rep["generated"]["collection_accuracy"] <= 1
     assert "| **all** |" in out.with_suffix(".md").read_text()
+
+
+def test_card_describes_a_latent_model_and_the_bakeoff():
+    from dittomusic.eval.card import _model_lines, bakeoff_markdown, bakeoff_row
+
+    mc = {"arch": "mel_dit", "n_mels": 64, "patch_frames": 1, "width": 256, "depth": 8, "heads": 4,
+          "prediction": "v_prediction", "sigma_data": 1.0, "clip_frames": 128}
+    ae = {"model_config": {"n_mels": 160, "channels": [128, 192, 256], "blocks": 2, "latent_channels": 64,
+                           "latent_scale": 0.9}, "train": {"steps": 10000, "cpu_hours": 1.2}}
+    text = "\n".join(_model_lines({"model_config": mc, "autoencoder": ae}, 12_000_000))
+    assert "latent diffusion" in text and "1/4 of the frame rate" in text and "512 mel frames" in text
+    assert "latent" not in "\n".join(_model_lines({"model_config": {**mc, "n_mels": 160, "patch_frames": 4,
+                                                                    "clip_frames": 512}}, None))
+    rep = {"model": "m", "model_train": {"steps": 5, "cpu_hours": 0.5}, "accuracy_ratio": 0.8,
+           "fad_ratio_generated_over_validation": 2.0, "settings": {"n": 60},
+           "realism": {"c2st": {"accuracy": 0.9}, "texture_fad": 30.0,
+                       "ratio": {"grain": 1.1, "flatness_mean": 2.0, "prominence_db_mean": 0.9, "stability_mean": 1.0}}}
+    table = bakeoff_markdown([bakeoff_row(rep, "latent"), bakeoff_row({**rep, "realism": None}, "old")])
+    assert "| latent | 5 | 0.5 | 0.9 | 1.1 | 2.0 |" in table and "| old | 5 | 0.5 | – |" in table

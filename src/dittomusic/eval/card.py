@@ -43,10 +43,45 @@ def plot_curve(points: list[dict], out_png: str | Path) -> Path:
     return out_png
 
 
+# --------------------------------------------------------------------------- the base-model bake-off table
+def bakeoff_row(report: dict, name: str) -> dict:
+    train = report.get("model_train", {})
+    out = {"name": name, "model": report.get("model"), "steps": train.get("steps"),
+           "cpu_hours": train.get("cpu_hours"), "accuracy_ratio": round(report["accuracy_ratio"], 3),
+           "fad_ratio": round(report["fad_ratio_generated_over_validation"], 2),
+           "clips": report["settings"]["n"]}
+    rr = report.get("realism")
+    if rr:
+        r = rr["ratio"]
+        out.update({"c2st": round(rr["c2st"]["accuracy"], 3) if rr.get("c2st") else None,
+                    "grain_ratio": round(r["grain"], 2), "flatness_ratio": round(r["flatness_mean"], 2),
+                    "prominence_ratio": round(r["prominence_db_mean"], 2),
+                    "stability_ratio": round(r["stability_mean"], 2),
+                    "texture_fad": round(rr["texture_fad"], 2)})
+    return out
+
+
+BAKEOFF_COLUMNS = [("name", "route"), ("steps", "steps"), ("cpu_hours", "CPU-h"), ("c2st", "C2ST ↓ (≤ 0.75)"),
+           ("grain_ratio", "grain ×real (≤ 1.3)"), ("flatness_ratio", "flatness ×real (≤ 1.3)"),
+           ("prominence_ratio", "prominence ×real"), ("stability_ratio", "stability ×real"),
+           ("texture_fad", "texture FAD ↓"), ("accuracy_ratio", "tag acc. ratio (≥ 0.9)"),
+           ("fad_ratio", "FAD / val (≤ 1.5)")]
+
+
+def bakeoff_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(c for _, c in BAKEOFF_COLUMNS) + " |", "|" + "---|" * len(BAKEOFF_COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in BAKEOFF_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
 def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_dir: str | Path,
                      loss_png: str | Path | None = None, curve: list[dict] | None = None,
                      examples_png: str | Path | None = None, limitations: list[str] | None = None,
-                     realism_png: str | Path | None = None) -> Path:
+                     realism_png: str | Path | None = None, bakeoff: list[tuple[str, dict]] | None = None,
+                     reproduce: list[str] | None = None) -> Path:
+    """The model card (README.md in out_dir). `bakeoff`: (route name, `eval model` report) pairs for the
+    bake-off table; `reproduce`: the commands that rebuild the model (default: the v1 recipe)."""
     from dittomusic.checkpoint import load_tensors
     from dittomusic.eval.base_model import report_markdown
 
@@ -70,19 +105,7 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
         n_params = load_model(model)[0].num_params()
     except Exception:
         pass
-    lines = [
-        "# dittomusic base model card", "",
-        "A tag-conditioned log-mel diffusion model, the default model behind every dittomusic command.",
-        "", "## Model", "",
-        f"- MelDiT: a transformer over frame patches ({mc['patch_frames']} frames x {mc['n_mels']} mel bins per token), "
-        f"width {mc['width']}, depth {mc['depth']}, {mc['heads']} heads"
-        + (f", {n_params / 1e6:.1f} M parameters" if n_params else "") + ".",
-        "- Conditioning: diffusion time and tags (collection, instruments, tempo bucket, mode) through adaLN-Zero; "
-        "each tag has a learned null embedding for classifier-free guidance.",
-        f"- Cosine schedule, 1000 steps; output {mc['prediction']} from an EDM-preconditioned network "
-        f"(sigma_data {mc['sigma_data']}).",
-        f"- Clip: {mc['clip_frames']} frames at hop 256 and 22,050 Hz (5.94 s); audio via Griffin-Lim.",
-        "- Weights: fp16 EMA weights in safetensors.",
+    lines = ["# dittomusic base model card", "", *_model_lines(meta, n_params),
         "", "## Data", "",
         f"- {dataset_build['hours']:.2f} h, {dataset_build['clips']} clips from {dataset_build['pieces']} pieces of "
         "music21's public-domain corpus, rendered with FluidSynth (FluidR3 GM): "
@@ -127,16 +150,11 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
     if "examples.png" in imgs:
         lines += ["", "## Examples", "", "One generated clip per collection (seed 0, DDIM 20 steps):", "",
                   "![generated examples](examples.png)"]
-    lines += ["", "## Reproduce", "", "```bash",
-              "dittomusic dataset build --out data/full",
-              "torchrun --nproc_per_node 2 -m dittomusic train --data data/full --out runs/base --steps "
-              f"{tc['steps']} --batch-size {tc['batch_size']}"
-              + (f" --max-minutes {tc['max_minutes']:g}" if tc.get("max_minutes") else ""),
-              "dittomusic export runs/base --out src/dittomusic/assets/base.safetensors",
-              "dittomusic eval classifier --data data/full --out runs/classifier.safetensors",
-              f"dittomusic eval model --data data/full --classifier runs/classifier.safetensors "
-              f"--per-collection {report['settings']['per_collection']} --out runs/eval.json",
-              "```", ""]
+    if bakeoff:
+        lines += ["", "## Bake-off", "", "Every route trained for the same CPU budget and scored with the same "
+                  "yardstick (`python benchmarks/base_bakeoff.py runs/eval_*.json --markdown`):", "",
+                  bakeoff_markdown([bakeoff_row(r, name) for name, r in bakeoff])]
+    lines += ["", "## Reproduce", "", "```bash", *(reproduce or _v1_recipe(tc, report)), "```", ""]
     if limitations:
         lines += ["## Limitations", "", *[f"- {x}" for x in limitations], ""]
     speed = out_dir / "speed.json"  # from benchmarks/generate_speed.py, if it was run into the card folder
@@ -145,11 +163,56 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
         main = sp["samplers"]["ddim-20-cfg3"]
         lines += ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
                   f"{sp['clip_seconds']:.2f} s clip with 20-step DDIM and guidance 3 takes {main['sampling_s']:.2f} s "
-                  f"to sample plus {sp['vocoder_s']:.2f} s of Griffin-Lim, {sp['ddim20_cfg_total_s']:.2f} s in all "
+                  f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder, {sp['ddim20_cfg_total_s']:.2f} s in all "
                   f"({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.", ""]
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _v1_recipe(tc: dict, report: dict) -> list[str]:
+    return ["dittomusic dataset build --out data/full",
+            "torchrun --nproc_per_node 2 -m dittomusic train --data data/full --out runs/base --steps "
+            f"{tc['steps']} --batch-size {tc['batch_size']}"
+            + (f" --max-minutes {tc['max_minutes']:g}" if tc.get("max_minutes") else ""),
+            "dittomusic export runs/base --out src/dittomusic/assets/base.safetensors",
+            "dittomusic eval classifier --data data/full --out runs/classifier.safetensors",
+            f"dittomusic eval model --data data/full --classifier runs/classifier.safetensors "
+            f"--per-collection {report['settings']['per_collection']} --out runs/eval.json"]
+
+
+def _model_lines(meta: dict, n_params: int | None) -> list[str]:
+    """The card's opening and Model section, for a mel-space or a latent model of any architecture."""
+    mc, ae = meta["model_config"], meta.get("autoencoder")
+    arch = mc.get("arch", "mel_dit")
+    params = f", {n_params / 1e6:.1f} M parameters" if n_params else ""
+    if ae:
+        amc, atr = ae["model_config"], ae.get("train", {})
+        head = ("A tag-conditioned latent diffusion model of log-mels, the default model behind every "
+                "dittomusic command.")
+        net = [f"- Autoencoder: a 1-D conv VAE over time with the {amc['n_mels']} mel bins as channels "
+               f"(levels {amc['channels']}, {amc['blocks']} residual blocks each) to a {amc['latent_channels']}-channel "
+               f"latent at 1/{2 ** (len(amc['channels']) - 1)} of the frame rate; latent scale "
+               f"{amc['latent_scale']:.3f}; trained {atr.get('steps', '?')} steps ({atr.get('cpu_hours', '?')} CPU-h). "
+               "Controls read the decoded mel, differentiably through the decoder."]
+        unit = f"{mc.get('patch_frames', 1)} latent frame(s) x {mc['n_mels']} channels per token"
+    else:
+        head = "A tag-conditioned log-mel diffusion model, the default model behind every dittomusic command."
+        net = []
+        unit = f"{mc.get('patch_frames', '?')} frames x {mc['n_mels']} mel bins per token"
+    if arch == "unet1d":
+        net.append(f"- MelUNet: a 1-D conv U-Net over time (channels {mc.get('channels')}){params}.")
+    else:
+        net.append(f"- MelDiT: a transformer over frame patches ({unit}), width {mc['width']}, depth {mc['depth']}, "
+                   f"{mc['heads']} heads{params}.")
+    return [head, "", "## Model", "", *net,
+            "- Conditioning: diffusion time and tags (collection, instruments, tempo bucket, mode) through adaLN-Zero; "
+            "each tag has a learned null embedding for classifier-free guidance.",
+            f"- Cosine schedule, 1000 steps; output {mc['prediction']} from an EDM-preconditioned network "
+            f"(sigma_data {mc['sigma_data']}).",
+            f"- Clip: {mc['clip_frames'] * (2 ** (len(ae['model_config']['channels']) - 1) if ae else 1)} mel frames "
+            "at hop 256 and 22,050 Hz (5.94 s).",
+            "- Weights: fp16 EMA weights in safetensors" + (", the autoencoder embedded in the same file." if ae else ".")]
 
 
 def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Path, seed: int = 0,
