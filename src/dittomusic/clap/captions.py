@@ -304,6 +304,7 @@ def build_captions(data: str | Path, cfg: CaptionConfig = CaptionConfig(), progr
 
     vocab = TagVocab.load(data)
     rows = read_clips(data)
+    frames = json.loads((Path(data) / "plan.json").read_text())["content"]["mel"]["clip_frames"]
     train_t = [t for t in TEMPLATES if not t.heldout]
     seen_full = [t for t in train_t if t.full]
     held_t = [t for t in TEMPLATES if t.heldout]
@@ -311,7 +312,7 @@ def build_captions(data: str | Path, cfg: CaptionConfig = CaptionConfig(), progr
     table = _Table()
     splits: dict[str, dict[str, list]] = {}
     for row in tqdm(rows, desc="captions", disable=not progress):
-        trend = loudness_trend(load_clip(data, row), cfg.trend_db)
+        trend = loudness_trend(load_clip(data, row, frames), cfg.trend_db)
         rng = np.random.default_rng(stable_hash(cfg.seed, "captions", row["clip_id"]))
         s = splits.setdefault(row["split"], {"clip_ids": [], "attrs": [], "train": [], "seen": [], "heldout": [],
                                              "heldout_all": []})
@@ -357,3 +358,21 @@ def read_captions(folder: str | Path) -> dict:
     except Exception:
         raise DittoError(f"{p} is not a dittomusic caption table") from None
     return table
+
+
+def make_caption_cache(data: str | Path, out: str | Path, cfg: CaptionConfig = CaptionConfig(), encoder=None,
+                       progress: bool = True) -> dict:
+    """captions.json and the frozen sentence embeddings of all its texts (text_embeddings.safetensors) in `out`.
+
+    encoder: anything with .encode(texts) -> [N, D] and a .name (default: the MiniLM SentenceEncoder)."""
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.clap.text import SentenceEncoder
+
+    table = build_captions(data, cfg, progress)
+    write_captions(table, out)
+    enc = encoder or SentenceEncoder()
+    emb = enc.encode(table["texts"], progress=progress)
+    save_tensors(Path(out) / EMBEDDINGS, {"embeddings": emb.half()},
+                 {"kind": "clap_text_embeddings", "encoder": enc.name, "texts_sha1": table["texts_sha1"]})
+    n = {k: len(v["clip_ids"]) for k, v in table["splits"].items()}
+    return {"texts": len(table["texts"]), "clips": n, "encoder": enc.name, "dim": int(emb.shape[1])}
