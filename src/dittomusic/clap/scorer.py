@@ -96,7 +96,9 @@ class HFClapScorer:
             raise DittoError(f"{folder} has no .safetensors weights (pickled .bin weights are not loaded)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import ClapModel, ClapProcessor
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # stderr stays for our own messages
         try:
             self.processor = ClapProcessor.from_pretrained(str(folder), local_files_only=True)
             self.model = ClapModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
