@@ -8,19 +8,21 @@
 #   scripts/clap.sh card      # docs/clap/README.md from that report and the run's loss curve
 #   scripts/clap.sh all       # captions, train, export, eval, card
 #
-# Cost, measured on one thread with two other training jobs on the machine's two cores: a step at
-# batch 128 x 448 frames took ~1.6-1.9 s with the default tower (128 channels, 2 transformer layers,
-# 2.2 M parameters), so CPU_HOURS=2 fits ~3,800-4,500 steps: the LR schedule is STEPS=4000 (~31 epochs of
-# the 16k train clips). The caption step embeds ~65k distinct captions with MiniLM at ~12 ms each on one
-# thread (~15 minutes; not counted in the training budget) and reads every clip's mel once.
+# Cost, measured on one thread with two other training jobs on the machine's two cores (smoke run on a
+# 1,200-clip subset of data/full): a step of the default tower (128 channels, 2 transformer layers, 2.2 M
+# parameters) over 448-frame crops took 0.72 CPU-s at batch 128 and 1.45 CPU-s at batch 256 (1.1 / 2.3 s
+# wall). The caption step reads every clip's mel once (20 s) and embeds ~47.7k distinct captions with
+# MiniLM at ~12 ms each (~10 CPU-minutes). So captions + CPU_HOURS=1.8 of training (STEPS=4200 at batch
+# 256, ~1.7 CPU-h, ~66 epochs of the 16k train clips) stay within 2 CPU-hours; the budget guard stops
+# training early (with a checkpoint) if the machine is slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA=${DATA:-/work/data/full}
 RUNS=${RUNS:-/work/data/runs}
 CAPS=${CAPS:-$RUNS/clap_captions}
-STEPS=${STEPS:-4000}
-CPU_HOURS=${CPU_HOURS:-2}
+STEPS=${STEPS:-4200}
+CPU_HOURS=${CPU_HOURS:-1.8}
 EXTRA=${EXTRA:-}  # more train options, e.g. EXTRA="--channels 96"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -31,7 +33,7 @@ captions() {
 
 train() {
   python3 -m dittomusic clap train --data "$DATA" --captions "$CAPS" --out "$RUNS/clap" --steps "$STEPS" \
-    --batch-size 128 --crop-frames 448 --lr 1e-3 --warmup 200 --val-every 250 --val-clips 256 --log-every 10 \
+    --batch-size 256 --crop-frames 448 --lr 1e-3 --warmup 200 --val-every 250 --val-clips 256 --log-every 10 \
     --ckpt-minutes 5 --max-cpu-hours "$CPU_HOURS" $EXTRA
 }
 

@@ -38,8 +38,8 @@ def captions_cmd(data, out, per_clip, seed):
 @click.option("--captions", required=True, type=click.Path(exists=True, file_okay=False),
               help="The folder written by `dittomusic clap captions`.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
-@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="Length of the LR schedule.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True, help="Global batch size.")
+@click.option("--steps", type=click.IntRange(min=1), default=4200, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Global batch size.")
 @click.option("--crop-frames", type=click.IntRange(min=16), default=448, show_default=True,
               help="Random crop of each clip's mel.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-3, show_default=True)

@@ -151,6 +151,10 @@ def classifier_baseline(path, mels: torch.Tensor, coll_true: torch.Tensor, fam_m
             "family_top1_accuracy": float(((fam_mask >> top) & 1).float().mean())}
 
 
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -193,9 +197,9 @@ def write_clap_card(report: dict, out_dir: str | Path, loss_png: str | Path | No
     m = report["model"]
     cc, tr = m["clap_config"], m.get("train", {})
     lines = ["# Domain CLAP", "",
-             "A text–audio contrastive model trained on this project's dataset: the scorer behind text control "
-             "(`dittomusic control text`). Cosine similarity between a caption and a clip's log-mel, "
-             "differentiable in the mel.", "",
+             "A text–audio contrastive model trained on this project's dataset, the scorer for text control "
+             "(issue #21): the cosine between a caption and a clip's log-mel, differentiable in the mel. "
+             "`dittomusic clap score --clap FILE --prompt TEXT AUDIO` scores a file.", "",
              "## Model", "",
              f"- Audio tower: 4 strided conv layers ({cc['channels']}–{2 * cc['channels']} channels, the "
              f"{cc['n_mels']} mel bins as input channels), {cc['layers']} transformer layers, mean+max pooling → "
@@ -210,7 +214,8 @@ def write_clap_card(report: dict, out_dir: str | Path, loss_png: str | Path | No
         lines += ["## Training", "",
                   f"{tr.get('steps')} steps at batch {tr.get('batch_size')} on {tr.get('train_clips')} train clips, "
                   f"{tr.get('cpu_hours')} CPU-hours ({tr.get('wall_hours')} h wall, {tr.get('processes')} "
-                  f"process(es)); final loss {tr.get('final_loss')}, validation loss {tr.get('final_val_loss')}.", ""]
+                  f"process{'es' if tr.get('processes', 1) > 1 else ''}); final loss {_num(tr.get('final_loss'))}, "
+                  f"validation loss {_num(tr.get('final_val_loss'))}.", ""]
     if loss_png and Path(loss_png).is_file():
         shutil.copyfile(loss_png, out_dir / "loss.png")
         lines += ["![loss](loss.png)", ""]

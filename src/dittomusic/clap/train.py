@@ -40,8 +40,8 @@ class ClapTrainConfig(LoopConfig):
     data: str
     captions: str  # folder written by `dittomusic clap captions`
     out: str
-    steps: int = 4000  # length of the LR schedule; --max-cpu-hours may stop earlier
-    batch_size: int = 128  # global, split across processes
+    steps: int = 4200  # length of the LR schedule; --max-cpu-hours may stop earlier
+    batch_size: int = 256  # global, split across processes: more in-batch negatives
     crop_frames: int = 448  # random crop of each 512-frame clip
     lr: float = 1e-3
     warmup: int = 200
