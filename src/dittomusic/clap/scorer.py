@@ -95,8 +95,9 @@ class HFClapScorer:
         if not any(folder.glob("*.safetensors")):
             raise DittoError(f"{folder} has no .safetensors weights (pickled .bin weights are not loaded)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import ClapModel, ClapProcessor
-        from transformers.utils import logging as hf_logging
+        from dittomusic.clap.text import import_transformers
+
+        ClapModel, ClapProcessor, hf_logging = import_transformers("ClapModel", "ClapProcessor", "utils.logging")
 
         hf_logging.disable_progress_bar()  # stderr stays for our own messages
         try:
@@ -111,7 +112,7 @@ class HFClapScorer:
         fe = self.processor.feature_extractor
         self.fusion = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
         filters = fe.mel_filters if self.fusion else fe.mel_filters_slaney  # what the extractor uses per mode
-        self.register = {"map": torch.from_numpy(self._mel_map(fe, filters)).float().to(device)}
+        self._map = torch.from_numpy(self._mel_map(fe, filters)).float().to(device)
         self.frames_per_ours = (self.mel_cfg.hop_length / self.mel_cfg.sample_rate) / (fe.hop_length / fe.sampling_rate)
         self.max_frames = int(fe.nb_max_samples // fe.hop_length + 1)
         self._cache: dict[str, torch.Tensor] = {}
@@ -144,7 +145,7 @@ class HFClapScorer:
         """Our scaled log-mel [B, n_mels, T] -> CLAP input_features [B, 1 (4 with fusion), frames, n_clap_mels]."""
         mel = _batched(mel, self.mel_cfg.n_mels).to(self.device).float()
         power = torch.pow(10.0, unit_to_db(mel, self.mel_cfg) / 10)
-        theirs = torch.einsum("cm,bmt->bct", self.register["map"], power)
+        theirs = torch.einsum("cm,bmt->bct", self._map, power)
         t = max(1, round(mel.shape[-1] * self.frames_per_ours))
         theirs = F.interpolate(theirs, size=t, mode="linear", align_corners=False)
         db = 10 * torch.log10(theirs.clamp_min(1e-10))

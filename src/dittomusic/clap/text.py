@@ -37,6 +37,17 @@ def minilm_path() -> Path:
     return p
 
 
+def import_transformers(*names: str) -> list:
+    """Attributes (or submodules, "utils.logging") of `transformers`, or a clear error if it is missing."""
+    import importlib
+
+    try:
+        tf = importlib.import_module("transformers")
+    except ImportError:
+        raise DittoError("text control needs the `transformers` package: pip install transformers") from None
+    return [importlib.import_module(f"transformers.{n}") if "." in n else getattr(tf, n) for n in names]
+
+
 class SentenceEncoder:
     """texts -> [N, 384] L2-normalised float32 embeddings (no grad). Loads on first use."""
 
@@ -53,8 +64,7 @@ class SentenceEncoder:
         path = Path(self.path) if self.path else minilm_path()
         if not (path / "config.json").is_file():
             raise DittoError(f"{path} is not a sentence-encoder folder (no config.json)")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        AutoModel, AutoTokenizer, hf_logging = import_transformers("AutoModel", "AutoTokenizer", "utils.logging")
 
         hf_logging.disable_progress_bar()
         self._tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
