@@ -6,7 +6,8 @@
 #   scripts/clap.sh export    # EMA weights -> fp16 $RUNS/clap.safetensors
 #   scripts/clap.sh eval      # retrieval and zero-shot numbers on the test pieces -> $RUNS/clap_eval.json
 #   scripts/clap.sh card      # docs/clap/README.md from that report and the run's loss curve
-#   scripts/clap.sh all       # captions, train, export, eval, card
+#   scripts/clap.sh install   # copy the export to src/dittomusic/assets/clap.safetensors (the default scorer)
+#   scripts/clap.sh all       # captions, train, export, eval, card (not install: read the card first)
 #
 # Cost, measured on one thread with two other training jobs on the machine's two cores (smoke run on a
 # 1,200-clip subset of data/full): a step of the default tower (128 channels, 2 transformer layers, 2.2 M
@@ -44,6 +45,8 @@ eval_() {
     --out "$RUNS/clap_eval.json"
 }
 
+install() { cp "$RUNS/clap.safetensors" src/dittomusic/assets/clap.safetensors; }
+
 card() { python3 -m dittomusic clap card --report "$RUNS/clap_eval.json" --loss-png "$RUNS/clap/loss.png" --out docs/clap; }
 
 case "${1:-}" in
@@ -52,6 +55,7 @@ case "${1:-}" in
   export) export_ ;;
   eval) eval_ ;;
   card) card ;;
+  install) install ;;
   all) captions; train; export_; eval_; card ;;
-  *) echo "usage: $0 captions|train|export|eval|card|all" >&2; exit 2 ;;
+  *) echo "usage: $0 captions|train|export|eval|card|install|all" >&2; exit 2 ;;
 esac

@@ -32,7 +32,8 @@ def test_train_export_eval_card_through_the_cli(synth, tmp_path, monkeypatch):
     assert r.exit_code != 0 and "trained on word-hash-test sentence embeddings" in r.output
     monkeypatch.setattr("dittomusic.clap.text.SentenceEncoder", WordHashEncoder)
     r = CliRunner().invoke(cli, ["clap", "eval", "--data", str(root), "--captions", str(caps), "--weights",
-                                 str(tmp_path / "clap.safetensors"), "--split", "val", "--out", str(tmp_path / "rep.json"),
+                                 str(tmp_path / "clap.safetensors"), "--split", "val",
+                                 "--out", str(tmp_path / "rep.json"),
                                  "--classifier", str(tmp_path / "clap.safetensors")])
     assert r.exit_code != 0 and "not a dittomusic tag classifier" in r.output
     rep = clap_eval.evaluate_clap(tmp_path / "clap.safetensors", root, caps, classifier=False,
@@ -42,7 +43,8 @@ def test_train_export_eval_card_through_the_cli(synth, tmp_path, monkeypatch):
                                  str(run / "loss.png"), "--out", str(tmp_path / "card")])
     assert r.exit_code == 0, r.output
     md = (tmp_path / "card" / "README.md").read_text()
-    assert "R@10" in md and "x chance" in md and "held-out phrasings" in md and (tmp_path / "card" / "loss.png").exists()
+    assert "R@10" in md and "x chance" in md and "held-out phrasings" in md
+    assert (tmp_path / "card" / "loss.png").exists()
     (tmp_path / "bad.json").write_text("{}")
     r = CliRunner().invoke(cli, ["clap", "card", "--report", str(tmp_path / "bad.json")])
     assert r.exit_code != 0 and "not a report of `dittomusic clap eval`" in r.output

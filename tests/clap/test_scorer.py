@@ -116,6 +116,16 @@ def test_our_mel_maps_onto_the_clap_feature_extractor(hf_clap, rendered_audio):
     assert np.corrcoef(mine[:t].flatten(), ref[:t].flatten())[0, 1] > 0.95
 
 
+def test_the_bundled_clap_is_the_default_or_a_clear_error(domain_clap, monkeypatch, tmp_path):
+    import dittomusic.models.loading as loading
+
+    monkeypatch.setattr(loading, "bundled_path", lambda name: tmp_path / f"{name}.safetensors")
+    with pytest.raises(DittoError, match="no bundled CLAP .* pass --clap PATH"):
+        load_scorer()
+    (tmp_path / "clap.safetensors").write_bytes(domain_clap.read_bytes())
+    assert isinstance(load_scorer(), DomainClapScorer)
+
+
 def test_bad_scorer_inputs_are_clear_errors(tmp_path, domain_clap, hf_clap):
     with pytest.raises(DittoError, match="CLAP not found"):
         load_scorer(tmp_path / "nope")

@@ -35,9 +35,10 @@ def _env():
 
 def test_contrastive_loss_is_low_for_matching_pairs_and_multi_positive_counts_true_matches():
     a = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
-    assert contrastive_loss(a, a, torch.tensor(20.0), None) < contrastive_loss(a, a.roll(1, 0), torch.tensor(20.0), None)
+    s = torch.tensor(20.0)
+    assert contrastive_loss(a, a, s, None) < contrastive_loss(a, a.roll(1, 0), s, None)
     pos = torch.eye(6, dtype=torch.bool)
-    torch.testing.assert_close(contrastive_loss(a, a, torch.tensor(5.0), pos), contrastive_loss(a, a, torch.tensor(5.0), None))
+    torch.testing.assert_close(contrastive_loss(a, a, s, pos), contrastive_loss(a, a, s, None))
     # caption 0 reads exactly like clip 1, and truthfully describes it: only pairs-only InfoNCE calls that wrong
     t = a.clone()
     t[0] = a[1]

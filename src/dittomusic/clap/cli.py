@@ -37,7 +37,8 @@ def captions_cmd(data, out, per_clip, seed):
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
 @click.option("--captions", required=True, type=click.Path(exists=True, file_okay=False),
               help="The folder written by `dittomusic clap captions`.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder (resumes if it holds a checkpoint).")
 @click.option("--steps", type=click.IntRange(min=1), default=4200, show_default=True, help="Length of the LR schedule.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Global batch size.")
 @click.option("--crop-frames", type=click.IntRange(min=16), default=448, show_default=True,

@@ -168,7 +168,8 @@ def report_markdown(report: dict) -> list[str]:
         r = report["retrieval"][kind]
         lines.append(f"| {label} | {_pct(r['text_to_audio_R@1'])} | {_pct(r['text_to_audio_R@10'])} | "
                      f"{_pct(r['audio_to_text_R@1'])} | {_pct(r['audio_to_text_R@10'])} | "
-                     f"{_pct(r['chance_R@1'])} / {_pct(r['chance_R@10'])} | {_pct(r['relaxed']['text_to_audio_R@10'])} |")
+                     f"{_pct(r['chance_R@1'])} / {_pct(r['chance_R@10'])} | "
+                     f"{_pct(r['relaxed']['text_to_audio_R@10'])} |")
     r = report["retrieval"]["heldout"]
     lines += ["", f"R@10 text→audio with held-out phrasings is **{r['text_to_audio_R@10'] / r['chance_R@10']:.1f}x "
                   f"chance** (target: 5x). Example held-out caption: “{r['example_caption']}”", ""]

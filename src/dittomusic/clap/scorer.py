@@ -176,7 +176,14 @@ def _pooled(out) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
-def load_scorer(path: str | Path, device="cpu") -> ClapScorer:
+def load_scorer(path: str | Path | None = None, device="cpu") -> ClapScorer:
+    """path=None: the bundled domain CLAP (assets/clap.safetensors, installed by `scripts/clap.sh install`)."""
+    if path is None:
+        from dittomusic.models.loading import bundled_path
+
+        path = bundled_path("clap")
+        if not path.is_file():
+            raise DittoError(f"no bundled CLAP ({path}): train one with scripts/clap.sh, or pass --clap PATH")
     p = Path(path)
     if not p.exists():
         raise DittoError(f"CLAP not found: {p}")

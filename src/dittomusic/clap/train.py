@@ -43,6 +43,7 @@ class ClapTrainConfig(LoopConfig):
     steps: int = 4200  # length of the LR schedule; --max-cpu-hours may stop earlier
     batch_size: int = 256  # global, split across processes: more in-batch negatives
     crop_frames: int = 448  # random crop of each 512-frame clip
+    gain_jitter: float = 0.08  # +- this on the scaled mel (+-6 dB): judge the music, not its level
     lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.05
@@ -51,8 +52,8 @@ class ClapTrainConfig(LoopConfig):
     multi_positive: bool = True
     model: dict = field(default_factory=dict)  # ClapModelConfig overrides (channels, layers, heads, embed_dim)
 
-    FIXED = ("data", "captions", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip",
-             "ema_decay", "multi_positive", "model", "seed", "steps")
+    FIXED = ("data", "captions", "batch_size", "crop_frames", "gain_jitter", "lr", "warmup", "weight_decay",
+             "grad_clip", "ema_decay", "multi_positive", "model", "seed", "steps")
 
 
 def load_text_embeddings(folder: str | Path, table: dict) -> tuple[torch.Tensor, str]:
@@ -89,7 +90,8 @@ def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
 class ClipBatches:
     """Train clips with their caption choices: batch(step) -> (mel, text ids, clip positions)."""
 
-    def __init__(self, data: str | Path, table: dict, split: str, seed: int, crop_frames: int):
+    def __init__(self, data: str | Path, table: dict, split: str, seed: int, crop_frames: int,
+                 gain_jitter: float = 0.0):
         from dittomusic.data.dataset import MelDataset
 
         self.ds = MelDataset(data, split, random_crop=False)
@@ -99,7 +101,7 @@ class ClipBatches:
                              f"rerun `dittomusic clap captions`")
         self.attrs = np.asarray(s["attrs"], dtype=np.int64)
         self.texts = s.get("train") or s.get("seen")
-        self.seed, self.crop = seed, min(crop_frames, self.ds.clip_frames)
+        self.seed, self.crop, self.gain_jitter = seed, min(crop_frames, self.ds.clip_frames), gain_jitter
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -114,17 +116,21 @@ class ClipBatches:
             out[sel] = perm[pos[sel] % n]
         return out
 
-    def draw(self, step: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(clip positions, crop starts, caption ids) of the global batch at `step`."""
+    def draw(self, step: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(clip positions, crop starts, gain offsets, caption ids) of the global batch at `step`."""
         idx = self.positions(step, batch)
         rng = np.random.default_rng(stable_hash(self.seed, "clap-draw", step))
         starts = rng.integers(0, self.ds.clip_frames - self.crop + 1, size=batch)
         pick = rng.integers(0, 1 << 30, size=batch)
+        gains = rng.uniform(-self.gain_jitter, self.gain_jitter, size=batch).astype(np.float32)
         tids = np.array([self.texts[int(i)][p % len(self.texts[int(i)])] for i, p in zip(idx, pick)])
-        return idx, starts, tids
+        return idx, starts, gains, tids
 
-    def mels(self, idx: np.ndarray, starts: np.ndarray) -> torch.Tensor:
-        return torch.stack([self.ds[int(i)]["mel"][:, s:s + self.crop] for i, s in zip(idx, starts)])
+    def mels(self, idx: np.ndarray, starts: np.ndarray, gains: np.ndarray | None = None) -> torch.Tensor:
+        mel = torch.stack([self.ds[int(i)]["mel"][:, s:s + self.crop] for i, s in zip(idx, starts)])
+        if gains is not None and self.gain_jitter > 0:  # a level change; bins at the dB floor stay silent
+            mel = torch.where(mel > -1, (mel + torch.from_numpy(gains)[:, None, None]).clamp(-1, 1), mel)
+        return mel
 
 
 def train_clap(cfg: ClapTrainConfig, progress: bool = True) -> dict:
@@ -138,7 +144,7 @@ def train_clap(cfg: ClapTrainConfig, progress: bool = True) -> dict:
     table = read_captions(cfg.captions)
     text_emb, encoder_name = load_text_embeddings(cfg.captions, table)
     cons = np.asarray(table["constraints"], dtype=np.int64)
-    train = ClipBatches(cfg.data, table, "train", cfg.seed, cfg.crop_frames)
+    train = ClipBatches(cfg.data, table, "train", cfg.seed, cfg.crop_frames, cfg.gain_jitter)
     plan_mel = json.loads((Path(cfg.data) / "plan.json").read_text())["content"]["mel"]
     mcfg = ClapModelConfig(**{"n_mels": train.ds[0]["mel"].shape[0], "text_dim": text_emb.shape[1], "mel": plan_mel,
                               "text_encoder": encoder_name,
@@ -182,10 +188,10 @@ def train_clap(cfg: ClapTrainConfig, progress: bool = True) -> dict:
     per = cfg.batch_size // d.world
 
     def step_fn(step: int):
-        idx, starts, tids = train.draw(step, cfg.batch_size)
+        idx, starts, gains, tids = train.draw(step, cfg.batch_size)
         sl = slice(d.rank * per, (d.rank + 1) * per)
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
-        a, t = net(train.mels(idx[sl], starts[sl]).to(d.device), text_emb[tids[sl]].to(d.device))
+        a, t = net(train.mels(idx[sl], starts[sl], gains[sl]).to(d.device), text_emb[tids[sl]].to(d.device))
         a, t = _gather(a, d.world), _gather(t, d.world)
         pos = torch.from_numpy(matches(cons[tids], train.attrs[idx])).to(d.device) if cfg.multi_positive else None
         loss = contrastive_loss(a, t, model.scale(), pos)
