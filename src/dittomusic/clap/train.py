@@ -146,9 +146,8 @@ def train_clap(cfg: ClapTrainConfig, progress: bool = True) -> dict:
     cons = np.asarray(table["constraints"], dtype=np.int64)
     train = ClipBatches(cfg.data, table, "train", cfg.seed, cfg.crop_frames, cfg.gain_jitter)
     plan_mel = json.loads((Path(cfg.data) / "plan.json").read_text())["content"]["mel"]
-    mcfg = ClapModelConfig(**{"n_mels": train.ds[0]["mel"].shape[0], "text_dim": text_emb.shape[1], "mel": plan_mel,
-                              "text_encoder": encoder_name,
-                              **cfg.model})
+    mcfg = ClapModelConfig.from_dict({"n_mels": train.ds[0]["mel"].shape[0], "text_dim": text_emb.shape[1],
+                                      "mel": plan_mel, "text_encoder": encoder_name, **cfg.model})
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = DomainClap(mcfg).to(d.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
