@@ -36,3 +36,24 @@ def test_a_missing_encoder_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(DittoError, match="not a sentence-encoder folder"):
         SentenceEncoder(tmp_path).encode(["x"])
+
+
+def test_the_torch_bert_matches_transformers(encoder):
+    """The encoder is BERT re-written in plain torch for a fast cold start: it must match transformers exactly."""
+    from dittomusic.clap.text import import_transformers, minilm_path
+
+    texts = ["A slow chorale on church organ.", "", "An Irish reel at 180 BPM in D major; getting louder.",
+             "word " * 300, "Ünïcödé naïve café, C# minor"]
+    ours = encoder.encode(texts, batch_size=2)
+    auto_model, auto_tok = import_transformers("AutoModel", "AutoTokenizer")
+    tok = auto_tok.from_pretrained(str(minilm_path()), local_files_only=True)
+    model = auto_model.from_pretrained(str(minilm_path()), local_files_only=True, use_safetensors=True).eval()
+    b = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        h = model(**b).last_hidden_state
+    m = b["attention_mask"][..., None].float()
+    ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
+    ids = [e.ids for e in encoder._tok.encode_batch(texts)]
+    rows = zip(b["input_ids"].tolist(), b["attention_mask"].tolist())
+    assert ids == [[i for i, a in zip(r, am) if a] for r, am in rows]
