@@ -919,6 +919,9 @@ def demo(out, seed, vocoder):
         click.echo(f"  - {c}")
 
 
+from dittomusic.clap.cli import clap as _clap  # noqa: E402  (last: it reuses this module's helpers)
+cli.add_command(_clap)
+
 _FAST_EXIT = False
 
 

@@ -79,8 +79,9 @@ def predict(model: TagClassifier, mels: torch.Tensor, batch: int = 64) -> dict[s
     dev = next(model.parameters()).device
     outs = [model(mels[i:i + batch].to(dev).float()) for i in range(0, len(mels), batch)]
     emb = torch.cat([o["embedding"] for o in outs]).cpu()
+    fam = torch.cat([o["families"] for o in outs]).cpu()
     return {"embedding": emb, "collection": torch.cat([o["collection"] for o in outs]).argmax(-1).cpu(),
-            "families": (torch.cat([o["families"] for o in outs]) > 0).cpu()}
+            "families": fam > 0, "family_logits": fam}
 
 
 def tag_metrics(pred: dict, collection: torch.Tensor, families: torch.Tensor, names: list[str]) -> dict:

@@ -15,7 +15,7 @@ from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
 
 AE_PREFIX = "autoencoder."  # a latent model's file holds its autoencoder under this prefix
 
-BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors"}
+BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors"}
 
 
 def bundled_path(name: str = "base") -> Path:
