@@ -65,7 +65,7 @@ def main() -> None:
     tags = [make_tags(pipe.vocab, collection=c) for c in pipe.vocab["collections"]]
     out = {"settings": vars(a), "tasks": {}}
     for task in [t for t in a.tasks.split(",") if t]:  # --tasks "": only the single-clip timing
-        ctrls, names = build_targets(task, a.targets, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
+        ctrls, names = build_targets(task, a.targets, pipe.backend.clip_frames, None, pipe.mel_cfg)
         control = BatchedControl(ctrls)
         rows = {}
         variants = [("ditto", "ditto", "teacher", None)]
@@ -97,7 +97,7 @@ def main() -> None:
         out["tasks"][task] = rows
         print(json.dumps({task: rows}), flush=True)
     # one clip on its own, as a user runs it: the real-time target
-    ctrls, _ = build_targets("intensity", 1, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
+    ctrls, _ = build_targets("intensity", 1, pipe.backend.clip_frames, None, pipe.mel_cfg)
     o = run_control(pipe, "ditto2", ctrls[0], tags[0], seed=a.seed, task="intensity",
                     settings=Settings(optim=OptimConfig(iters=default_iters("intensity"), lr=default_lr("ditto2")),
                                       student=students[0]))

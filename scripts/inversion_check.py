@@ -43,12 +43,12 @@ def main() -> int:
             fn = pipe.model_fn(tags[0], 1, s.guidance)
             for steps in (20, DRAFT_INVERT_STEPS):
                 x0 = pipe.sample(x_T[:1], tags[0], steps=steps, guidance=s.guidance)
-                back = invert_ddim(fn, x0, pipe.schedule, steps, prediction=pipe.model.cfg.prediction)
+                back = invert_ddim(fn, x0, pipe.schedule, steps, prediction=pipe.backend.prediction)
                 out["round_trip"][str(steps)] = {"x_T_mse": round((back - x_T[:1]).square().mean().item(), 4),
                                                  "std": round(back.std().item(), 3)}
             for b, c in enumerate(ctrls):
                 x = x_T[b:b + 1]
-                start, inv = draft_start(pipe, c, [tags[b]], x, s)
+                start, inv = draft_start(pipe.backend, c, pipe.cond([tags[b]], 1), x, s)
                 idx = c.masks.gen_idx
 
                 def loss(z, b=b):

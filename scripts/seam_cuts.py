@@ -55,7 +55,7 @@ def main() -> int:
         out, pooled = {}, {"mel": [], "listen": [], "mel_fine": [], "listen_fine": []}
         print(f"{'task/method':26s} {'cut':6s} {'seam ratio per clip':34s} pass  | finer STFT")
         for task in tasks:
-            ctrls, _ = build_targets(task, cfg["targets"], pipe.model.cfg.clip_frames, ref_mels, pipe.mel_cfg)
+            ctrls, _ = build_targets(task, cfg["targets"], pipe.backend.clip_frames, ref_mels, pipe.mel_cfg)
             methods = a.methods.split(",") if a.methods else sorted(
                 k.split("/")[1] for k in ev["runs"] if k.startswith(f"{task}/"))
             for m in methods:

@@ -659,7 +659,7 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
                        gap_s=gap)
     pipe = Pipeline(model_path, device, vocoder)
     tags = _tags(pipe.vocab, caption, collection, instruments, tempo, mode, unconditional)
-    ctrl = build_control(task, pipe.frames_for(seconds), opts, pipe.mel_cfg)
+    ctrl = build_control(task, pipe.backend.frames_for(seconds), opts, pipe.mel_cfg)
     optim = OptimConfig(iters=default_iters(task) if iters is None else iters,
                         lr=default_lr(method) if lr is None else lr, tol=tol)
     settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,

@@ -136,7 +136,7 @@ def test_multidiffusion50_stops_halfway(pipe):
     ref = reference_mel(pipe)
     ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
     x = torch.zeros(1, 160, FR)
-    hook = mask_hook(ctrl, pipe.schedule, x, 4, mix=0.5, until=0.5)
+    hook = mask_hook(ctrl, pipe.backend, x, 4, mix=0.5, until=0.5)
     assert not torch.equal(hook(1, 500, x), x)  # step 2 of 4: applied
     assert torch.equal(hook(2, 250, x), x)  # step 3 of 4: not
 

@@ -17,11 +17,13 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from dittomusic.backends.base import Backend, along_time
 from dittomusic.errors import DittoError
 from dittomusic.sampling.samplers import ModelFn, _postprocess_x0, _timesteps
 from dittomusic.sampling.schedule import NoiseSchedule, model_output_to_x0_eps
 
 from .losses import BatchedControl, Control, MultiControl, PaintControl
+from .targets import PaintMasks
 
 FREEDOM_SCALE = 0.3  # guidance step as a fraction of the DDIM update size (see guided_ddim)
 
@@ -78,38 +80,60 @@ def _paint(control: Control) -> PaintControl:
                      "use --method ditto or freedom")
 
 
-def mask_hook(control: Control, schedule: NoiseSchedule, x_T: Tensor, steps: int, *, mix: float,
+def mask_hook(control: Control, backend: Backend, x_T: Tensor, steps: int, *, mix: float,
               until: float = 1.0, seed: int = 0) -> Callable[[int, int, Tensor], Tensor]:
     """Post-step hook replacing (mix=1, naive masking) or averaging with (mix=0.5, MultiDiffusion)
     the matched frames and the reference noised to the new timestep. Reference-free loops tie
     the two matched regions of the sample to each other instead. until: fraction of the steps
-    to apply it for (0.5 = MD-50)."""
+    to apply it for (0.5 = MD-50). On a latent backend the hook works on the latent frames
+    whose mel frames are all matched (`Backend.frames_to_latent`), against the encoded
+    reference (`reference_latent`)."""
     if isinstance(control, BatchedControl):  # one reference per item: hook each row separately
-        hooks = [mask_hook(c, schedule, x_T[b:b + 1], steps, mix=mix, until=until, seed=seed + b)
+        hooks = [mask_hook(c, backend, x_T[b:b + 1], steps, mix=mix, until=until, seed=seed + b)
                  for b, c in enumerate(control.controls)]
         return lambda i, prev, x: torch.cat([h(i, prev, x[b:b + 1]) for b, h in enumerate(hooks)])
     m = _paint(control).masks
-    ac = schedule.alphas_cumprod.float()
-    gen_idx, ref_idx = m.gen_idx.to(x_T.device), m.ref_idx.to(x_T.device)
+    ac = backend.schedule.alphas_cumprod.float()
+    gen_idx = backend.frames_to_latent(m.gen_idx)
+    ref = None
+    if m.ref_mel is None:  # a self-loop: the two regions pair up frame for frame
+        ref_idx = backend.frames_to_latent(m.ref_idx)
+        k = min(len(gen_idx), len(ref_idx))
+        gen_idx, ref_idx = gen_idx[:k].to(x_T.device), ref_idx[:k].to(x_T.device)
+    else:
+        gen_idx = gen_idx.to(x_T.device)
+        ref = reference_latent(backend, m).to(x_T)
     g = torch.Generator().manual_seed(seed)
-    ref = None if m.ref_mel is None else m.ref_mel[:, m.ref_idx].to(x_T)
 
     def post(i: int, prev: int, x: Tensor) -> Tensor:
         if i + 1 > until * steps:
             return x
         x = x.clone()
-        cur = x[..., gen_idx]
+        xt = along_time(backend, x)  # a view: writes land in x
+        cur = xt[..., gen_idx]
         if ref is None:  # self-loop: both regions move to their mean (naive: copy the earlier one)
-            other = x[..., ref_idx]
+            other = xt[..., ref_idx]
             new = other if mix >= 1.0 else (1 - mix) * cur + mix * other
-            x[..., gen_idx] = new
+            xt[..., gen_idx] = new
             if mix < 1.0:
-                x[..., ref_idx] = new
+                xt[..., ref_idx] = new
             return x
         a = ac[prev] if prev >= 0 else torch.tensor(1.0)
         noise = torch.randn(cur.shape, generator=g).to(x)
         target = a.sqrt().to(x) * ref + (1 - a).sqrt().to(x) * noise
-        x[..., gen_idx] = (1 - mix) * cur + mix * target
+        xt[..., gen_idx] = (1 - mix) * cur + mix * target
         return x
 
     return post
+
+
+def reference_latent(backend: Backend, m: PaintMasks) -> Tensor:
+    """The painting reference in the backend's space, at the latent frames
+    frames_to_latent(m.gen_idx) [..., len]: the reference's matched frames are laid on the
+    generated clip's mel grid (silence, -1, elsewhere) and encoded, so a latent model sees them
+    where the clip has them. A mel model gets m.ref_mel[:, m.ref_idx] itself."""
+    canvas = torch.full((1, m.ref_mel.shape[0], m.frames), -1.0, dtype=m.ref_mel.dtype)
+    canvas[..., m.gen_idx] = m.ref_mel[:, m.ref_idx]
+    with torch.no_grad():
+        z = backend.encode(canvas.to(backend.device))[0]
+    return along_time(backend, z)[..., backend.frames_to_latent(m.gen_idx).to(z.device)]

@@ -56,7 +56,11 @@ def get_student(path, device) -> tuple[torch.nn.Module, dict]:
 
 
 def check_teacher(meta: dict, pipe) -> None:
-    """A student is a surrogate of one teacher only: refuse any other --model."""
+    """A student is a surrogate of one teacher only: refuse any other --model. pipe: a
+    DenoiserBackend or a generate.Pipeline (anything with model_file and model_digest)."""
+    if not hasattr(type(pipe), "model_digest"):
+        raise DittoError("ditto2 needs a dittomusic model with a student distilled from it; this backend has none: "
+                         "use --method ditto")
     want = meta.get("distill", {}).get("teacher_sha1")
     if want and want != pipe.model_digest:
         raise DittoError(f"this student was distilled from the teacher file with sha1 {want[:12]}, but --model "
@@ -109,15 +113,14 @@ def teacher_decode(control: Control, s: Settings) -> tuple[str, int, int]:
 
 
 @register_method("ditto2")
-def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
+def ditto2(backend, control: Control, cond, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
     decoder = default_decoder(control) if s.decode is None else s.decode
     if decoder not in DECODERS:
         raise DittoError(f"--decode must be one of {', '.join(DECODERS)}, got {s.decode!r}")
-    student, meta = get_student(s.student, pipe.device)
-    check_teacher(meta, pipe)
-    if student.cfg.vocab != pipe.model.cfg.vocab:
+    student, meta = get_student(s.student, backend.device)
+    check_teacher(meta, backend)
+    if student.cfg.vocab != backend.vocab:
         raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
-    cond = pipe.cond(tags, x_T.shape[0])
     sample = student_sampler(student, meta)
     if decoder == "student":
         t_sampler, every = None, REFRESH["student"] if s.refresh is None else s.refresh
@@ -127,13 +130,14 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
     if every < 0:
         raise DittoError(f"--refresh must be >= 0 (0: never re-decode), got {every}")
 
+    # the student works in the teacher's space: its samples are decoded (clamped) like the teacher's
     def one_step(x):
-        return sample(x, cond, 1).clamp(-1, 1)
+        return backend.decode(sample(x, cond, 1))
 
     def decode(x):
         if decoder == "student":
-            return sample(x, cond, s.decode_steps).clamp(-1, 1)
-        return pipe.sample(x, tags, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
+            return backend.decode(sample(x, cond, s.decode_steps))
+        return backend.sample(x, cond, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
 
     B = x_T.shape[0]
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}

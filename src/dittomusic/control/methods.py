@@ -3,8 +3,9 @@
     out = run_control(pipe, "ditto", control, tags, seed=0, batch=1)
     out.audio, out.report        # report: task, method, wall time, model calls, losses, metrics
 
-A method is method(pipe, control, tags, x_T, settings) -> MethodResult, registered by name.
-DITTO-2 registers itself from dittomusic.control.ditto2.
+A method is method(backend, control, cond, x_T, settings) -> MethodResult, registered by name:
+backend is a `dittomusic.backends.Backend` (methods see nothing else of the model), cond its
+conditioning (backend.make_cond). DITTO-2 registers itself from dittomusic.control.ditto2.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dittomusic.backends.base import Backend, along_time
 from dittomusic.errors import DittoError
 from dittomusic.sampling.samplers import invert_ddim
 
@@ -77,24 +79,29 @@ def get_method(name: str) -> Callable[..., MethodResult]:
     return _METHODS[name]
 
 
-def _sampler_args(pipe, s: Settings):
-    return dict(prediction=pipe.model.cfg.prediction, thresholding=True)
+def _ddim(backend: Backend, cond, x_T: Tensor, s: Settings, **hooks) -> Tensor:
+    """guided_ddim on the backend, decoded to the mel (clamped to [-1, 1])."""
+    x0 = guided_ddim(backend.model_fn(cond, s.guidance), x_T, backend.schedule, s.steps,
+                     prediction=backend.prediction, thresholding=backend.thresholding, **hooks)
+    return backend.decode(x0)
 
 
 @register_method("default")
-def default_sampling(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> MethodResult:
+def default_sampling(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings) -> MethodResult:
     """The unsteered model: DDIM from x_T (the 'Default TTM' row of DITTO's Table 3)."""
     with torch.no_grad():
-        mel = pipe.sample(x_T, tags, steps=s.steps, guidance=s.guidance)
+        mel = backend.sample(x_T, cond, steps=s.steps, guidance=s.guidance)
     return MethodResult(x_T, mel, s.steps)
 
 
 @register_method("ditto")
-def ditto(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
-    """Optimize x_T through the whole checkpointed DDIM sampler (Alg. 1)."""
+def ditto(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings,
+          resume: dict | None = None) -> MethodResult:
+    """Optimize x_T through the whole checkpointed DDIM sampler (Alg. 1); the loss reads the
+    decoded mel, so with a latent model the gradient also flows back through the decoder."""
 
     def render(x):
-        return pipe.sample(x, tags, steps=s.steps, guidance=s.guidance, checkpoint=s.checkpoint)
+        return backend.sample(x, cond, steps=s.steps, guidance=s.guidance, checkpoint=s.checkpoint)
 
     r = optimize_latent(render, control.loss, x_T, s.optim, resume=resume, progress=s.progress,
                         callback=s.callback, desc=f"ditto {control.name}")
@@ -115,24 +122,27 @@ def _matched_frames(control: Control, item: int) -> Tensor:
     return _paint(c).masks.gen_idx
 
 
-def draft_start(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> tuple[Tensor, Tensor]:
-    """ditto_draft's starting noise, and the whole inverted draft it borrows from."""
+def draft_start(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings) -> tuple[Tensor, Tensor]:
+    """ditto_draft's starting noise, and the whole inverted draft it borrows from (the draft's
+    mel encoded, then DDIM-inverted; a latent frame takes the draft only where all its mel
+    frames are matched)."""
     with torch.no_grad():
-        draft = naive_masking(pipe, control, tags, x_T, s).mel
-        inv = invert_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), draft, pipe.schedule,
-                          DRAFT_INVERT_STEPS, prediction=pipe.model.cfg.prediction)
+        draft = naive_masking(backend, control, cond, x_T, s).mel
+        inv = invert_ddim(backend.model_fn(cond, s.guidance), backend.encode(draft), backend.schedule,
+                          DRAFT_INVERT_STEPS, prediction=backend.prediction)
     x_T = x_T.clone()
     for b in range(x_T.shape[0]):
-        idx = _matched_frames(control, b).to(x_T.device)
-        v = inv[b][..., idx]
+        idx = backend.frames_to_latent(_matched_frames(control, b)).to(x_T.device)
+        v = along_time(backend, inv[b])[..., idx]
         # inverted noise is narrower than N(0, I) (std 0.6-0.75 here); put back at unit std it
         # kept the match and the seams and brought inpainting's FAD from 685 back to 470
-        x_T[b][..., idx] = v / v.std()
+        along_time(backend, x_T[b])[..., idx] = v / v.std()
     return x_T, inv
 
 
 @register_method("ditto_draft")
-def ditto_draft(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
+def ditto_draft(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings,
+                resume: dict | None = None) -> MethodResult:
     """DITTO started closer to the answer: the noise of the matched frames (the overlap or the
     context around a gap) is replaced by the DDIM inversion of the naive-masking draft, which
     holds the reference there, rescaled to unit std; the new material keeps x_T's own noise. DITTO's App. D uses DDIM
@@ -141,43 +151,43 @@ def ditto_draft(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: 
     drone-like continuations."""
     calls = 0
     if resume is None:  # a resumed run carries its own x_T
-        x_T = draft_start(pipe, control, tags, x_T, s)[0]
+        x_T = draft_start(backend, control, cond, x_T, s)[0]
         calls = s.steps + DRAFT_INVERT_STEPS
-    res = ditto(pipe, control, tags, x_T, s, resume=resume)
+    res = ditto(backend, control, cond, x_T, s, resume=resume)
     res.model_calls += calls
     res.info["draft_invert_steps"] = DRAFT_INVERT_STEPS
     return res
 
 
 @register_method("freedom")
-def freedom(pipe, control: Control, tags, x_T: Tensor, s: Settings) -> MethodResult:
-    """FreeDoM: a gradient step on x_t at every DDIM step, through the one-step x0 estimate."""
-    mel = guided_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), x_T, pipe.schedule, s.steps,
-                      guide=control.loss, guide_scale=s.freedom_scale, **_sampler_args(pipe, s)).clamp(-1, 1)
+def freedom(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings) -> MethodResult:
+    """FreeDoM: a gradient step on x_t at every DDIM step, through the one-step x0 estimate
+    (decoded: the loss reads the mel)."""
+    mel = _ddim(backend, cond, x_T, s, guide=lambda x0: control.loss(backend.decode(x0)),
+                guide_scale=s.freedom_scale)
     return MethodResult(x_T, mel.detach(), s.steps, info={"freedom_scale": s.freedom_scale})
 
 
-def _masking(pipe, control, tags, x_T, s: Settings, mix: float, until: float) -> MethodResult:
-    hook = mask_hook(control, pipe.schedule, x_T, s.steps, mix=mix, until=until)
+def _masking(backend: Backend, control, cond, x_T, s: Settings, mix: float, until: float) -> MethodResult:
+    hook = mask_hook(control, backend, x_T, s.steps, mix=mix, until=until)
     with torch.no_grad():
-        mel = guided_ddim(pipe.model_fn(tags, x_T.shape[0], s.guidance), x_T, pipe.schedule, s.steps,
-                          post=hook, **_sampler_args(pipe, s)).clamp(-1, 1)
+        mel = _ddim(backend, cond, x_T, s, post=hook)
     return MethodResult(x_T, mel, s.steps)
 
 
 @register_method("naive")
-def naive_masking(pipe, control, tags, x_T, s: Settings) -> MethodResult:
-    return _masking(pipe, control, tags, x_T, s, mix=1.0, until=1.0)
+def naive_masking(backend: Backend, control, cond, x_T, s: Settings) -> MethodResult:
+    return _masking(backend, control, cond, x_T, s, mix=1.0, until=1.0)
 
 
 @register_method("multidiffusion")
-def multidiffusion(pipe, control, tags, x_T, s: Settings) -> MethodResult:
-    return _masking(pipe, control, tags, x_T, s, mix=0.5, until=1.0)
+def multidiffusion(backend: Backend, control, cond, x_T, s: Settings) -> MethodResult:
+    return _masking(backend, control, cond, x_T, s, mix=0.5, until=1.0)
 
 
 @register_method("multidiffusion50")
-def multidiffusion50(pipe, control, tags, x_T, s: Settings) -> MethodResult:
-    return _masking(pipe, control, tags, x_T, s, mix=0.5, until=0.5)
+def multidiffusion50(backend: Backend, control, cond, x_T, s: Settings) -> MethodResult:
+    return _masking(backend, control, cond, x_T, s, mix=0.5, until=0.5)
 
 
 # ------------------------------------------------------------------ end-to-end run
@@ -204,30 +214,36 @@ def _paint_of(control: Control) -> PaintControl | None:
 def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, batch: int = 1,
                 x_T: Tensor | None = None, settings: Settings | None = None, task: str | None = None,
                 resume: dict | None = None) -> ControlOutput:
-    """Run one method end to end. Metrics are measured on the vocoded waveform of each clip;
-    painting tasks are also stitched with their reference and scored for seams."""
+    """Run one method end to end. pipe: a Backend, or anything with one as .backend (a
+    generate.Pipeline); tags: what its make_cond takes. Metrics are measured on the vocoded
+    waveform of each clip; painting tasks are also stitched with their reference and scored for
+    seams."""
+    backend = as_backend(pipe)
     s = settings or Settings()
     fn = get_method(method)
     if isinstance(control, BatchedControl):
         batch = len(control)
-    frames = _frames_of(control, pipe)
+    frames = _frames_of(control, backend)
+    need = backend.latent_shape(frames)
     if x_T is None:
-        x_T = pipe.noise(batch, frames, seed)
-    need = (pipe.model.cfg.n_mels, frames)
-    if x_T.dim() != 3 or tuple(x_T.shape[1:]) != need or not x_T.is_floating_point() or x_T.shape[0] < 1:
+        x_T = backend.noise(batch, frames, seed)
+    if (x_T.dim() != 1 + len(need) or tuple(x_T.shape[1:]) != tuple(need) or not x_T.is_floating_point()
+            or x_T.shape[0] < 1):
         raise DittoError(f"a starting latent of shape {tuple(x_T.shape)} ({x_T.dtype}) does not fit this run, which "
-                         f"needs float [batch, {need[0]}, {need[1]}]: continue a saved latent with the task, "
+                         f"needs float [batch, {', '.join(map(str, need))}]: continue a saved latent with the task, "
                          "--seconds and model it was saved with")
     if isinstance(control, BatchedControl) and x_T.shape[0] != len(control):
         raise DittoError(f"{len(control)} controls for a batch of {x_T.shape[0]} latents")
+    cond = backend.make_cond(tags, x_T.shape[0])
     t0 = time.perf_counter()
-    res = fn(pipe, control, tags, x_T, s, resume=resume) if resume is not None else fn(pipe, control, tags, x_T, s)
+    res = (fn(backend, control, cond, x_T, s, resume=resume) if resume is not None
+           else fn(backend, control, cond, x_T, s))
     t_method = time.perf_counter() - t0
     with torch.no_grad():
         final_loss = control.loss(res.mel).float().cpu().tolist()
-        clip_audio = pipe.vocoder(res.mel).cpu().numpy()
+        clip_audio = backend.vocoder(res.mel).cpu().numpy()
     wall = time.perf_counter() - t0
-    sr = pipe.mel_cfg.sample_rate
+    sr = backend.mel_cfg.sample_rate
     items, audio, boundaries = [], [], []
     for b in range(res.mel.shape[0]):
         c = control.for_item(b)
@@ -237,7 +253,7 @@ def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, bat
         if paint is None:
             audio.append(clip_audio[b])
         else:
-            a, it["seam_ratio"], bounds = stitch_and_score(pipe, paint.masks, res.mel[b:b + 1])
+            a, it["seam_ratio"], bounds = stitch_and_score(backend, paint.masks, res.mel[b:b + 1])
             audio.append(a)
             boundaries.append(bounds)
         items.append(it)
@@ -276,7 +292,13 @@ def stitch_and_score(pipe, masks, mel: Tensor) -> tuple[np.ndarray, float, list[
     return a, spectral_flux_seam_ratio(a, pipe.mel_cfg.sample_rate, st.boundaries_s), st.boundaries_s
 
 
-def _frames_of(control: Control, pipe) -> int:
+def as_backend(pipe) -> Backend:
+    """A Backend, or the one a generate.Pipeline holds."""
+    return getattr(pipe, "backend", pipe)
+
+
+def _frames_of(control: Control, backend: Backend) -> int:
+    """Mel frames of the clip a control is built for (the backend's clip for a free one)."""
     control = control.for_item(0)
     for c in (control.items if isinstance(control, MultiControl) else [(control, 1)]):
         c = c[0]
@@ -284,7 +306,7 @@ def _frames_of(control: Control, pipe) -> int:
             return c.masks.frames
         if c.target is not None:
             return int(c.target.shape[-1])
-    return pipe.model.cfg.clip_frames
+    return backend.clip_frames
 
 
 def _mean_metrics(items: list[dict]) -> dict:

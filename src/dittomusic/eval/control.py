@@ -181,7 +181,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     ref_mels, ref_tags, ref_ids, test = _references(cfg.data, cfg.targets, cfg.seed)
     emb = lambda m: predict(clf, m.to(pipe.device))["embedding"].cpu().numpy()  # noqa: E731
     real_emb = emb(torch.stack([test[i]["mel"] for i in range(len(test))]))
-    frames = pipe.model.cfg.clip_frames
+    frames = pipe.backend.clip_frames  # mel frames (a latent model denoises fewer)
     sr = pipe.mel_cfg.sample_rate
     for task in cfg.tasks:
         ctrls, names = build_targets(task, cfg.targets, frames, ref_mels, pipe.mel_cfg)
