@@ -32,7 +32,7 @@ def fine_ratio(audio, sr: int, bounds, n_fft: int = 1024, hop: int = 128) -> flo
 
 def main() -> int:
     from dittomusic.control.features import spectral_flux_seam_ratio
-    from dittomusic.control.targets import stitch
+    from dittomusic.control.stitching import stitch
     from dittomusic.errors import DittoError
     from dittomusic.eval.control import PAINT_SETTINGS, SEAM_PASS, build_targets, reopen, saved_mels
 

@@ -499,6 +499,10 @@ def _vocoder_option(fn):
              "[default: the bundled neural vocoder if installed, else griffinlim].")(fn)
 
 
+TAG_OPTIONS = ("caption", "collection", "instruments", "tempo", "mode", "unconditional")
+DITTO2_OPTIONS = ("student", "decode", "decode_steps", "decode_sampler", "teacher_steps", "refresh")
+
+
 def _tag_options(fn):
     for opt in reversed([
         click.option("--caption", default=None,
@@ -566,7 +570,36 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 
 # --------------------------------------------------------------------------- control
 
-@cli.command("control")
+class TaskOptionsCommand(click.Command):
+    """A command that also takes every registered task's options (TaskSpec.options), added when
+    click first asks for its parameters: the registry imports torch, which `dittomusic --help`
+    must not."""
+
+    def get_params(self, ctx):
+        if not getattr(self, "_tasks_added", False):
+            self._tasks_added = True
+            at = next(i for i, p in enumerate(self.params) if p.name == "out")
+            self.params[at:at] = task_click_options()
+        return super().get_params(ctx)
+
+
+def task_click_options() -> list[click.Option]:
+    """click options for every task option of the registry, each dest once."""
+    from dittomusic.control.spec import all_tasks
+
+    kinds = {"str": str, "float": FINITE, "path": click.Path(dir_okay=False)}
+    out, seen = [], set()
+    for spec in all_tasks():
+        for o in spec.options:
+            if o.dest in seen:
+                continue
+            seen.add(o.dest)
+            out.append(click.Option([o.flag, o.dest], type=kinds[o.kind], default=o.default,
+                                    show_default=o.default is not None, help=o.help))
+    return out
+
+
+@cli.command("control", cls=TaskOptionsCommand)
 @click.argument("task")
 @click.option("--method", default=None,
               help="ditto, ditto_draft (DITTO with the matched frames' noise from the DDIM-inverted naive-masking "
@@ -586,21 +619,6 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
               help="Adam step size [default: 5e-3, 1e-2 for ditto2].")
 @click.option("--tol", type=FINITE, default=None, help="Stop once every clip's loss is at or below this.")
 @click.option("--no-checkpoint", is_flag=True, help="Keep every sampler step's activations (much more memory).")
-@click.option("--preset", default="linear-rise", show_default=True,
-              help="Intensity preset: {linear,tanh,cosine}-{rise,fall}.")
-@click.option("--low-db", type=FINITE, default=-38.0, show_default=True, help="Intensity preset's quiet end (dB).")
-@click.option("--high-db", type=FINITE, default=-18.0, show_default=True, help="Intensity preset's loud end (dB).")
-@click.option("--target-curve", type=click.Path(dir_okay=False), default=None, help="Intensity CSV `time_s,db`.")
-@click.option("--target-notes", default=None, help='Melody as NOTE:SECONDS, e.g. "C5:0.5 E5:0.5 G5:1 r:0.5".')
-@click.option("--target-midi", type=click.Path(dir_okay=False), default=None, help="Melody from a MIDI file's top line.")
-@click.option("--target-pattern", default="ABBA", show_default=True, help="Structure pattern, e.g. AABA.")
-@click.option("--target-audio", type=click.Path(dir_okay=False), default=None,
-              help="Take the intensity / melody / structure target from this recording.")
-@click.option("--reference", type=click.Path(dir_okay=False), default=None,
-              help="Audio to outpaint / inpaint / loop (loop without it: a self-loop).")
-@click.option("--overlap", type=FINITE, default=1.0, show_default=True, help="Outpaint/loop overlap in seconds.")
-@click.option("--gap-start", type=FINITE, default=None, help="Inpaint gap start (s) [default: centred].")
-@click.option("--gap", type=FINITE, default=2.0, show_default=True, help="Inpaint gap length (s).")
 @click.option("--out", default="control.wav", show_default=True, type=click.Path(dir_okay=False),
               help="Output wav (with --batch N: OUT_0.wav ...); a target-vs-achieved PNG is written beside it.")
 @click.option("--no-png", is_flag=True, help="Do not write the target-vs-achieved PNG.")
@@ -629,11 +647,7 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
 @_vocoder_option
 @_friendly
-def control_cmd(task, method, caption, collection, instruments, tempo, mode, unconditional, seed, batch, seconds,
-                steps, guidance, iters, lr, tol, no_checkpoint, preset, low_db, high_db, target_curve, target_notes,
-                target_midi, target_pattern, target_audio, reference, overlap, gap_start, gap, out, no_png, report,
-                save_latent, init_latent, student, decode, decode_steps, decode_sampler, teacher_steps, refresh, model_path,
-                device, vocoder):
+def control_cmd(task, **kw):
     """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
     or several joined with '+' (e.g. intensity+melody).
 
@@ -647,24 +661,23 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
     from dittomusic.audio.io import save_wav
     from dittomusic.control.methods import Settings, get_method, run_control
     from dittomusic.control.optimize import OptimConfig, load_latent, save_latent as write_latent
-    from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, default_method
+    from dittomusic.control.tasks import (TaskOptions, build_control, default_iters, default_lr, default_method,
+                                          task_options)
     from dittomusic.generate import Pipeline
     from dittomusic.utils import atomic_write_text
 
-    method = method or default_method(task)
+    opts = TaskOptions(**{k: kw.pop(k) for k in task_options()})
+    method = kw["method"] or default_method(task)
     get_method(method)
-    opts = TaskOptions(preset=preset, low_db=low_db, high_db=high_db, target_curve=target_curve,
-                       target_notes=target_notes, target_midi=target_midi, target_pattern=target_pattern,
-                       target_audio=target_audio, reference=reference, overlap_s=overlap, gap_start_s=gap_start,
-                       gap_s=gap)
-    pipe = Pipeline(model_path, device, vocoder)
-    tags = _tags(pipe.vocab, caption, collection, instruments, tempo, mode, unconditional)
-    ctrl = build_control(task, pipe.backend.frames_for(seconds), opts, pipe.mel_cfg)
-    optim = OptimConfig(iters=default_iters(task) if iters is None else iters,
-                        lr=default_lr(method) if lr is None else lr, tol=tol)
-    settings = Settings(steps=steps, guidance=guidance, optim=optim, checkpoint=not no_checkpoint, progress=True,
-                        student=student, decode=decode, decode_steps=decode_steps, decode_sampler=decode_sampler,
-                        teacher_steps=teacher_steps, refresh=refresh)
+    seed, out, no_png, report, save_latent, init_latent = (
+        kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
+    pipe = Pipeline(kw["model_path"], kw["device"], kw["vocoder"])
+    tags = _tags(pipe.vocab, *(kw[k] for k in TAG_OPTIONS))
+    ctrl = build_control(task, pipe.backend.frames_for(kw["seconds"]), opts, pipe.mel_cfg)
+    optim = OptimConfig(iters=default_iters(task) if kw["iters"] is None else kw["iters"],
+                        lr=default_lr(method) if kw["lr"] is None else kw["lr"], tol=kw["tol"])
+    settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
+                        progress=True, **{k: kw[k] for k in DITTO2_OPTIONS})
     x_T, resume = None, None
     if init_latent:
         if method not in ("ditto", "ditto_draft", "ditto2"):
@@ -672,7 +685,7 @@ def control_cmd(task, method, caption, collection, instruments, tempo, mode, unc
         x_T, resume, _ = load_latent(init_latent, pipe.device)
         x_T = resume["x_T"]
     click.echo(f"{task} with {method}; tags: {tags.describe() if tags else 'unconditional'}", err=True)
-    res = run_control(pipe, method, ctrl, tags, seed=seed, batch=batch, x_T=x_T, settings=settings, task=task,
+    res = run_control(pipe, method, ctrl, tags, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
                       resume=resume)
     out = Path(out)
     paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")

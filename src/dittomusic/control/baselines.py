@@ -22,8 +22,9 @@ from dittomusic.errors import DittoError
 from dittomusic.sampling.samplers import ModelFn, _postprocess_x0, _timesteps
 from dittomusic.sampling.schedule import NoiseSchedule, model_output_to_x0_eps
 
-from .losses import BatchedControl, Control, MultiControl, PaintControl
-from .targets import PaintMasks
+from .base import BatchedControl, Control
+from .masks import PaintMasks
+from .tasks.painting import PaintControl, paint_of
 
 FREEDOM_SCALE = 0.3  # guidance step as a fraction of the DDIM update size (see guided_ddim)
 
@@ -69,15 +70,13 @@ def guided_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
     return x
 
 
-def _paint(control: Control) -> PaintControl:
-    if isinstance(control, PaintControl):
-        return control
-    if isinstance(control, MultiControl):
-        paints = [c for c, _ in control.items if isinstance(c, PaintControl)]
-        if len(paints) == 1:
-            return paints[0]
-    raise DittoError(f"naive masking and MultiDiffusion apply to outpaint/inpaint/loop only, not {control.name!r}; "
-                     "use --method ditto or freedom")
+def require_paint(control: Control) -> PaintControl:
+    """The painting control of a masking method's control, or a clear error."""
+    paint = paint_of(control)
+    if paint is None:
+        raise DittoError(f"naive masking and MultiDiffusion apply to outpaint/inpaint/loop only, not {control.name!r}; "
+                         "use --method ditto or freedom")
+    return paint
 
 
 def mask_hook(control: Control, backend: Backend, x_T: Tensor, steps: int, *, mix: float,
@@ -92,7 +91,7 @@ def mask_hook(control: Control, backend: Backend, x_T: Tensor, steps: int, *, mi
         hooks = [mask_hook(c, backend, x_T[b:b + 1], steps, mix=mix, until=until, seed=seed + b)
                  for b, c in enumerate(control.controls)]
         return lambda i, prev, x: torch.cat([h(i, prev, x[b:b + 1]) for b, h in enumerate(hooks)])
-    m = _paint(control).masks
+    m = require_paint(control).masks
     ac = backend.schedule.alphas_cumprod.float()
     gen_idx = backend.frames_to_latent(m.gen_idx)
     ref = None

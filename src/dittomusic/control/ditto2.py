@@ -23,24 +23,20 @@ from torch import Tensor
 
 from dittomusic.errors import DittoError
 
-from .losses import BatchedControl, Control, MultiControl
+from .base import BatchedControl, Control, MultiControl
 from .methods import MethodResult, Settings, register_method
 from .optimize import optimize_latent
+from .spec import all_tasks
 
 DECODERS = ("student", "teacher")
 TEACHER_SAMPLERS = ("ddim", "dpmpp_2m")  # one (CFG-batched) model call per step each
-# Default decoder by task, from benchmarks/ditto2_speed.py (2 targets per task, lr 1e-2): the
-# student's 4-step decode won on intensity (0.71 vs 1.78 dB^2, 1.6x faster); the teacher's DDIM
-# kept melody (99.4 vs 94.4 % frame accuracy) and structure (0.0037 vs 0.0053).
-TEACHER_DECODED = frozenset({"melody", "structure"})
 REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
-# The teacher decode by task (sampler, steps, refresh); others: DDIM with Settings.steps. Structure,
-# chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored 0.0053 against DITTO's 0.0041,
-# DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held out (seeds 2, 3) 0.0035 vs DITTO's
-# 0.0045. A short decode tracks the one-step surrogate more closely; DPM-Solver++ keeps more
-# quality than DDIM at 8 steps (plain-sampling FAD 72 vs 80; DDIM 20: 62). Reproduce with
-# benchmarks/ditto2_speed.py --tasks structure --targets 5 --seed S, pooled by ditto2_pool.py.
-TEACHER_DECODE = {"structure": ("dpmpp_2m", 8, 10)}
+# Per task (TaskSpec.method_defaults["ditto2"]): "decode", the default decoder (the student's 4-step
+# decode unless a task says "teacher"), and "teacher_decode", the teacher decode's (sampler, steps,
+# refresh) (else DDIM with Settings.steps); benchmarks/ditto2_speed.py measured both per task.
+TEACHER_DECODED = frozenset(t.name for t in all_tasks() if t.method_defaults.get("ditto2", {}).get("decode") == "teacher")
+TEACHER_DECODE = {t.name: t.method_defaults["ditto2"]["teacher_decode"] for t in all_tasks()
+                  if "teacher_decode" in t.method_defaults.get("ditto2", {})}
 _CACHE: dict = {}
 
 
@@ -91,7 +87,7 @@ def leaf_names(control: Control) -> list[str]:
         return [n for c, _ in control.items for n in leaf_names(c)]
     if isinstance(control, BatchedControl):
         return [n for c in control.controls for n in leaf_names(c)]
-    return [control.name]
+    return [control.task]
 
 
 def default_decoder(control: Control) -> str:

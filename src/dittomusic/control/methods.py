@@ -22,11 +22,12 @@ from dittomusic.backends.base import Backend, along_time
 from dittomusic.errors import DittoError
 from dittomusic.sampling.samplers import invert_ddim
 
-from .baselines import FREEDOM_SCALE, _paint, guided_ddim, mask_hook
+from .baselines import FREEDOM_SCALE, guided_ddim, mask_hook, require_paint
 from .features import spectral_flux_seam_ratio
-from .losses import BatchedControl, Control, MultiControl, PaintControl
+from .base import BatchedControl, Control
 from .optimize import OptimConfig, OptimResult, optimize_latent
-from .targets import stitch
+from .stitching import stitch
+from .tasks.painting import paint_of
 
 
 @dataclass
@@ -119,7 +120,7 @@ DRAFT_INVERT_STEPS = 100
 
 def _matched_frames(control: Control, item: int) -> Tensor:
     c = control.controls[item] if isinstance(control, BatchedControl) else control
-    return _paint(c).masks.gen_idx
+    return require_paint(c).masks.gen_idx
 
 
 def draft_start(backend: Backend, control: Control, cond, x_T: Tensor, s: Settings) -> tuple[Tensor, Tensor]:
@@ -204,13 +205,6 @@ class ControlOutput:
     result: MethodResult
 
 
-def _paint_of(control: Control) -> PaintControl | None:
-    try:
-        return _paint(control)
-    except DittoError:
-        return None
-
-
 def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, batch: int = 1,
                 x_T: Tensor | None = None, settings: Settings | None = None, task: str | None = None,
                 resume: dict | None = None) -> ControlOutput:
@@ -249,7 +243,7 @@ def run_control(pipe, method: str, control: Control, tags, *, seed: int = 0, bat
         c = control.for_item(b)
         idx = b if c is control else 0
         it = {"seed": seed, "item": b, "final_loss": final_loss[b], **c.metrics(clip_audio[b], sr, item=idx)}
-        paint = _paint_of(c)
+        paint = paint_of(c)
         if paint is None:
             audio.append(clip_audio[b])
         else:
@@ -299,14 +293,7 @@ def as_backend(pipe) -> Backend:
 
 def _frames_of(control: Control, backend: Backend) -> int:
     """Mel frames of the clip a control is built for (the backend's clip for a free one)."""
-    control = control.for_item(0)
-    for c in (control.items if isinstance(control, MultiControl) else [(control, 1)]):
-        c = c[0]
-        if isinstance(c, PaintControl):
-            return c.masks.frames
-        if c.target is not None:
-            return int(c.target.shape[-1])
-    return backend.clip_frames
+    return control.frames or backend.clip_frames
 
 
 def _mean_metrics(items: list[dict]) -> dict:
