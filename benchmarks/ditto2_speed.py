@@ -29,7 +29,8 @@ def main() -> None:
     from dittomusic.control import BatchedControl
     from dittomusic.control.methods import Settings, run_control
     from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters, default_lr
+    from dittomusic.control.methods import default_lr
+    from dittomusic.control.tasks import default_iters
     from dittomusic.eval.control import METRIC, build_targets
     from dittomusic.generate import Pipeline, make_tags
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
     ap.add_argument("--decode-steps", type=int, default=4)
     ap.add_argument("--ditto2-steps", type=int, default=None,
-                    help="steps of DITTO-2's teacher decode [default: by task, control.ditto2.TEACHER_DECODE]")
+                    help="steps of DITTO-2's teacher decode [default: by task, TaskSpec.method_defaults["ditto2"]]")
     ap.add_argument("--ditto2-sampler", default=None, choices=["ddim", "dpmpp_2m"],
                     help="sampler of DITTO-2's teacher decode [default: by task]")
     ap.add_argument("--refresh", type=int, default=None,

@@ -21,7 +21,7 @@ import torch
 def main() -> int:
     from dittomusic.control.methods import DRAFT_INVERT_STEPS, Settings, draft_start
     from dittomusic.errors import DittoError
-    from dittomusic.eval.control import PAINT_SETTINGS, _references, build_targets
+    from dittomusic.eval.control import PAINT_SETTINGS, reference_clips, build_targets
     from dittomusic.generate import Pipeline
     from dittomusic.sampling import invert_ddim
 
@@ -34,7 +34,7 @@ def main() -> int:
     try:
         pipe = Pipeline()
         F = pipe.model.cfg.clip_frames
-        refs, tags, _, _ = _references(a.data, a.targets, a.seed)
+        refs, tags, _, _ = reference_clips(a.data, a.targets, a.seed)
         ctrls, _ = build_targets(a.task, a.targets, F, refs, pipe.mel_cfg)
         x_T = pipe.noise(a.targets, F, a.seed)
         s = Settings()

@@ -86,7 +86,7 @@ def test_ditto_intensity_through_the_decoder(pipe, tags):
 
 
 def test_masks_land_on_latent_frames(pipe, tags):
-    from dittomusic.control.baselines import mask_hook, reference_latent
+    from dittomusic.control.methods.baselines import mask_hook, reference_latent
 
     b = pipe.backend
     ref = reference_mel(pipe)
@@ -122,7 +122,7 @@ def test_masks_land_on_latent_frames(pipe, tags):
 
 @pytest.mark.parametrize("task", ["outpaint", "inpaint"])
 def test_painting_with_ditto_draft_and_freedom(pipe, tags, task, monkeypatch):
-    import dittomusic.control.baselines as baselines
+    import dittomusic.sampling.samplers as samplers
 
     ref = reference_mel(pipe)
     if task == "outpaint":
@@ -137,8 +137,8 @@ def test_painting_with_ditto_draft_and_freedom(pipe, tags, task, monkeypatch):
     assert out.report["stitch_boundaries_s"] and "seam_ratio" in r["metrics"]
     # FreeDoM steers the decoded mel, on unthresholded latents
     seen = []
-    post = baselines._postprocess_x0
-    monkeypatch.setattr(baselines, "_postprocess_x0", lambda x0, th, *a: seen.append(th) or post(x0, th, *a))
+    post = samplers._postprocess_x0
+    monkeypatch.setattr(samplers, "_postprocess_x0", lambda x0, th, *a: seen.append(th) or post(x0, th, *a))
     f = run_control(pipe, "freedom", ctrl, tags, seed=3, batch=1, settings=Settings(steps=6)).report["final_loss"]
     d = run_control(pipe, "default", ctrl, tags, seed=3, settings=Settings(steps=6)).report["final_loss"]
     assert seen and not any(seen)

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from dittomusic.cli import cli
 from dittomusic.control import get_control, intensity_preset, melody_from_string
-from dittomusic.control.baselines import guided_ddim, mask_hook
-from dittomusic.control.methods import Settings, available_methods, run_control
+from dittomusic.control.methods.baselines import guided_ddim, mask_hook
+from dittomusic.control.methods import Settings, available_methods, default_lr, run_control
 from dittomusic.control.optimize import OptimConfig
-from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, default_method, split_task
+from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_method, split_task
 from dittomusic.errors import DittoError
 from dittomusic.generate import Pipeline, make_tags
 from dittomusic.sampling.samplers import sample_ddim
@@ -296,3 +296,22 @@ def test_a_saved_latent_of_another_length_is_refused(tiny_model_path, tmp_path):
                                         "--init-latent", str(tmp_path / "a.safetensors")])
     assert r.exit_code == 1 and "does not fit this run, which needs float [batch, 160, 88]" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "b.wav").exists()
+
+
+def test_a_new_task_plugs_in_through_the_registry(monkeypatch):
+    """A task is its TaskSpec: registered, it is a task name, its options are TaskOptions, and
+    build_control, the defaults and the '+' weights use it (no other code names it)."""
+    from dittomusic.control import spec
+    from dittomusic.control.spec import TaskOption, TaskSpec, get_task
+
+    def build(frames, o, cfg):
+        return get_control("intensity", target=torch.full((frames,), float(o.tempo_db)), cfg=cfg)
+
+    monkeypatch.setitem(spec._TASKS, "tempo", TaskSpec(
+        "tempo", build, eval_targets=lambda *a: ([], []), plot=lambda *a: None, iters=99, method="freedom",
+        options=(TaskOption("--tempo-db", "tempo_db", -30.0, "A level.", "float"),)))
+    assert "tempo" in spec.task_names() and split_task("tempo+melody") == ["tempo", "melody"]
+    c = build_control("tempo", FR, TaskOptions(tempo_db=-25.0))
+    assert torch.equal(c.target, torch.full((FR,), -25.0, dtype=torch.float64))
+    assert default_iters("tempo") == 99 and default_method("tempo") == "freedom"
+    assert default_iters("tempo+melody") == 150

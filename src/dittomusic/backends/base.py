@@ -30,11 +30,10 @@ from torch import Tensor
 
 from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
+from dittomusic.sampling.names import THRESHOLDING_SAMPLERS
 from dittomusic.sampling.samplers import ModelFn
 from dittomusic.sampling.schedule import NoiseSchedule
 
-# the samplers that take dynamic thresholding (the sigma-space ones have none)
-THRESHOLDING_SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
 
 
 def sampler_kwargs(name: str, thresholding: bool = True) -> dict:

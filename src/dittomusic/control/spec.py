@@ -13,18 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dittomusic.errors import DittoError
+from dittomusic.options import Option
 
 
-@dataclass(frozen=True)
-class TaskOption:
-    """One CLI option of a task: `--flag` stored as options.<dest>. kind: "str", "float" (finite)
-    or "path" (a file)."""
-
-    flag: str
-    dest: str
-    default: Any = None
-    help: str = ""
-    kind: str = "str"
+TaskOption = Option  # a task's CLI option (dittomusic.options)
 
 
 # the same option for every task that can take its target from a recording

@@ -67,14 +67,14 @@ class ControlEvalConfig:
         return tuple(base) + tuple(m for m in self.extra_methods if m not in base)
 
 
-def _references(data: str, n: int, seed: int):
+def reference_clips(data: str, n: int, seed: int):
     """n test clips, one per collection in turn: (mels [n, M, F], tags list, clip ids)."""
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.base_model import _pick
+    from dittomusic.eval.base_model import pick_clips
     from dittomusic.generate import Tags
 
     test = MelDataset(data, "test", random_crop=False)
-    idx = _pick(test, 1 + (n - 1) // len(test.vocab.collections), seed)
+    idx = pick_clips(test, 1 + (n - 1) // len(test.vocab.collections), seed)
     # interleave collections so the first n cover as many styles as possible
     by = {}
     for i in idx:
@@ -118,9 +118,8 @@ def build_targets(task: str, n: int, frames: int, ref_mels: torch.Tensor, cfg) -
 def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     from dittomusic.audio import save_wav
     from dittomusic.control import BatchedControl
+    from dittomusic.control.defaults import resolve
     from dittomusic.control.methods import Settings, get_method, run_control
-    from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters, default_lr
     from dittomusic.eval.classifier import load_classifier, predict
     from dittomusic.eval.fad import fad, kid
     from dittomusic.audio.vocoder import vocoder_name
@@ -143,7 +142,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
         raise DittoError(f"{out} holds runs measured with the {had} vocoder, not {voc}; use a new --out "
                          f"or the same --vocoder")
     clf, _ = load_classifier(cfg.classifier or bundled_path("classifier"), pipe.device)
-    ref_mels, ref_tags, ref_ids, test = _references(cfg.data, cfg.targets, cfg.seed)
+    ref_mels, ref_tags, ref_ids, test = reference_clips(cfg.data, cfg.targets, cfg.seed)
     emb = lambda m: predict(clf, m.to(pipe.device))["embedding"].cpu().numpy()  # noqa: E731
     real_emb = emb(torch.stack([test[i]["mel"] for i in range(len(test))]))
     frames = pipe.backend.clip_frames  # mel frames (a latent model denoises fewer)
@@ -151,7 +150,6 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     for task in cfg.tasks:
         ctrls, names = build_targets(task, cfg.targets, frames, ref_mels, pipe.mel_cfg)
         control = BatchedControl(ctrls)
-        iters = default_iters(task) if cfg.iters is None else cfg.iters
         ran = False
         for method in cfg.methods_for(task):
             key = f"{task}/{method}"
@@ -166,7 +164,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
             log.info("%s: %d targets", key, len(ctrls))
             t0 = time.perf_counter()
             settings = Settings(steps=cfg.steps, guidance=cfg.guidance,
-                                optim=OptimConfig(iters=iters, lr=default_lr(method)), checkpoint=cfg.checkpoint,
+                                optim=resolve(task, method, cfg.iters)[1], checkpoint=cfg.checkpoint,
                                 progress=progress)
             o = run_control(pipe, method, control, ref_tags[:len(ctrls)], seed=cfg.seed, settings=settings, task=task)
             gen_emb = emb(o.mel)
@@ -230,7 +228,7 @@ def reopen(out: str | Path, data: str):
     # the vocoder the runs were measured with (folders from before the neural vocoder: Griffin-Lim)
     voc = "griffinlim" if results.get("vocoder", "griffinlim") == "griffinlim" else cfg.get("vocoder")
     pipe = Pipeline(cfg.get("model"), cfg.get("device"), voc)
-    ref_mels, _, _, _ = _references(data, cfg["targets"], cfg["seed"])
+    ref_mels, _, _, _ = reference_clips(data, cfg["targets"], cfg["seed"])
     return results, pipe, ref_mels
 
 
@@ -306,6 +304,15 @@ def tables(results: dict, cfg: ControlEvalConfig) -> dict:
     return t
 
 
+def _lrs(results: dict) -> str:
+    """The step size each optimizing method ran with, as its runs recorded it."""
+    lrs = {}
+    for key, r in results["runs"].items():
+        if r.get("lr") is not None:
+            lrs.setdefault(key.split("/")[1], set()).add(r["lr"])
+    return ", ".join(f"{m} {'/'.join(f'{v:g}' for v in sorted(v))}" for m, v in sorted(lrs.items())) or "–"
+
+
 def _f(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -314,7 +321,8 @@ def report_markdown(results: dict, cfg: ControlEvalConfig) -> str:
     t = results["tables"]
     lines = ["# Control evaluation (DITTO Tables 1-3 on the dittomusic base model)", "",
              f"{cfg.targets} targets per task, seed {cfg.seed}, DDIM {cfg.steps} steps, CFG {cfg.guidance}, "
-             f"K = {cfg.iters or '70 (150 for melody and structure)'}, lr 5e-3. Metrics on the vocoded waveform. "
+             f"K = {cfg.iters or '70 (150 for melody and structure)'}, Adam lr {_lrs(results)}. Metrics on the vocoded "
+             "waveform. "
              "FAD: tag-classifier embeddings vs all real test clips, over the "
              f"{cfg.targets} clips of each row; at this size it is strongly biased upward (compare rows, not "
              "with the paper). The last table pools each method's distinct clips over all tasks and adds KID "

@@ -23,12 +23,6 @@ from ..spec import TaskSpec, all_tasks, get_task, task_names
 for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
 
-# Adam step sizes: DITTO sec. 5.1's 5e-3 ("higher leads to stability issues"), 1e-2 for DITTO-2,
-# whose one-step surrogate is smoother and which benchmarks/ditto2_speed.py measured better at
-# 1e-2 on melody (99.4 vs 99.0 % accuracy) and structure (MSE 0.0037 vs 0.0046).
-DITTO_LR, DITTO2_LR = 5e-3, 1e-2
-
-
 def split_task(task: str) -> list[str]:
     names = task_names()
     parts = [p.strip().lower() for p in str(task).split("+") if p.strip()]
@@ -82,9 +76,5 @@ def default_method(task: str) -> str:
     return next((t.method for t in specs if t.painting), specs[0].method)
 
 
-def default_lr(method: str) -> float:
-    return DITTO2_LR if method == "ditto2" else DITTO_LR
-
-
-__all__ = ["DITTO2_LR", "DITTO_LR", "TaskOptions", "TaskSpec", "all_tasks", "build_control", "default_iters",
-           "default_lr", "default_method", "get_task", "split_task", "task_names", "task_options"]
+__all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "default_iters", "default_method", "get_task",
+           "split_task", "task_names", "task_options"]

@@ -1,13 +1,15 @@
 """Training-free baselines DITTO is compared with (DITTO sec. 5.4), on the same DDIM sampler.
 
+  default         the unsteered model ('Default TTM' of DITTO's Table 3)
   freedom         x_{t-1} <- x_{t-1} - eta_t grad_{x_t} L(f(x0_hat(x_t)), y)   (Yu et al. 2023)
   naive           after each step, reference frames := the reference noised to t-1
   multidiffusion  after each step, reference frames := mean(generated, noised reference)
   multidiffusion50  the same, for the first half of the steps only ("MD-50")
 
-`guided_ddim` is sample_ddim (trailing spacing, eta 0, thresholding) with two hooks; with no
-hooks it returns sample_ddim's output bit for bit (tested). Unlike the samplers it may enable
-gradients internally (FreeDoM needs grad_{x_t}); it never backpropagates into its caller.
+`guided_ddim` is sample_ddim (trailing spacing, eta 0, thresholding) with a FreeDoM step and a
+post-step hook; with neither it returns sample_ddim's output bit for bit (tested). Unlike the
+samplers it may enable gradients internally (FreeDoM needs grad_{x_t}); it never backpropagates
+into its caller.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from torch import Tensor
 
 from dittomusic.backends.base import Backend, along_time
 from dittomusic.errors import DittoError
-from dittomusic.sampling.samplers import ModelFn, _postprocess_x0, _timesteps
-from dittomusic.sampling.schedule import NoiseSchedule, model_output_to_x0_eps
+from dittomusic.sampling.samplers import ModelFn, sample_ddim
+from dittomusic.sampling.schedule import NoiseSchedule
 
-from .base import BatchedControl, Control
-from .masks import PaintMasks
-from .tasks.painting import PaintControl, paint_of
-
-FREEDOM_SCALE = 0.3  # guidance step as a fraction of the DDIM update size (see guided_ddim)
+from ..base import BatchedControl, Control
+from ..masks import PaintMasks
+from ..tasks.painting import PaintControl, paint_of
+from .base import FREEDOM_SCALE, FreedomConfig, MethodConfig, MethodResult, register_method
 
 
 def guided_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: int, *,
@@ -35,39 +36,73 @@ def guided_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 post: Callable[[int, int, Tensor], Tensor] | None = None, callback=None) -> Tensor:
     """DDIM with an optional FreeDoM gradient step (guide: x0 -> per-item loss [B]) and a
     post-step hook post(i, prev_t, x_prev) -> x_prev (prev_t = -1 after the last step)."""
-    ac = schedule.alphas_cumprod.float()
-    T = len(ac)
-    ts = _timesteps("discrete", "trailing", steps, T).tolist()
-    stride = T // steps
-    x = x_T.detach()
-    for i, t in enumerate(ts):
-        prev = t - stride
-        a_t = ac[t]
-        a_prev = ac[prev] if prev >= 0 else torch.tensor(1.0)
-        with torch.set_grad_enabled(guide is not None):
-            if guide is not None:
-                x = x.detach().requires_grad_(True)
-            tt = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
-            out = model_fn(x, tt)
-            x0, eps = model_output_to_x0_eps(out, x, a_t ** 0.5, (1 - a_t) ** 0.5, prediction)
-            x0 = _postprocess_x0(x0, thresholding, 0.995, 1.0, False, 1.0)
-            x_prev = a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps
-            if guide is not None:
-                loss = guide(x0)
-                (grad,) = torch.autograd.grad(loss.sum(), x)
-                x_prev = x_prev.detach()
-                # FreeDoM's eta_t: a fixed fraction of this step's own update size, per item, so the
-                # guidance neither vanishes early nor swamps the sampler late in the chain
-                dims = tuple(range(1, x.dim()))
-                step_norm = (x_prev - x.detach()).square().mean(dim=dims, keepdim=True).sqrt()
-                g_norm = grad.square().mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-12)
-                x_prev = x_prev - guide_scale * step_norm / g_norm * grad
-        x = x_prev.detach()
-        if post is not None:
-            x = post(i, prev, x)
-        if callback is not None:
-            callback(dict(i=i, t=float(t), x=x, x0=x0.detach()))
-    return x
+
+    def leaf(i: int, x: Tensor) -> Tensor:  # FreeDoM differentiates each step from its own x_t
+        return x.detach().requires_grad_(True)
+
+    def after(i: int, prev: int, x_t: Tensor, x_prev: Tensor, x0: Tensor) -> Tensor:
+        if guide is not None:
+            (grad,) = torch.autograd.grad(guide(x0).sum(), x_t)
+            x_prev = x_prev.detach()
+            # FreeDoM's eta_t: a fixed fraction of this step's own update size, per item, so the
+            # guidance neither vanishes early nor swamps the sampler late in the chain
+            dims = tuple(range(1, x_t.dim()))
+            step_norm = (x_prev - x_t.detach()).square().mean(dim=dims, keepdim=True).sqrt()
+            g_norm = grad.square().mean(dim=dims, keepdim=True).sqrt().clamp_min(1e-12)
+            x_prev = x_prev - guide_scale * step_norm / g_norm * grad
+        x_prev = x_prev.detach()
+        return x_prev if post is None else post(i, prev, x_prev)
+
+    with torch.set_grad_enabled(guide is not None):
+        return sample_ddim(model_fn, x_T.detach(), schedule, steps, prediction=prediction, thresholding=thresholding,
+                           pre=leaf if guide is not None else None, post=after, callback=callback)
+
+
+def guided_sample(backend: Backend, cond, x_T: Tensor, cfg: MethodConfig, **hooks) -> Tensor:
+    """guided_ddim on the backend, decoded to the mel (clamped to [-1, 1])."""
+    x0 = guided_ddim(backend.model_fn(cond, cfg.guidance), x_T, backend.schedule, cfg.steps,
+                     prediction=backend.prediction, thresholding=backend.thresholding, **hooks)
+    return backend.decode(x0)
+
+
+@register_method("default", help="no steering")
+def default_sampling(backend: Backend, control: Control, cond, x_T: Tensor, cfg: MethodConfig,
+                     resume=None) -> MethodResult:
+    """The unsteered model: DDIM from x_T (the 'Default TTM' row of DITTO's Table 3)."""
+    with torch.no_grad():
+        mel = backend.sample(x_T, cond, steps=cfg.steps, guidance=cfg.guidance)
+    return MethodResult(x_T, mel, cfg.steps)
+
+
+@register_method("freedom", config=FreedomConfig, help="FreeDoM: a loss gradient step at every sampler step")
+def freedom(backend: Backend, control: Control, cond, x_T: Tensor, cfg: FreedomConfig, resume=None) -> MethodResult:
+    """FreeDoM: a gradient step on x_t at every DDIM step, through the one-step x0 estimate
+    (decoded: the loss reads the mel)."""
+    mel = guided_sample(backend, cond, x_T, cfg, guide=lambda x0: control.loss(backend.decode(x0)),
+                        guide_scale=cfg.freedom_scale)
+    return MethodResult(x_T, mel.detach(), cfg.steps, info={"freedom_scale": cfg.freedom_scale})
+
+
+def _masking(backend: Backend, control, cond, x_T, cfg: MethodConfig, mix: float, until: float) -> MethodResult:
+    hook = mask_hook(control, backend, x_T, cfg.steps, mix=mix, until=until)
+    with torch.no_grad():
+        mel = guided_sample(backend, cond, x_T, cfg, post=hook)
+    return MethodResult(x_T, mel, cfg.steps)
+
+
+@register_method("naive", help="naive masking: the reference pasted into the matched frames (painting)")
+def naive_masking(backend: Backend, control, cond, x_T, cfg: MethodConfig, resume=None) -> MethodResult:
+    return _masking(backend, control, cond, x_T, cfg, mix=1.0, until=1.0)
+
+
+@register_method("multidiffusion", help="MultiDiffusion: matched frames averaged with the reference (painting)")
+def multidiffusion(backend: Backend, control, cond, x_T, cfg: MethodConfig, resume=None) -> MethodResult:
+    return _masking(backend, control, cond, x_T, cfg, mix=0.5, until=1.0)
+
+
+@register_method("multidiffusion50", help="MultiDiffusion for the first half of the steps (painting)")
+def multidiffusion50(backend: Backend, control, cond, x_T, cfg: MethodConfig, resume=None) -> MethodResult:
+    return _masking(backend, control, cond, x_T, cfg, mix=0.5, until=0.5)
 
 
 def require_paint(control: Control) -> PaintControl:
