@@ -24,6 +24,7 @@ class RegistryCommand(click.Command):
             from dittomusic.control.methods import all_methods
             from dittomusic.control.spec import all_tasks
 
+            self.help = (self.help or "").replace("TASKS", ", ".join(t.name for t in all_tasks()))
             method = next(p for p in self.params if p.name == "method")
             method.help = ("One of: " + "; ".join(f"{m.name} ({m.help})" for m in all_methods())
                            + " [default: by task, ditto_draft for painting, ditto otherwise].")
@@ -78,8 +79,9 @@ def click_options(options) -> list[click.Option]:
 @vocoder_option
 @friendly
 def control_cmd(task, **kw):
-    """Steer generation toward a TASK target: intensity, melody, structure, outpaint, inpaint, loop,
-    or several joined with '+' (e.g. intensity+melody).
+    """Steer generation toward a TASK target, or several joined with '+' (e.g. intensity+melody).
+
+    TASK is one of: TASKS.
 
     \b
     Examples:
