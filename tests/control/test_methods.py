@@ -304,7 +304,7 @@ def test_a_new_task_plugs_in_through_the_registry(monkeypatch):
     from dittomusic.control import spec
     from dittomusic.control.spec import TaskOption, TaskSpec, get_task
 
-    def build(frames, o, cfg):
+    def build(frames, o, cfg, multiple=1):
         return get_control("intensity", target=torch.full((frames,), float(o.tempo_db)), cfg=cfg)
 
     monkeypatch.setitem(spec._TASKS, "tempo", TaskSpec(
@@ -315,3 +315,19 @@ def test_a_new_task_plugs_in_through_the_registry(monkeypatch):
     assert torch.equal(c.target, torch.full((FR,), -25.0, dtype=torch.float64))
     assert default_iters("tempo") == 99 and default_method("tempo") == "freedom"
     assert default_iters("tempo+melody") == 150
+
+
+def test_inpainting_a_short_reference_keeps_a_length_the_model_takes(pipe, tags, tmp_path):
+    """A reference shorter than the clip sets the inpainting window: cut to the backend's frame
+    multiple (the tiny model patches 8 frames), it runs; an unfit length is a clear error."""
+    wav = tmp_path / "short.wav"
+    sf.write(wav, 0.1 * np.sin(2 * np.pi * 440 * np.arange(27562) / 22050), 22050)  # 108 mel frames
+    o = TaskOptions(reference=str(wav), gap_s=0.3)
+    assert build_control("inpaint", FR, o).frames == 108  # multiple 1: the whole reference, as before
+    m = pipe.backend.frame_multiple
+    ctrl = build_control("inpaint", FR, o, multiple=m)
+    assert m == 8 and ctrl.frames == 104
+    out = run_control(pipe, "naive", ctrl, tags, settings=Settings(steps=2))
+    assert out.mel.shape[-1] == 104
+    with pytest.raises(DittoError, match="takes multiples of 8"):
+        run_control(pipe, "naive", build_control("inpaint", FR, o), tags, settings=Settings(steps=2))

@@ -51,6 +51,7 @@ class Backend(Protocol):
     thresholding: bool  # dynamic thresholding applies: samples live in [-1, 1] (a mel, not a latent)
     time_dim: int  # the time axis of a denoised tensor x [B, ...] (negative)
     clip_frames: int  # default clip length, mel frames
+    frame_multiple: int  # clip lengths (mel frames) must be a multiple of this
     device: torch.device
     vocoder: Callable[[Tensor], Tensor]  # mel [B, n_mels, F] -> audio [B, samples]
 
@@ -83,6 +84,7 @@ class BackendBase:
     thresholding: bool = True
     time_dim: int = -1
     frames_per_step: int = 1
+    frame_multiple: int = 1
 
     def frames_to_latent(self, idx: Tensor) -> Tensor:
         """Latent frames all of whose mel frames are in idx (sorted): a latent frame is painted
@@ -97,6 +99,8 @@ class BackendBase:
     def latent_frames(self, frames: int) -> int:
         if frames % self.frames_per_step:
             raise DittoError(f"{frames} mel frames do not fill whole latent frames of {self.frames_per_step}")
+        if frames % self.frame_multiple:
+            raise DittoError(f"a clip of {frames} mel frames: this model takes multiples of {self.frame_multiple}")
         return frames // self.frames_per_step
 
     def sample(self, x_T: Tensor, cond: Any, *, sampler: str = "ddim", steps: int = 20, guidance: float = 3.0,

@@ -30,6 +30,7 @@ class DenoiserBackend(BackendBase):
         self.schedule = schedule or NoiseSchedule.cosine()
         self.prediction = model.cfg.prediction
         self.frames_per_step = model.frames_per_step
+        self.frame_multiple = model.frames_per_step * model.cfg.frame_multiple
         # dynamic thresholding assumes data in [-1, 1]: a mel, not a latent
         self.thresholding = model.ae is None
         self.mel_cfg = MelConfig(n_mels=model.mel_bins, clip_frames=model.cfg.clip_frames * model.frames_per_step)

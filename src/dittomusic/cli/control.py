@@ -106,7 +106,8 @@ def control_cmd(task, **kw):
         kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
     pipe = Pipeline(kw["model_path"], kw["device"], kw["vocoder"])
     tags = tags_from_options(pipe.vocab, *(kw[k] for k in TAG_OPTIONS))
-    ctrl = build_control(task, pipe.backend.frames_for(kw["seconds"]), opts, pipe.mel_cfg)
+    ctrl = build_control(task, pipe.backend.frames_for(kw["seconds"]), opts, pipe.mel_cfg,
+                         multiple=pipe.backend.frame_multiple)
     settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
                         progress=True, **method_opts)
     x_T, resume = None, None

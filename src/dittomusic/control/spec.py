@@ -35,7 +35,8 @@ def _equal_weight(others: set[str]) -> float:
 @dataclass
 class TaskSpec:
     name: str
-    # (frames, options, mel config) -> Control; options: a TaskOptions (every task's option dests)
+    # (frames, options, mel config, multiple) -> Control; options: a TaskOptions (every task's option
+    # dests); a builder that picks its own clip length keeps it a multiple of `multiple` (the backend's)
     build: Callable[..., Any]
     # (n, frames, reference mels [N, n_mels, F] or None, mel config) -> (n controls, n target names)
     eval_targets: Callable[..., tuple[list, list[str]]]

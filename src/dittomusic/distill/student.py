@@ -101,9 +101,10 @@ def get_student(path, device) -> tuple[torch.nn.Module, dict]:
     return _CACHE[key]
 
 
-def check_teacher(meta: dict, pipe) -> None:
-    """A student is a surrogate of one teacher only: refuse any other --model. pipe: a
-    DenoiserBackend or a generate.Pipeline (anything with model_file and model_digest)."""
+def check_teacher(meta: dict, pipe, student=None) -> None:
+    """A student is a surrogate of one teacher only: refuse any other --model (and a student of
+    another tag vocabulary). pipe: a DenoiserBackend or a generate.Pipeline (anything with
+    model_file, model_digest and vocab)."""
     if not hasattr(type(pipe), "model_digest"):
         raise DittoError("ditto2 needs a dittomusic model with a student distilled from it; this backend has none: "
                          "use --method ditto")
@@ -113,6 +114,8 @@ def check_teacher(meta: dict, pipe) -> None:
                          f"({pipe.model_file.name}) has sha1 {pipe.model_digest[:12]}: DITTO-2 needs the student's own "
                          f"teacher. Pass that teacher with --model, or distill a student from this model "
                          f"(dittomusic distill --teacher {pipe.model_file.name} ...)")
+    if student is not None and student.cfg.vocab != pipe.vocab:
+        raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
 
 
 def student_sampler(student, meta: dict):

@@ -98,9 +98,7 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
     from dittomusic.distill.student import check_teacher, get_student, student_sampler
 
     student, meta = get_student(s.student, backend.device)
-    check_teacher(meta, backend)
-    if student.cfg.vocab != backend.vocab:
-        raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
+    check_teacher(meta, backend, student)
     sample = student_sampler(student, meta)
     if decoder == "student":
         t_sampler, every = None, REFRESH["student"] if s.refresh is None else s.refresh

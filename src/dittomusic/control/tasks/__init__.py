@@ -55,11 +55,14 @@ class TaskOptions(SimpleNamespace):
         super().__init__(**{**defaults, **given})
 
 
-def build_control(task: str, frames: int, options: TaskOptions | None = None, cfg: MelConfig | None = None) -> Control:
+def build_control(task: str, frames: int, options: TaskOptions | None = None, cfg: MelConfig | None = None,
+                  multiple: int = 1) -> Control:
+    """frames: the clip length; multiple: what clip lengths the backend takes a multiple of
+    (Backend.frame_multiple), for a task that sets its own (inpainting a short reference)."""
     o = options or TaskOptions()
     cfg = cfg or MelConfig()
     parts = split_task(task)
-    ctrls = [get_task(p).build(frames, o, cfg) for p in parts]
+    ctrls = [get_task(p).build(frames, o, cfg, multiple) for p in parts]
     if len(ctrls) == 1:
         return ctrls[0]
     m = len(ctrls)

@@ -62,7 +62,7 @@ class IntensityControl(Control):
         return float(np.mean((curve[:n][ok] - y[:n][ok]) ** 2))
 
 
-def build(frames: int, o, cfg: MelConfig) -> Control:
+def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     if o.target_curve and o.target_audio:
         raise DittoError("give one intensity target: --target-curve or --target-audio, not both")
     if o.target_curve:

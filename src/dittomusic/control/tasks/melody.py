@@ -60,7 +60,7 @@ class MelodyControl(Control):
         return float(100.0 * np.mean(pcs[:n][ok] == y[:n][ok]))
 
 
-def build(frames: int, o, cfg: MelConfig) -> Control:
+def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     given = [k for k in ("target_notes", "target_midi", "target_audio") if getattr(o, k)]
     if len(given) != 1:
         raise DittoError("melody needs exactly one target: --target-notes \"C5:0.5 D5:0.5 ...\", "

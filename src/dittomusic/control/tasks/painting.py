@@ -104,20 +104,21 @@ def _reference(task: str, o, cfg: MelConfig) -> torch.Tensor:
     return _mel_of(o.reference, cfg)
 
 
-def build_outpaint(frames: int, o, cfg: MelConfig) -> Control:
+def build_outpaint(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     return get_control("outpaint", ref_mel=_reference("outpaint", o, cfg), overlap_s=o.overlap_s, frames=frames,
                        cfg=cfg)
 
 
-def build_inpaint(frames: int, o, cfg: MelConfig) -> Control:
+def build_inpaint(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     ref = _reference("inpaint", o, cfg)
     dur = ref.shape[-1] / cfg.frame_rate
     start = o.gap_start_s if o.gap_start_s is not None else max(0.0, dur / 2 - o.gap_s / 2)
-    return get_control("inpaint", ref_mel=ref, gap_start_s=start, gap_s=o.gap_s, frames=min(frames, ref.shape[-1]),
-                       cfg=cfg)
+    # a reference shorter than the clip sets the window, cut to a length the model can denoise
+    window = frames if frames <= ref.shape[-1] else max(multiple, ref.shape[-1] // multiple * multiple)
+    return get_control("inpaint", ref_mel=ref, gap_start_s=start, gap_s=o.gap_s, frames=window, cfg=cfg)
 
 
-def build_loop(frames: int, o, cfg: MelConfig) -> Control:
+def build_loop(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     ref = None if o.reference is None else _mel_of(o.reference, cfg)  # no reference: a self-loop
     return get_control("loop", ref_mel=ref, overlap_s=o.overlap_s, frames=frames, cfg=cfg)
 

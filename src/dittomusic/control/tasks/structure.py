@@ -51,7 +51,7 @@ class StructureControl(Control):
         return float(np.mean((s[:n, :n] - y[:n, :n]) ** 2))
 
 
-def build(frames: int, o, cfg: MelConfig) -> Control:
+def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     y = (structure_from_audio(o.target_audio, frames, cfg) if o.target_audio
          else structure_from_pattern(o.target_pattern, frames, cfg))
     return get_control("structure", target=y, cfg=cfg)
