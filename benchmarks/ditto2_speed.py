@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
     ap.add_argument("--decode-steps", type=int, default=4)
     ap.add_argument("--ditto2-steps", type=int, default=None,
-                    help="steps of DITTO-2's teacher decode [default: by task, TaskSpec.method_defaults["ditto2"]]")
+                    help="steps of DITTO-2's teacher decode [default: by task, TaskSpec.method_defaults['ditto2']]")
     ap.add_argument("--ditto2-sampler", default=None, choices=["ddim", "dpmpp_2m"],
                     help="sampler of DITTO-2's teacher decode [default: by task]")
     ap.add_argument("--refresh", type=int, default=None,

@@ -5,8 +5,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dittomusic.checkpoint import load_tensors
-from dittomusic.cli.core import tags_from_options
-from dittomusic.generate import caption_to_tags, cond_tensors, make_tags, tempo_to_bucket
+from dittomusic.generate import caption_to_tags, cond_tensors, make_tags, tags_from_options, tempo_to_bucket
 from dittomusic.models.loading import bundled_path
 
 from .fuzzing import accepts_or_refuses

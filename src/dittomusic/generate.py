@@ -87,6 +87,19 @@ def caption_to_tags(caption: str, vocab: dict) -> Tags:
     return Tags(coll, insts, tempo, mode)
 
 
+def tags_from_options(vocab, caption, collection, instruments, tempo, mode, unconditional):
+    """Caption keywords first, explicit tag options override them."""
+    if unconditional:
+        return None
+    tags = caption_to_tags(caption, vocab) if caption else make_tags(vocab)
+    explicit = make_tags(vocab, collection, instruments.split(",") if instruments else None, tempo, mode)
+    tags.collection = explicit.collection or tags.collection
+    tags.instruments = explicit.instruments or tags.instruments
+    tags.tempo = explicit.tempo or tags.tempo
+    tags.mode = explicit.mode or tags.mode
+    return tags
+
+
 def cond_tensors(tags: Tags, vocab: dict, n: int, device) -> dict[str, torch.Tensor]:
     inst = torch.zeros(n, len(vocab["instruments"]), device=device)
     for i in tags.instruments:

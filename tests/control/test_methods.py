@@ -246,6 +246,7 @@ def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
     (["intensity", "--method", "naive"], "outpaint/inpaint/loop only"),
     (["intensity", "--method", "magic"], "unknown method 'magic'"),
     (["intensity", "--method", "freedom", "--init-latent", "__file__"], "continues an optimization"),
+    (["intensity", "--backend", "nope:x"], "unknown backend 'nope'; choose from: dittomusic"),
 ])
 def test_cli_control_bad_input_is_one_line(tiny_model_path, tmp_path, args, msg):
     args = [str(tiny_model_path) if a == "__file__" else a for a in args]
@@ -331,3 +332,16 @@ def test_inpainting_a_short_reference_keeps_a_length_the_model_takes(pipe, tags,
     assert out.mel.shape[-1] == 104
     with pytest.raises(DittoError, match="takes multiples of 8"):
         run_control(pipe, "naive", build_control("inpaint", FR, o), tags, settings=Settings(steps=2))
+
+
+def test_backends_open_by_name(monkeypatch, tiny_model_path):
+    """--backend NAME[:ARG] opens a registered backend: a new one plugs in by registering."""
+    from dittomusic import backends
+
+    seen = []
+    monkeypatch.setitem(backends._BACKENDS, "fake", lambda arg, model, device, vocoder: seen.append(arg) or "B")
+    assert backends.open_backend("fake:some/folder") == "B" and seen == ["some/folder"]
+    b = backends.open_backend(f"dittomusic:{tiny_model_path}", device="cpu", vocoder="griffinlim")
+    assert isinstance(b, backends.Backend) and b.model_file == tiny_model_path
+    with pytest.raises(DittoError, match="unknown backend 'nope'"):
+        backends.open_backend("nope")

@@ -61,6 +61,10 @@ class Backend(Protocol):
 
     def noise(self, n: int, frames: int, seed: int) -> Tensor: ...
 
+    def parse_prompt(self, caption: str | None = None, **tags) -> Any: ...  # the CLI's caption/tag options -> prompt
+
+    def describe_prompt(self, prompt: Any) -> str: ...  # one line for the log
+
     def make_cond(self, prompt: Any, n: int) -> Any: ...
 
     def model_fn(self, cond: Any, guidance: float) -> ModelFn: ...

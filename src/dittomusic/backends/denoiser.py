@@ -72,6 +72,16 @@ class DenoiserBackend(BackendBase):
         g = torch.Generator().manual_seed(seed)
         return torch.randn(n, *self.latent_shape(frames), generator=g).to(self.device)
 
+    def parse_prompt(self, caption: str | None = None, collection=None, instruments=None, tempo=None, mode=None,
+                     unconditional: bool = False):
+        """Tags from a caption's keywords, explicit tag options overriding them (None: unconditional)."""
+        from dittomusic.generate import tags_from_options
+
+        return tags_from_options(self.vocab, caption, collection, instruments, tempo, mode, unconditional)
+
+    def describe_prompt(self, tags) -> str:
+        return f"tags: {tags.describe() if tags else 'unconditional'}"
+
     def make_cond(self, tags, n: int) -> dict[str, Tensor] | None:
         """Batched tag tensors; None when no row has any tag (the unconditional pass).
         tags: one Tags for the whole batch, one per row, or None."""

@@ -9,8 +9,7 @@ import click
 
 from dittomusic.errors import DittoError
 
-from .core import (FINITE, TAG_OPTIONS, FiniteFloat, cli, fast_exit_ok, friendly, tag_options, tags_from_options,
-                   vocoder_option)
+from .core import FINITE, TAG_OPTIONS, FiniteFloat, cli, fast_exit_ok, friendly, tag_options, vocoder_option
 
 
 class RegistryCommand(click.Command):
@@ -73,6 +72,9 @@ def click_options(options) -> list[click.Option]:
               help="Save the optimized x_T (and optimizer state) to continue later.")
 @click.option("--init-latent", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a latent saved with --save-latent (continues its optimization).")
+@click.option("--backend", default=None,
+              help="The model's kind: dittomusic (--model, or the bundled model) or another registered backend, "
+                   "as NAME or NAME:PATH [default: dittomusic].")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Base model safetensors [default: the bundled model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
@@ -95,7 +97,7 @@ def control_cmd(task, **kw):
     from dittomusic.control.methods import Settings, all_methods, get_method, resumable_methods, run_control
     from dittomusic.control.optimize import load_latent, save_latent as write_latent
     from dittomusic.control.tasks import TaskOptions, build_control, task_options
-    from dittomusic.generate import Pipeline
+    from dittomusic.backends import open_backend
     from dittomusic.utils import atomic_write_text
 
     opts = TaskOptions(**{k: kw.pop(k) for k in task_options()})
@@ -104,10 +106,10 @@ def control_cmd(task, **kw):
     get_method(method)
     seed, out, no_png, report, save_latent, init_latent = (
         kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
-    pipe = Pipeline(kw["model_path"], kw["device"], kw["vocoder"])
-    tags = tags_from_options(pipe.vocab, *(kw[k] for k in TAG_OPTIONS))
-    ctrl = build_control(task, pipe.backend.frames_for(kw["seconds"]), opts, pipe.mel_cfg,
-                         multiple=pipe.backend.frame_multiple)
+    backend = open_backend(kw["backend"], kw["model_path"], kw["device"], kw["vocoder"])
+    prompt = backend.parse_prompt(**{k: kw[k] for k in TAG_OPTIONS})
+    ctrl = build_control(task, backend.frames_for(kw["seconds"]), opts, backend.mel_cfg,
+                         multiple=backend.frame_multiple)
     settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
                         progress=True, **method_opts)
     x_T, resume = None, None
@@ -115,10 +117,10 @@ def control_cmd(task, **kw):
         if method not in resumable_methods():
             raise DittoError(f"--init-latent continues an optimization: use it with --method "
                              f"{', '.join(resumable_methods())}")
-        x_T, resume, _ = load_latent(init_latent, pipe.device)
+        x_T, resume, _ = load_latent(init_latent, backend.device)
         x_T = resume["x_T"]
-    click.echo(f"{task} with {method}; tags: {tags.describe() if tags else 'unconditional'}", err=True)
-    res = run_control(pipe, method, ctrl, tags, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
+    click.echo(f"{task} with {method}; {backend.describe_prompt(prompt)}", err=True)
+    res = run_control(backend, method, ctrl, prompt, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
                       resume=resume)
     out = Path(out)
     paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")

@@ -78,21 +78,6 @@ def cli(verbose: bool) -> None:
     setup_logging(verbose)
 
 
-def tags_from_options(vocab, caption, collection, instruments, tempo, mode, unconditional):
-    """Caption keywords first, explicit tag options override them."""
-    from dittomusic.generate import caption_to_tags, make_tags
-
-    if unconditional:
-        return None
-    tags = caption_to_tags(caption, vocab) if caption else make_tags(vocab)
-    explicit = make_tags(vocab, collection, instruments.split(",") if instruments else None, tempo, mode)
-    tags.collection = explicit.collection or tags.collection
-    tags.instruments = explicit.instruments or tags.instruments
-    tags.tempo = explicit.tempo or tags.tempo
-    tags.mode = explicit.mode or tags.mode
-    return tags
-
-
 def vocoder_option(fn):
     return click.option(
         "--vocoder", default=None,

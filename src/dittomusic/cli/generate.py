@@ -8,7 +8,7 @@ import click
 
 from dittomusic.sampling.names import SAMPLER_NAMES
 
-from .core import FINITE, cli, fast_exit_ok, friendly, tag_options, tags_from_options, vocoder_option
+from .core import FINITE, cli, fast_exit_ok, friendly, tag_options, vocoder_option
 
 
 @cli.command()
@@ -32,7 +32,7 @@ def generate(caption, collection, instruments, tempo, mode, unconditional, list_
              guidance, batch, out, no_png, model_path, device, vocoder):
     """Generate music from tags or a caption with the base diffusion model."""
     from dittomusic.audio.io import save_wav
-    from dittomusic.generate import Pipeline
+    from dittomusic.generate import Pipeline, tags_from_options
 
     pipe = Pipeline(model_path, device, vocoder)
     v = pipe.vocab
