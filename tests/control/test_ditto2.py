@@ -180,7 +180,7 @@ def test_a_refresh_comes_before_its_iterations_forward_pass(pipe, student_path):
     ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     seen = {}
     s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=2,
-                 optim=OptimConfig(iters=4, lr=0.05),
+                 optim=OptimConfig(iters=5, lr=0.05),
                  callback=lambda info: seen.update({info["iter"]: {k: v.clone() for k, v in info.items() if k != "iter"}}))
     out = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s)
     st, meta = get_student(str(student_path), pipe.device)
@@ -191,3 +191,8 @@ def test_a_refresh_comes_before_its_iterations_forward_pass(pipe, student_path):
     assert not torch.allclose(seen[3]["x0"], seen[2]["x0"])
     # the optimizer's best iterate is chosen among iterates of the last surrogate only
     assert out.result.optim.best_iter[0] >= 4
+    # the last iterate (no gradient step follows) is scored, not re-anchored: 0, 2, 4 and the final
+    assert out.report["decodes"] == 4 and out.report["model_calls"] == 6 + 4 * 2 + 3
+    s.refresh, s.optim = 3, OptimConfig(iters=6, lr=0.05)  # a refresh falls on the last iterate
+    r = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s).report
+    assert r["decodes"] == 4 and r["model_calls"] == 7 + 4 * 2 + 2  # scored at 6, corrected at 0 and 3 only

@@ -141,10 +141,13 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
                 state["corrections"] += 1
 
     def pre_step(k: int, x: Tensor) -> bool:
-        """The refresh, before iterate k is rendered: True (the surrogate changed) after the first."""
+        """The refresh, before iterate k is rendered: True (the surrogate changed) after the first.
+        The last iterate takes no gradient step, so there it is only scored: its surrogate stays
+        the one its predecessors were ranked on."""
         if every and k % every == 0:
-            score(x, k, True)
-            return k > 0
+            last = k == s.optim.iters
+            score(x, k, not last)
+            return 0 < k and not last
         return False
 
     def surrogate(x):
