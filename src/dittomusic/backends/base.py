@@ -16,9 +16,12 @@ returns the scaled log-mel of `mel_cfg` (dB window [db_min, db_max] mapped to [-
 features read the backend's own sample rate, mel bins and dB range. A mel-space model has the
 identity (plus clamping) as decode/encode and frames_to_latent.
 
-A diffusers AudioLDM-style pipeline fits as: latent [8, T/4, 16] with time_dim -2,
-model_fn = CFG around UNet2DConditionModel on text embeddings (make_cond), decode = VAE decode
-then the log-mel mapped to mel_cfg's scale and transposed to [n_mels, T], vocoder = HiFi-GAN.
+A diffusers AudioLDM-style pipeline fits as: latent [8, T/4, 16] with time_dim -2 and
+frames_per_step 4, parse_prompt = the caption text, make_cond = its text-encoder embeddings (and
+the negative prompt's), model_fn = CFG around UNet2DConditionModel, schedule / prediction from its
+scheduler, decode = VAE decode, then its log-mel mapped to mel_cfg's dB scale and transposed to
+[n_mels, T] (encode the reverse), thresholding False, vocoder = its HiFi-GAN. It registers itself
+in backends/ (register_backend) and the CLI opens it with --backend NAME:PATH.
 """
 
 from __future__ import annotations

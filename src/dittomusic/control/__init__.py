@@ -7,7 +7,8 @@
 
 Layout: base.py (the Control contract, registry, MultiControl, BatchedControl), spec.py
 (TaskSpec), tasks/ (one module per task: its Control and TaskSpec), features.py, targets.py
-(target builders), masks.py (painting masks), stitching.py, methods.py, optimize.py.
+(target builders), masks.py (painting masks), stitching.py, optimize.py, defaults.py, plots.py, and
+methods/ (one module per method family).
 """
 
 from .base import BatchedControl, Control, MultiControl, available_controls, get_control, register_control
