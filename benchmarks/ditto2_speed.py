@@ -29,7 +29,8 @@ def main() -> None:
     from dittomusic.control import BatchedControl
     from dittomusic.control.methods import Settings, run_control
     from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters, default_lr
+    from dittomusic.control.methods import default_lr
+    from dittomusic.control.tasks import default_iters
     from dittomusic.eval.control import METRIC, build_targets
     from dittomusic.generate import Pipeline, make_tags
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
     ap.add_argument("--decode-steps", type=int, default=4)
     ap.add_argument("--ditto2-steps", type=int, default=None,
-                    help="steps of DITTO-2's teacher decode [default: by task, control.ditto2.TEACHER_DECODE]")
+                    help="steps of DITTO-2's teacher decode [default: by task, TaskSpec.method_defaults['ditto2']]")
     ap.add_argument("--ditto2-sampler", default=None, choices=["ddim", "dpmpp_2m"],
                     help="sampler of DITTO-2's teacher decode [default: by task]")
     ap.add_argument("--refresh", type=int, default=None,
@@ -65,7 +66,7 @@ def main() -> None:
     tags = [make_tags(pipe.vocab, collection=c) for c in pipe.vocab["collections"]]
     out = {"settings": vars(a), "tasks": {}}
     for task in [t for t in a.tasks.split(",") if t]:  # --tasks "": only the single-clip timing
-        ctrls, names = build_targets(task, a.targets, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
+        ctrls, names = build_targets(task, a.targets, pipe.backend.clip_frames, None, pipe.mel_cfg)
         control = BatchedControl(ctrls)
         rows = {}
         variants = [("ditto", "ditto", "teacher", None)]
@@ -97,7 +98,7 @@ def main() -> None:
         out["tasks"][task] = rows
         print(json.dumps({task: rows}), flush=True)
     # one clip on its own, as a user runs it: the real-time target
-    ctrls, _ = build_targets("intensity", 1, pipe.model.cfg.clip_frames, None, pipe.mel_cfg)
+    ctrls, _ = build_targets("intensity", 1, pipe.backend.clip_frames, None, pipe.mel_cfg)
     o = run_control(pipe, "ditto2", ctrls[0], tags[0], seed=a.seed, task="intensity",
                     settings=Settings(optim=OptimConfig(iters=default_iters("intensity"), lr=default_lr("ditto2")),
                                       student=students[0]))

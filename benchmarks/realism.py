@@ -54,7 +54,7 @@ def _short(r: dict) -> dict:
 def main() -> int:
     from dittomusic.data.dataset import MelDataset
     from dittomusic.errors import DittoError
-    from dittomusic.eval.base_model import _generate, _pick
+    from dittomusic.eval.base_model import generate_mels, pick_clips
     from dittomusic.eval.realism import degrade, measures, plot_side_by_side, realism_report
     from dittomusic.generate import Pipeline, Tags
 
@@ -79,8 +79,8 @@ def main() -> int:
         val = MelDataset(a.data, "val", random_crop=False)
         ncoll = len(test.vocab.collections)
         per = max(1, a.clips // ncoll)
-        idx = _pick(test, per, a.seed)
-        vidx = _pick(val, per, a.seed)
+        idx = pick_clips(test, per, a.seed)
+        vidx = pick_clips(val, per, a.seed)
         n = min(len(idx), len(vidx))
         idx, vidx = idx[:n], vidx[:n]
         real = torch.stack([test[i]["mel"] for i in idx])
@@ -101,7 +101,7 @@ def main() -> int:
             if cached is not None and cached["key"] == key:
                 sets["v1"] = cached["mels"]
             else:
-                sets["v1"] = _generate(pipe, tags, n, a.seed, 16, sys.stderr.isatty(), sampler="ddim",
+                sets["v1"] = generate_mels(pipe, tags, n, a.seed, 16, sys.stderr.isatty(), sampler="ddim",
                                        steps=a.steps, guidance=a.guidance)
                 gen_s = round(time.time() - t1, 1)
                 if a.generated_cache:

@@ -21,7 +21,7 @@ import torch
 def main() -> int:
     from dittomusic.control.methods import DRAFT_INVERT_STEPS, Settings, draft_start
     from dittomusic.errors import DittoError
-    from dittomusic.eval.control import PAINT_SETTINGS, _references, build_targets
+    from dittomusic.eval.control import PAINT_SETTINGS, reference_clips, build_targets
     from dittomusic.generate import Pipeline
     from dittomusic.sampling import invert_ddim
 
@@ -34,7 +34,7 @@ def main() -> int:
     try:
         pipe = Pipeline()
         F = pipe.model.cfg.clip_frames
-        refs, tags, _, _ = _references(a.data, a.targets, a.seed)
+        refs, tags, _, _ = reference_clips(a.data, a.targets, a.seed)
         ctrls, _ = build_targets(a.task, a.targets, F, refs, pipe.mel_cfg)
         x_T = pipe.noise(a.targets, F, a.seed)
         s = Settings()
@@ -43,12 +43,12 @@ def main() -> int:
             fn = pipe.model_fn(tags[0], 1, s.guidance)
             for steps in (20, DRAFT_INVERT_STEPS):
                 x0 = pipe.sample(x_T[:1], tags[0], steps=steps, guidance=s.guidance)
-                back = invert_ddim(fn, x0, pipe.schedule, steps, prediction=pipe.model.cfg.prediction)
+                back = invert_ddim(fn, x0, pipe.schedule, steps, prediction=pipe.backend.prediction)
                 out["round_trip"][str(steps)] = {"x_T_mse": round((back - x_T[:1]).square().mean().item(), 4),
                                                  "std": round(back.std().item(), 3)}
             for b, c in enumerate(ctrls):
                 x = x_T[b:b + 1]
-                start, inv = draft_start(pipe, c, [tags[b]], x, s)
+                start, inv = draft_start(pipe.backend, c, pipe.cond([tags[b]], 1), x, s)
                 idx = c.masks.gen_idx
 
                 def loss(z, b=b):

@@ -27,7 +27,7 @@ def _grain(m: torch.Tensor, patch: int) -> dict:
 
 def main() -> int:
     from dittomusic.errors import DittoError
-    from dittomusic.eval.control import _references
+    from dittomusic.eval.control import reference_clips
     from dittomusic.generate import Pipeline
     from dittomusic.sampling import model_output_to_x0_eps
 
@@ -41,7 +41,7 @@ def main() -> int:
     try:
         pipe = Pipeline(a.model)
         p = pipe.model.cfg.patch_frames
-        real = torch.as_tensor(_references(a.data, a.clips, a.seed)[0]).float().to(pipe.device)
+        real = torch.as_tensor(reference_clips(a.data, a.clips, a.seed)[0]).float().to(pipe.device)
         out = {"real": _grain(real, p)}
         with torch.no_grad():
             x_T = pipe.noise(a.clips, real.shape[-1] // pipe.model.frames_per_step, a.seed)

@@ -32,7 +32,7 @@ def fine_ratio(audio, sr: int, bounds, n_fft: int = 1024, hop: int = 128) -> flo
 
 def main() -> int:
     from dittomusic.control.features import spectral_flux_seam_ratio
-    from dittomusic.control.targets import stitch
+    from dittomusic.control.stitching import stitch
     from dittomusic.errors import DittoError
     from dittomusic.eval.control import PAINT_SETTINGS, SEAM_PASS, build_targets, reopen, saved_mels
 
@@ -55,7 +55,7 @@ def main() -> int:
         out, pooled = {}, {"mel": [], "listen": [], "mel_fine": [], "listen_fine": []}
         print(f"{'task/method':26s} {'cut':6s} {'seam ratio per clip':34s} pass  | finer STFT")
         for task in tasks:
-            ctrls, _ = build_targets(task, cfg["targets"], pipe.model.cfg.clip_frames, ref_mels, pipe.mel_cfg)
+            ctrls, _ = build_targets(task, cfg["targets"], pipe.backend.clip_frames, ref_mels, pipe.mel_cfg)
             methods = a.methods.split(",") if a.methods else sorted(
                 k.split("/")[1] for k in ev["runs"] if k.startswith(f"{task}/"))
             for m in methods:

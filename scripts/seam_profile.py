@@ -37,7 +37,7 @@ def main() -> int:
         cfg = results["config"]
         if not 0 <= a.item < cfg["targets"]:
             raise DittoError(f"--item must be in 0..{cfg['targets'] - 1} (the eval ran {cfg['targets']} targets)")
-        ctrls, _ = build_targets(a.task, cfg["targets"], pipe.model.cfg.clip_frames, ref_mels, pipe.mel_cfg)
+        ctrls, _ = build_targets(a.task, cfg["targets"], pipe.backend.clip_frames, ref_mels, pipe.mel_cfg)
         masks = ctrls[a.item].masks
         sr = pipe.mel_cfg.sample_rate
         for m in a.methods.split(","):

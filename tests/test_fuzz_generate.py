@@ -5,8 +5,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dittomusic.checkpoint import load_tensors
-from dittomusic.cli import _tags
-from dittomusic.generate import caption_to_tags, cond_tensors, make_tags, tempo_to_bucket
+from dittomusic.generate import caption_to_tags, cond_tensors, make_tags, tags_from_options, tempo_to_bucket
 from dittomusic.models.loading import bundled_path
 
 from .fuzzing import accepts_or_refuses
@@ -53,7 +52,7 @@ def test_fuzz_cli_tag_options(vocab, data):
     w = words(vocab) | st.text(max_size=12)
     caption, coll, mode, tempo = (data.draw(st.none() | w | captions) for _ in range(4))
     insts = data.draw(st.none() | st.lists(w, max_size=4).map(",".join))
-    _usable(accepts_or_refuses(_tags, vocab, caption, coll, insts, tempo, mode, data.draw(st.booleans())), vocab)
+    _usable(accepts_or_refuses(tags_from_options, vocab, caption, coll, insts, tempo, mode, data.draw(st.booleans())), vocab)
 
 
 @given(tempo=st.text(max_size=12) | st.floats(allow_nan=True, allow_infinity=True) | st.integers())

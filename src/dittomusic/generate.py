@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
 
 # caption words -> collection (checked in order; the first match wins)
@@ -88,6 +87,19 @@ def caption_to_tags(caption: str, vocab: dict) -> Tags:
     return Tags(coll, insts, tempo, mode)
 
 
+def tags_from_options(vocab, caption, collection, instruments, tempo, mode, unconditional):
+    """Caption keywords first, explicit tag options override them."""
+    if unconditional:
+        return None
+    tags = caption_to_tags(caption, vocab) if caption else make_tags(vocab)
+    explicit = make_tags(vocab, collection, instruments.split(",") if instruments else None, tempo, mode)
+    tags.collection = explicit.collection or tags.collection
+    tags.instruments = explicit.instruments or tags.instruments
+    tags.tempo = explicit.tempo or tags.tempo
+    tags.mode = explicit.mode or tags.mode
+    return tags
+
+
 def cond_tensors(tags: Tags, vocab: dict, n: int, device) -> dict[str, torch.Tensor]:
     inst = torch.zeros(n, len(vocab["instruments"]), device=device)
     for i in tags.instruments:
@@ -100,93 +112,56 @@ def cond_tensors(tags: Tags, vocab: dict, n: int, device) -> dict[str, torch.Ten
             "mode": idx(tags.mode, vocab["modes"]), "instruments": inst}
 
 
-def sampler_kwargs(name: str, thresholding: bool = True) -> dict:
-    """DITTO samples with DDIM + dynamic thresholding; the sigma-space samplers have no thresholding."""
-    return {"thresholding": thresholding} if name in ("ddim", "ddpm", "dpmpp_2m") else {}
-
-
 class Pipeline:
-    """A loaded model plus everything needed to turn tags into audio."""
+    """A loaded model plus everything needed to turn tags into audio. `backend` is the same model
+    as a `Backend`, what control methods take; the methods here are its tag-level shorthands."""
 
     def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str | None = None):
         """vocoder: a registered name ("neural", "griffinlim"), a neural vocoder .safetensors file, or None for
         the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
         from dittomusic.audio.vocoder import get_vocoder
-        from dittomusic.models.loading import load_model
-        from dittomusic.sampling.schedule import NoiseSchedule
+        from dittomusic.backends import DenoiserBackend
+        from dittomusic.models.loading import bundled_path, load_model
 
-        from dittomusic.models.loading import bundled_path
-
-        self.model_file = Path(model_path) if model_path is not None else bundled_path()
-        self._digest: str | None = None
         self.model, self.meta = load_model(model_path, device)
-        self.device = next(self.model.parameters()).device
-        self.vocab = self.model.cfg.vocab
+        vocab = self.model.cfg.vocab
         missing = [k for k in ("collections", "instruments", "tempo_buckets", "modes")
-                   if not isinstance(self.vocab.get(k), list)]
+                   if not isinstance(vocab.get(k), list)]
         if missing:
             raise DittoError(f"{model_path or 'the bundled model'} has no tag vocabulary ({', '.join(missing)} "
                              "missing): not a model dittomusic can generate with")
-        self.schedule = NoiseSchedule.cosine()
-        self.mel_cfg = MelConfig(n_mels=self.model.mel_bins,
-                                 clip_frames=self.model.cfg.clip_frames * self.model.frames_per_step)
-        self.vocoder = get_vocoder(vocoder, self.mel_cfg, device=self.device)
+        self.backend = DenoiserBackend(self.model, model_file=Path(model_path) if model_path is not None
+                                       else bundled_path())
+        self.backend.vocoder = get_vocoder(vocoder, self.backend.mel_cfg, device=self.backend.device)
+        b = self.backend
+        self.model_file, self.device, self.vocab, self.schedule, self.mel_cfg, self.vocoder = (
+            b.model_file, b.device, b.vocab, b.schedule, b.mel_cfg, b.vocoder)
 
     @property
     def model_digest(self) -> str:
-        """sha1 of the model file: what a distilled student records as its teacher."""
-        if self._digest is None:
-            from dittomusic.utils import file_sha1
-
-            self._digest = file_sha1(self.model_file)
-        return self._digest
+        return self.backend.model_digest
 
     def frames_for(self, seconds: float | None) -> int:
         """Frames of the tensor the model denoises (latent frames for a latent model) for a clip length."""
-        if seconds is None:
-            return self.model.cfg.clip_frames
-        p = self.model.cfg.frame_multiple
-        if not 1.0 <= seconds <= 60.0:
-            raise DittoError(f"--seconds {seconds:g} is out of range; give 1-60 s (the model was trained on "
-                             f"{self.mel_cfg.clip_seconds:.2f} s clips)")
-        per = self.mel_cfg.frame_rate / self.model.frames_per_step
-        return max(p, int(round(seconds * per / p)) * p)
+        return self.backend.frames_for(seconds) // self.backend.frames_per_step
 
     def noise(self, n: int, frames: int, seed: int) -> torch.Tensor:
         """x_T for `frames` frames of the tensor the model denoises (see frames_for; latent frames for a
         latent model)."""
-        # drawn on the CPU so a seed gives the same x_T on every device
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn(n, self.model.cfg.n_mels, frames, generator=g).to(self.device)
+        return self.backend.noise(n, frames * self.backend.frames_per_step, seed)
 
     def cond(self, tags: Tags | list[Tags] | None, n: int) -> dict[str, torch.Tensor] | None:
-        """Batched tag tensors; None when no row has any tag (the unconditional pass).
-        tags: one Tags for the whole batch, one per row, or None."""
-        rows = tags if isinstance(tags, list) else [tags] * n
-        if len(rows) != n:
-            raise DittoError(f"got {len(rows)} tag sets for a batch of {n}")
-        if all(t is None or not (t.collection or t.instruments or t.tempo or t.mode) for t in rows):
-            return None
-        per_row = [cond_tensors(t or Tags(), self.vocab, 1, self.device) for t in rows]
-        return {k: torch.cat([c[k] for c in per_row]) for k in per_row[0]}
+        return self.backend.make_cond(tags, n)
 
     def model_fn(self, tags: Tags | list[Tags] | None, n: int, guidance: float):
-        from dittomusic.sampling.guidance import cfg_model_fn
-
-        return cfg_model_fn(self.model, self.cond(tags, n), guidance)
+        return self.backend.model_fn(self.cond(tags, n), guidance)
 
     def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
                guidance: float = 3.0, checkpoint: bool = False, callback=None) -> torch.Tensor:
         """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller chooses
         no_grad or not."""
-        from dittomusic.sampling.samplers import get_sampler
-
-        fn = get_sampler(sampler)
-        # dynamic thresholding assumes data in [-1, 1]: a mel, not a latent
-        x0 = fn(self.model_fn(tags, x_T.shape[0], guidance), x_T, self.schedule, steps,
-                prediction=self.model.cfg.prediction, checkpoint=checkpoint, callback=callback,
-                **sampler_kwargs(sampler, thresholding=self.model.ae is None))
-        return self.model.decode(x0)
+        return self.backend.sample(x_T, self.cond(tags, x_T.shape[0]), sampler=sampler, steps=steps,
+                                   guidance=guidance, checkpoint=checkpoint, callback=callback)
 
     @torch.no_grad()
     def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,
@@ -200,7 +175,7 @@ class Pipeline:
             raise DittoError(f"--batch {n} must be at least 1")
         if not math.isfinite(guidance):
             raise DittoError(f"--guidance {guidance} must be a finite number")
-        x_T = self.noise(n, self.frames_for(seconds), seed)
+        x_T = self.backend.noise(n, self.backend.frames_for(seconds), seed)
         bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
         mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
                           callback=lambda info: bar.update(1))

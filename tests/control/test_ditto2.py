@@ -57,7 +57,7 @@ def test_refreshed_surrogate_returns_the_best_real_decode(pipe, student_path, de
     # decodes at iterations 0, 2, 4 (each re-corrects the surrogate: one more one-step pass) + the final
     assert r["refresh"] == 2 and r["decodes"] == 4 and r["model_calls"] == 6 + 4 * dc + 3
     # the initial decode is a candidate, so steering never ends worse than unsteered decoding
-    from dittomusic.control.ditto2 import get_student, student_sampler
+    from dittomusic.distill.student import get_student, student_sampler
 
     x_T = pipe.noise(2, FR, 0)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_refreshed_surrogate_returns_the_best_real_decode(pipe, student_path, de
 
 
 def test_surrogate_at_init_is_the_teachers_one_step_ddim(pipe, student_path):
-    from dittomusic.control.ditto2 import get_student, student_sampler
+    from dittomusic.distill.student import get_student, student_sampler
 
     student, meta = get_student(str(student_path), pipe.device)
     tags = make_tags(pipe.vocab, collection="chorale")
@@ -98,7 +98,7 @@ def test_ditto2_needs_a_student(pipe, tiny_model_path, tmp_path):
 
 def test_default_decoder_is_the_teacher_when_melody_or_structure_is_steered():
     from dittomusic.control import BatchedControl, MultiControl, structure_from_pattern
-    from dittomusic.control.ditto2 import default_decoder
+    from dittomusic.control.methods.ditto2 import default_decoder
 
     inten = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     melody = get_control("melody", target=torch.zeros(FR, dtype=torch.long))
@@ -118,7 +118,7 @@ def test_report_names_the_decoder_chosen_by_task(pipe, student_path):
 
 def test_teacher_decode_defaults_by_task_and_its_overrides():
     from dittomusic.control import MultiControl, structure_from_pattern
-    from dittomusic.control.ditto2 import REFRESH, TEACHER_DECODE, teacher_decode
+    from dittomusic.control.methods.ditto2 import REFRESH, TEACHER_DECODE, teacher_decode
 
     inten = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     struct = get_control("structure", target=structure_from_pattern("ABBA", FR))
@@ -169,3 +169,30 @@ def test_ditto2_refuses_a_student_of_another_teacher(pipe, tmp_path):
             with pytest.raises(DittoError, match="distilled from the teacher file with sha1 000000000000"):
                 run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s)
     assert load_tensors(path)[1]["distill"]["teacher_sha1"] == pipe.model_digest
+
+
+def test_a_refresh_comes_before_its_iterations_forward_pass(pipe, student_path):
+    """Each iteration's surrogate loss and gradient come from one surrogate: at a refresh
+    iteration k the surrogate is re-anchored on x_k first, so it renders x_k to its real decode."""
+    from dittomusic.distill.student import get_student, student_sampler
+
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    seen = {}
+    s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=2,
+                 optim=OptimConfig(iters=5, lr=0.05),
+                 callback=lambda info: seen.update({info["iter"]: {k: v.clone() for k, v in info.items() if k != "iter"}}))
+    out = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s)
+    st, meta = get_student(str(student_path), pipe.device)
+    for k in (0, 2, 4):
+        with torch.no_grad():
+            real = student_sampler(st, meta)(seen[k]["x_T"], pipe.cond(tags, 1), 2).clamp(-1, 1)
+        assert torch.allclose(seen[k]["x0"], real, atol=1e-5), k
+    assert not torch.allclose(seen[3]["x0"], seen[2]["x0"])
+    # the optimizer's best iterate is chosen among iterates of the last surrogate only
+    assert out.result.optim.best_iter[0] >= 4
+    # the last iterate (no gradient step follows) is scored, not re-anchored: 0, 2, 4 and the final
+    assert out.report["decodes"] == 4 and out.report["model_calls"] == 6 + 4 * 2 + 3
+    s.refresh, s.optim = 3, OptimConfig(iters=6, lr=0.05)  # a refresh falls on the last iterate
+    r = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s).report
+    assert r["decodes"] == 4 and r["model_calls"] == 7 + 4 * 2 + 2  # scored at 6, corrected at 0 and 3 only

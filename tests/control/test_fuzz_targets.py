@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dittomusic.audio.mel import MelConfig
+from dittomusic.control import masks as M
 from dittomusic.control import targets as T
 from dittomusic.control.tasks import TaskOptions, build_control, split_task
 
@@ -154,13 +155,13 @@ def test_fuzz_painting_masks(kind, ref_frames, a, b, n):
     cfg = MelConfig(n_mels=8)
     with no_hang():
         if kind == "outpaint":
-            m = accepts_or_refuses(T.outpaint_masks, ref, a, n, cfg)
+            m = accepts_or_refuses(M.outpaint_masks, ref, a, n, cfg)
         elif kind == "inpaint":
-            m = accepts_or_refuses(T.inpaint_masks, ref, a, b, n, cfg)
+            m = accepts_or_refuses(M.inpaint_masks, ref, a, b, n, cfg)
         elif kind == "loop":
-            m = accepts_or_refuses(T.loop_masks, ref, a, n, None, cfg)
+            m = accepts_or_refuses(M.loop_masks, ref, a, n, None, cfg)
         else:
-            m = accepts_or_refuses(T.loop_masks, None, a, n, None if math.isnan(b) else b, cfg)
+            m = accepts_or_refuses(M.loop_masks, None, a, n, None if math.isnan(b) else b, cfg)
     if m is not None:
         assert len(m.gen_idx) == len(m.ref_idx) >= 1
         assert 0 <= int(m.gen_idx.min()) and int(m.gen_idx.max()) < m.frames

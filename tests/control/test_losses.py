@@ -21,7 +21,7 @@ from dittomusic.control import (
     register_control,
     structure_from_pattern,
 )
-from dittomusic.control import losses as L
+from dittomusic.control import base as L
 from dittomusic.errors import DittoError
 
 SR = 22050

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from dittomusic.cli import cli
 from dittomusic.control import get_control, intensity_preset, melody_from_string
-from dittomusic.control.baselines import guided_ddim, mask_hook
-from dittomusic.control.methods import Settings, available_methods, run_control
+from dittomusic.control.methods.baselines import guided_ddim, mask_hook
+from dittomusic.control.methods import Settings, available_methods, default_lr, run_control
 from dittomusic.control.optimize import OptimConfig
-from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_lr, default_method, split_task
+from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_method, split_task
 from dittomusic.errors import DittoError
 from dittomusic.generate import Pipeline, make_tags
 from dittomusic.sampling.samplers import sample_ddim
@@ -136,7 +136,7 @@ def test_multidiffusion50_stops_halfway(pipe):
     ref = reference_mel(pipe)
     ctrl = get_control("outpaint", ref_mel=ref, overlap_s=0.3, frames=FR)
     x = torch.zeros(1, 160, FR)
-    hook = mask_hook(ctrl, pipe.schedule, x, 4, mix=0.5, until=0.5)
+    hook = mask_hook(ctrl, pipe.backend, x, 4, mix=0.5, until=0.5)
     assert not torch.equal(hook(1, 500, x), x)  # step 2 of 4: applied
     assert torch.equal(hook(2, 250, x), x)  # step 3 of 4: not
 
@@ -246,6 +246,7 @@ def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
     (["intensity", "--method", "naive"], "outpaint/inpaint/loop only"),
     (["intensity", "--method", "magic"], "unknown method 'magic'"),
     (["intensity", "--method", "freedom", "--init-latent", "__file__"], "continues an optimization"),
+    (["intensity", "--backend", "nope:x"], "unknown backend 'nope'; choose from: dittomusic"),
 ])
 def test_cli_control_bad_input_is_one_line(tiny_model_path, tmp_path, args, msg):
     args = [str(tiny_model_path) if a == "__file__" else a for a in args]
@@ -296,3 +297,51 @@ def test_a_saved_latent_of_another_length_is_refused(tiny_model_path, tmp_path):
                                         "--init-latent", str(tmp_path / "a.safetensors")])
     assert r.exit_code == 1 and "does not fit this run, which needs float [batch, 160, 88]" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "b.wav").exists()
+
+
+def test_a_new_task_plugs_in_through_the_registry(monkeypatch):
+    """A task is its TaskSpec: registered, it is a task name, its options are TaskOptions, and
+    build_control, the defaults and the '+' weights use it (no other code names it)."""
+    from dittomusic.control import spec
+    from dittomusic.control.spec import TaskOption, TaskSpec, get_task
+
+    def build(frames, o, cfg, multiple=1):
+        return get_control("intensity", target=torch.full((frames,), float(o.tempo_db)), cfg=cfg)
+
+    monkeypatch.setitem(spec._TASKS, "tempo", TaskSpec(
+        "tempo", build, eval_targets=lambda *a: ([], []), plot=lambda *a: None, iters=99, method="freedom",
+        options=(TaskOption("--tempo-db", "tempo_db", -30.0, "A level.", "float"),)))
+    assert "tempo" in spec.task_names() and split_task("tempo+melody") == ["tempo", "melody"]
+    c = build_control("tempo", FR, TaskOptions(tempo_db=-25.0))
+    assert torch.equal(c.target, torch.full((FR,), -25.0, dtype=torch.float64))
+    assert default_iters("tempo") == 99 and default_method("tempo") == "freedom"
+    assert default_iters("tempo+melody") == 150
+
+
+def test_inpainting_a_short_reference_keeps_a_length_the_model_takes(pipe, tags, tmp_path):
+    """A reference shorter than the clip sets the inpainting window: cut to the backend's frame
+    multiple (the tiny model patches 8 frames), it runs; an unfit length is a clear error."""
+    wav = tmp_path / "short.wav"
+    sf.write(wav, 0.1 * np.sin(2 * np.pi * 440 * np.arange(27562) / 22050), 22050)  # 108 mel frames
+    o = TaskOptions(reference=str(wav), gap_s=0.3)
+    assert build_control("inpaint", FR, o).frames == 108  # multiple 1: the whole reference, as before
+    m = pipe.backend.frame_multiple
+    ctrl = build_control("inpaint", FR, o, multiple=m)
+    assert m == 8 and ctrl.frames == 104
+    out = run_control(pipe, "naive", ctrl, tags, settings=Settings(steps=2))
+    assert out.mel.shape[-1] == 104
+    with pytest.raises(DittoError, match="takes multiples of 8"):
+        run_control(pipe, "naive", build_control("inpaint", FR, o), tags, settings=Settings(steps=2))
+
+
+def test_backends_open_by_name(monkeypatch, tiny_model_path):
+    """--backend NAME[:ARG] opens a registered backend: a new one plugs in by registering."""
+    from dittomusic import backends
+
+    seen = []
+    monkeypatch.setitem(backends._BACKENDS, "fake", lambda arg, model, device, vocoder: seen.append(arg) or "B")
+    assert backends.open_backend("fake:some/folder") == "B" and seen == ["some/folder"]
+    b = backends.open_backend(f"dittomusic:{tiny_model_path}", device="cpu", vocoder="griffinlim")
+    assert isinstance(b, backends.Backend) and b.model_file == tiny_model_path
+    with pytest.raises(DittoError, match="unknown backend 'nope'"):
+        backends.open_backend("nope")

@@ -177,3 +177,28 @@ def test_load_latent_refuses_inconsistent_files(tmp_path, edit):
     p = save_tensors(tmp_path / "bad.safetensors", {**good, **edit}, {"kind": "latent"})
     with pytest.raises(DittoError, match="is not a dittomusic latent file: "):
         load_latent(p)
+
+
+def test_pre_step_runs_before_each_render_and_can_reset_the_best():
+    """pre_step(k, x) runs before iterate k is rendered; returning True (the objective changed)
+    forgets the best losses of the old objective but keeps a best iterate for the NaN guard."""
+    calls, shift = [], {"v": 0.0}
+
+    def render(x):
+        calls.append(("render", shift["v"]))
+        return x + shift["v"]
+
+    def pre(k, x):
+        calls.append(("pre", k))
+        assert not x.requires_grad
+        if k == 3:
+            shift["v"] = 5.0  # a worse objective from here on: without the reset, iterate 2 would stay best
+            return True
+        return False
+
+    r = optimize_latent(render, lambda m: m.square().sum(-1), torch.ones(1, 2), OptimConfig(iters=5, lr=0.1),
+                        pre_step=pre)
+    assert calls[:2] == [("pre", 0), ("render", 0.0)]
+    assert calls[calls.index(("pre", 3)) + 1] == ("render", 5.0)
+    assert r.best_iter[0] >= 3 and r.best_loss[0] == min(h[0] for h in r.history[3:])
+    assert r.evaluations == 6 and r.iters == 5

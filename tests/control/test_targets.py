@@ -10,7 +10,9 @@ import torch
 
 from dittomusic.audio.mel import MelConfig, MelSpectrogram
 from dittomusic.control import features as F
+from dittomusic.control import masks as M
 from dittomusic.control import targets as T
+from dittomusic.control import stitching as S
 from dittomusic.errors import DittoError
 
 SR = 22050
@@ -280,52 +282,52 @@ def test_structure_from_audio_matches_feature(rendered_audio):
 
 def test_outpaint_masks():
     ref = torch.randn(160, 300)
-    m = T.outpaint_masks(ref, 1.0, frames=200)
+    m = M.outpaint_masks(ref, 1.0, frames=200)
     o = CFG.frames_for(1.0)
     assert m.overlap == o == 86
     assert m.gen_mask[:o].all() and not m.gen_mask[o:].any()
     assert m.ref_mask[-o:].all() and not m.ref_mask[:-o].any()
     assert torch.equal(m.target(), ref[:, -o:])
     with pytest.raises(DittoError, match="overlap"):
-        T.outpaint_masks(ref, 3.0, frames=200)
+        M.outpaint_masks(ref, 3.0, frames=200)
     with pytest.raises(DittoError, match="at least one frame"):
-        T.outpaint_masks(ref, 0.0)
+        M.outpaint_masks(ref, 0.0)
 
 
 def test_inpaint_masks_whole_reference_and_window():
     ref = torch.randn(160, 600)
-    m = T.inpaint_masks(ref, 2.0, 1.0)
+    m = M.inpaint_masks(ref, 2.0, 1.0)
     g0, g1 = CFG.frames_for(2.0), CFG.frames_for(2.0) + CFG.frames_for(1.0)
     assert m.frames == 600 and torch.equal(m.gen_idx, m.ref_idx)
     assert not m.gen_mask[g0:g1].any() and m.gen_mask[:g0].all() and m.gen_mask[g1:].all()
-    w = T.inpaint_masks(ref, 5.0, 1.0, frames=256)  # near the end: the window is clamped
+    w = M.inpaint_masks(ref, 5.0, 1.0, frames=256)  # near the end: the window is clamped
     assert w.window_start == 600 - 256 and w.frames == 256
     assert torch.equal(w.ref_idx, w.gen_idx + w.window_start)
     gap = ~w.ref_mask
     assert gap.sum() == CFG.frames_for(1.0) + (600 - 256) and gap[CFG.frames_for(5.0)]
-    c = T.inpaint_masks(ref, 3.0, 1.0, frames=256)  # centred on the gap
+    c = M.inpaint_masks(ref, 3.0, 1.0, frames=256)  # centred on the gap
     assert abs((c.gap[0] + c.gap[1]) / 2 - 128) <= 1
     with pytest.raises(DittoError, match="inside"):
-        T.inpaint_masks(ref, 6.5, 1.0)
+        M.inpaint_masks(ref, 6.5, 1.0)
     with pytest.raises(DittoError, match="no context"):
-        T.inpaint_masks(ref, 0.5, 3.0, frames=256)
+        M.inpaint_masks(ref, 0.5, 3.0, frames=256)
 
 
 def test_loop_masks():
     ref = torch.randn(160, 300)
-    m = T.loop_masks(ref, 0.5, frames=200)
+    m = M.loop_masks(ref, 0.5, frames=200)
     o = CFG.frames_for(0.5)
     assert torch.equal(m.gen_idx, torch.cat([torch.arange(o), torch.arange(200 - o, 200)]))
     assert torch.equal(m.ref_idx, torch.cat([torch.arange(300 - o, 300), torch.arange(o)]))
-    free = T.loop_masks(None, 0.5, frames=512)
+    free = M.loop_masks(None, 0.5, frames=512)
     assert free.self_referenced and free.target() is None and free.loop_frames == 512 - o
     assert torch.equal(free.gen_idx, torch.arange(512 - o, 512)) and torch.equal(free.ref_idx, torch.arange(o))
-    short = T.loop_masks(None, 0.5, frames=512, loop_s=3.0)
+    short = M.loop_masks(None, 0.5, frames=512, loop_s=3.0)
     assert short.loop_frames == CFG.frames_for(3.0) and short.gen_idx[0] == CFG.frames_for(3.0)
     with pytest.raises(DittoError, match="loop"):
-        T.loop_masks(None, 0.5, frames=512, loop_s=5.9)
+        M.loop_masks(None, 0.5, frames=512, loop_s=5.9)
     with pytest.raises(DittoError, match="new material"):
-        T.loop_masks(ref, 1.5, frames=256)
+        M.loop_masks(ref, 1.5, frames=256)
 
 
 # ------------------------------------------------------------------ stitching
@@ -333,16 +335,16 @@ def test_loop_masks():
 def test_stitch_outpaint_reproduces_a_consistent_continuation():
     full = torch.rand(160, 400) * 2 - 1
     ref = full[:, :250]
-    m = T.outpaint_masks(ref, 1.0, frames=120)
+    m = M.outpaint_masks(ref, 1.0, frames=120)
     o = m.overlap
-    xf = CFG.frames_for(T.CROSSFADE_S)
-    out = T.stitch(m, full[:, 250 - o: 250 - o + 120], best_cut=False)
+    xf = CFG.frames_for(S.CROSSFADE_S)
+    out = S.stitch(m, full[:, 250 - o: 250 - o + 120], best_cut=False)
     assert torch.allclose(out.mel, full[:, : 250 + 120 - o], atol=1e-6)
     assert out.boundaries_s == [pytest.approx((250 - xf / 2) / FR)]
-    out = T.stitch(m, full[:, 250 - o: 250 - o + 120])  # any cut of a consistent continuation is exact
+    out = S.stitch(m, full[:, 250 - o: 250 - o + 120])  # any cut of a consistent continuation is exact
     assert torch.allclose(out.mel, full[:, : 250 + 120 - o], atol=1e-6)
     assert (250 - o) / FR <= out.boundaries_s[0] <= 250 / FR
-    batched = T.stitch(m, full[:, 250 - o: 250 - o + 120].expand(2, -1, -1))
+    batched = S.stitch(m, full[:, 250 - o: 250 - o + 120].expand(2, -1, -1))
     assert batched.mel.shape == (2, 160, 250 + 120 - o)
 
 
@@ -360,12 +362,12 @@ def test_best_cut_moves_the_junction_to_where_both_sides_agree(kind):
     t = torch.linspace(0, 1, 600)
     full = 0.3 * torch.sin(2 * math.pi * (t[None, :] * 3 + torch.linspace(0, 1, 160)[:, None]))
     ref = full[:, :250]
-    m = T.outpaint_masks(ref, 1.0, frames=200) if kind == "outpaint" else T.loop_masks(ref, 1.0, frames=200)
+    m = M.outpaint_masks(ref, 1.0, frames=200) if kind == "outpaint" else M.loop_masks(ref, 1.0, frames=200)
     o = m.overlap
     gen = full[:, 250 - o: 250 - o + 200].clone()
     gen[:, o // 2:] += 0.6  # from mid-overlap on, everything is shifted
-    ends = T.stitch(m, gen, best_cut=False)
-    best = T.stitch(m, gen)
+    ends = S.stitch(m, gen, best_cut=False)
+    best = S.stitch(m, gen)
     b_end, b_best = ends.boundaries_s[0], best.boundaries_s[0]
     assert b_best < b_end
     assert _junction_flux(best.mel, b_best) < 0.25 * _junction_flux(ends.mel, b_end)
@@ -374,11 +376,11 @@ def test_best_cut_moves_the_junction_to_where_both_sides_agree(kind):
 
 def test_stitch_inpaint_fills_only_the_gap():
     ref = torch.rand(160, 500) * 2 - 1
-    m = T.inpaint_masks(ref, 2.0, 1.0, frames=300)
+    m = M.inpaint_masks(ref, 2.0, 1.0, frames=300)
     gen = ref[:, m.window_start: m.window_start + 300].clone()
     g0, g1 = m.gap
     gen[:, g0:g1] = 0.5
-    out = T.stitch(m, gen).mel
+    out = S.stitch(m, gen).mel
     a, b = m.window_start + g0, m.window_start + g1
     assert out.shape == ref.shape
     assert torch.allclose(out[:, :a], ref[:, :a], atol=1e-6) and torch.allclose(out[:, b:], ref[:, b:], atol=1e-6)
@@ -389,21 +391,21 @@ def test_stitch_loops_repeat_seamlessly():
     o = CFG.frames_for(0.3)
     cycle = torch.rand(160, 150 + 130 - 2 * o) * 2 - 1  # one loop: reference + new middle
     ref = cycle[:, :150]
-    m = T.loop_masks(ref, 0.3, frames=130)
+    m = M.loop_masks(ref, 0.3, frames=130)
     gen = cycle[:, (torch.arange(130) + 150 - o) % cycle.shape[-1]]  # consistent with the masks at both edges
     assert torch.allclose(gen[:, m.gen_idx], ref[:, m.ref_idx])
-    out = T.stitch(m, gen, repeats=3, best_cut=False)
+    out = S.stitch(m, gen, repeats=3, best_cut=False)
     assert torch.allclose(out.mel, cycle.repeat(1, 3), atol=1e-6) and len(out.boundaries_s) == 5
     # moved cuts: the first cycle plays from the top, so the output is the periodic sequence
-    out = T.stitch(m, gen, repeats=3)
+    out = S.stitch(m, gen, repeats=3)
     C = cycle.shape[-1]
     assert 3 * C <= out.mel.shape[-1] < 3 * C + m.overlap and len(out.boundaries_s) == 5
     assert torch.allclose(out.mel, cycle.repeat(1, 4)[:, :out.mel.shape[-1]], atol=1e-6)
     base = torch.rand(160, 200) * 2 - 1
-    free = T.loop_masks(None, 0.5, frames=250, loop_s=200 / FR)
+    free = M.loop_masks(None, 0.5, frames=250, loop_s=200 / FR)
     assert free.loop_frames == 200
     for best in (False, True):
-        out = T.stitch(free, base[:, torch.arange(250) % 200], repeats=2, best_cut=best)
+        out = S.stitch(free, base[:, torch.arange(250) % 200], repeats=2, best_cut=best)
         assert torch.allclose(out.mel, base.repeat(1, 3)[:, :out.mel.shape[-1]], atol=1e-6)
         assert out.mel.shape[-1] >= 400
 
@@ -417,9 +419,9 @@ def test_stitched_audio_of_an_exact_continuation_is_the_original():
     ref_audio = long[: 2 * SR]
     ref_mel = _mel(ref_audio)
     R = ref_mel.shape[-1]
-    m = T.outpaint_masks(ref_mel, 1.0, frames=300)
+    m = M.outpaint_masks(ref_mel, 1.0, frames=300)
     start = (R - m.overlap) * CFG.hop_length
-    out = T.stitch_audio(m, long[start: start + 299 * CFG.hop_length], ref_audio)
+    out = S.stitch_audio(m, long[start: start + 299 * CFG.hop_length], ref_audio)
     assert len(out.audio) == (R + 300 - m.overlap - 1) * CFG.hop_length  # = the stitched mel's audio length
     # identical sides are correlated (rho = 1): the fade is linear, no 3 dB equal-power swell
     assert np.allclose(out.audio, long[: len(out.audio)], atol=1e-6)
@@ -435,23 +437,23 @@ def test_vocoded_continuation_of_real_music_stitches_without_seam(rendered_audio
 
     voc = get_vocoder("griffinlim", CFG)
     ref_audio = rendered_audio[: int(split_s * SR)]
-    m = T.outpaint_masks(_mel(ref_audio), 1.0, frames=300)
+    m = M.outpaint_masks(_mel(ref_audio), 1.0, frames=300)
     start = (m.ref_mel.shape[-1] - m.overlap) * CFG.hop_length
     gen_mel = _mel(rendered_audio[start: start + 299 * CFG.hop_length])
-    out = T.stitch_audio(m, voc(gen_mel).numpy(), ref_audio)
+    out = S.stitch_audio(m, voc(gen_mel).numpy(), ref_audio)
     assert F.spectral_flux_seam_ratio(out.audio, SR, out.boundaries_s) <= 1.5
-    whole = T.stitch(m, gen_mel, vocoder=voc)
+    whole = S.stitch(m, gen_mel, vocoder=voc)
     assert whole.audio.shape == ((whole.mel.shape[-1] - 1) * CFG.hop_length,)
     assert F.spectral_flux_seam_ratio(whole.audio, SR, whole.boundaries_s) <= 1.5
 
 
 def test_stitched_audio_of_a_mismatched_clip_has_a_seam():
     ref_audio = tone(220, 2.0, harmonics=5)
-    m = T.outpaint_masks(_mel(ref_audio), 1.0, frames=300)
-    out = T.stitch_audio(m, tone(330, 299 * 256 / SR, harmonics=2), ref_audio, crossfade_s=0.0)
+    m = M.outpaint_masks(_mel(ref_audio), 1.0, frames=300)
+    out = S.stitch_audio(m, tone(330, 299 * 256 / SR, harmonics=2), ref_audio, crossfade_s=0.0)
     assert F.spectral_flux_seam_ratio(out.audio, SR, out.boundaries_s) > 2.5
     with pytest.raises(DittoError, match="reference audio"):
-        T.stitch_audio(m, np.zeros(299 * 256))
+        S.stitch_audio(m, np.zeros(299 * 256))
 
 
 def _switch(at_s, seconds, f1=220, f2=330):
@@ -469,11 +471,11 @@ def test_listen_judge_hears_a_switch_at_the_fade_centre():
     x, c = 34, 60  # a 0.4 s fade centred on frame 60 of each 1.4 s piece
     steady, on_centre, off_centre = (_mel(a) for a in (tone(220, 1.4, harmonics=5), _switch(c / FR, 1.4),
                                                        _switch((c + 12) / FR, 1.4)))
-    costs = T.listen_costs(voc, CFG)([steady, on_centre, off_centre], [c, c, c], x)
+    costs = S.listen_costs(voc, CFG)([steady, on_centre, off_centre], [c, c, c], x)
     assert costs[1] > 2 * costs[0]
     # a switch 0.14 s from the centre is outside the metric's +-50 ms, but inside the whole fade
     assert costs[2] < 1.5 * costs[0]
-    whole = T.listen_costs(voc, CFG, window_s=None)([steady, off_centre], [c, c], x)
+    whole = S.listen_costs(voc, CFG, window_s=None)([steady, off_centre], [c, c], x)
     assert whole[1] > 2 * whole[0]
 
 
@@ -485,18 +487,18 @@ def test_stitch_with_a_vocoder_listens_for_the_cut():
 
     voc = get_vocoder("griffinlim", CFG)
     ref_len = 2.0
-    probe = T.outpaint_masks(torch.zeros(160, _mel(tone(220, ref_len)).shape[-1]), 1.0, frames=200)
+    probe = M.outpaint_masks(torch.zeros(160, _mel(tone(220, ref_len)).shape[-1]), 1.0, frames=200)
     R, o = probe.ref_mel.shape[-1], probe.overlap
-    x = CFG.frames_for(T.CROSSFADE_S)
+    x = CFG.frames_for(S.CROSSFADE_S)
     at = (R - o + (o - x) + x / 2) / FR  # centre of the default (end-of-overlap) fade
     full = _mel(_switch(at, 4.0))
-    m = T.outpaint_masks(full[:, :R], 1.0, frames=200)
+    m = M.outpaint_masks(full[:, :R], 1.0, frames=200)
     gen = full[:, R - o:R - o + 200]
-    ends = T.stitch(m, gen, vocoder=voc, best_cut=False)
-    heard = T.stitch(m, gen, vocoder=voc)
+    ends = S.stitch(m, gen, vocoder=voc, best_cut=False)
+    heard = S.stitch(m, gen, vocoder=voc)
     assert ends.boundaries_s[0] == pytest.approx(at, abs=1 / FR)
     assert abs(heard.boundaries_s[0] - at) > (x / 2 + 1) / FR  # the switch is outside the fade
     assert F.spectral_flux_seam_ratio(ends.audio, SR, ends.boundaries_s) > 2.0
     assert F.spectral_flux_seam_ratio(heard.audio, SR, heard.boundaries_s) <= 1.5
-    assert T.stitch(m, gen, vocoder=voc).boundaries_s == heard.boundaries_s
-    assert T.stitch(m, gen, vocoder=voc, listen=False).boundaries_s == T.stitch(m, gen).boundaries_s
+    assert S.stitch(m, gen, vocoder=voc).boundaries_s == heard.boundaries_s
+    assert S.stitch(m, gen, vocoder=voc, listen=False).boundaries_s == S.stitch(m, gen).boundaries_s

@@ -181,7 +181,7 @@ def intensity_curve(mel: Tensor, cfg: MelConfig, window: int | None = None,
     return savgol_smooth(frame_energy_db(mel, cfg), window, polyorder, dim=-1)
 
 
-def _audio_np(audio, sr: int | None, cfg: MelConfig) -> np.ndarray:
+def audio_array(audio, sr: int | None, cfg: MelConfig) -> np.ndarray:
     a = np.asarray(audio.detach().cpu() if hasattr(audio, "detach") else audio, dtype=np.float64)
     if a.ndim != 1:
         raise DittoError(f"expected mono audio [samples], got shape {a.shape}")
@@ -200,7 +200,7 @@ def intensity_curve_from_audio(audio, sr: int | None, cfg: MelConfig, window: in
     import librosa
     from scipy.signal import savgol_filter
 
-    a = _audio_np(audio, sr, cfg)
+    a = audio_array(audio, sr, cfg)
     rms = librosa.feature.rms(y=a, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True,
                               pad_mode="constant")[0]
     db = 10.0 * np.log10(rms ** 2 + INTENSITY_AMIN)
@@ -257,7 +257,7 @@ def chroma_from_audio(audio, sr: int | None, cfg: MelConfig) -> np.ndarray:
     import librosa
     from scipy.signal import butter, sosfilt
 
-    a = _audio_np(audio, sr, cfg)
+    a = audio_array(audio, sr, cfg)
     sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=cfg.sample_rate, output="sos")
     y = sosfilt(sos, a)
     return librosa.feature.chroma_stft(y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
@@ -273,7 +273,7 @@ def pitch_classes_from_audio(audio, sr: int | None, cfg: MelConfig, silence_db: 
         import librosa
         from scipy.signal import butter, sosfilt
 
-        a = _audio_np(audio, sr, cfg)
+        a = audio_array(audio, sr, cfg)
         y = sosfilt(butter(2, HIGHPASS_HZ, btype="highpass", fs=cfg.sample_rate, output="sos"), a)
         rms = librosa.feature.rms(y=y, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True,
                                   pad_mode="constant")[0]
@@ -323,7 +323,7 @@ def self_similarity(mel: Tensor, cfg: MelConfig, window: int | None = None,
 def self_similarity_from_audio(audio, sr: int | None, cfg: MelConfig, window: int | None = None,
                                polyorder: int = STRUCTURE_POLYORDER, n_coeffs: int = N_MFCC) -> np.ndarray:
     """Waveform twin: MelSpectrogram of the audio, then `self_similarity`. [frames, frames] float64."""
-    a = torch.from_numpy(_audio_np(audio, sr, cfg))
+    a = torch.from_numpy(audio_array(audio, sr, cfg))
     with torch.no_grad():  # metric path only (scores final audio), never inside a loss
         mel = MelSpectrogram(cfg).double()(a)
         return self_similarity(mel, cfg, window, polyorder, n_coeffs).numpy()

@@ -105,7 +105,7 @@ def _finite_rows(t: Tensor) -> Tensor:
 
 
 def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConfig | None = None, *,
-                    resume: dict | None = None, progress: bool = False, callback=None,
+                    resume: dict | None = None, progress: bool = False, callback=None, pre_step=None,
                     desc: str = "ditto") -> OptimResult:
     """Adam on x_T only; returns the best iterate of each item and the mel it renders to.
 
@@ -113,6 +113,10 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
     or gradients restore that item's best iterate and reset its Adam moments (reported in
     warnings) rather than poisoning the batch. resume: OptimResult.state of an earlier run.
     callback(dict(iter, loss [B] tensor, x0, x_T)) after each evaluation; return True to stop.
+    pre_step(k, x_T) before iterate k is rendered (x_T detached): where a caller may change what
+    `render` computes (DITTO-2 re-corrects its surrogate), so that each iteration's loss and
+    gradient come from one objective. It returns True when the objective changed: the best losses
+    so far, measured on the old one, are forgotten (the best iterates stay, for the NaN guard).
     """
     from tqdm.auto import tqdm
 
@@ -138,11 +142,15 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
     history: list[list[float]] = []
     warnings: list[str] = []
     since_best = 0
+    seen_finite = False
     stopped, grad_evals, updates = "iters", 0, 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.iters, desc=desc, disable=not progress, leave=False)
     for k in range(cfg.iters + 1):
         last = k == cfg.iters
+        if pre_step is not None and pre_step(k, x.detach()):
+            best_loss = torch.full((B,), math.inf)
+            since_best = 0
         opt.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(not last):
             x0 = render(x)
@@ -152,6 +160,7 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
         lv = loss.detach().float().cpu()
         history.append(lv.tolist())
         ok = torch.isfinite(lv)
+        seen_finite = seen_finite or bool(ok.any())
         improved = ok & (lv < best_loss)
         if improved.any():
             since_best = 0
@@ -177,7 +186,7 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
         if cfg.patience is not None and since_best >= cfg.patience:
             stopped = "patience"
             break
-        if not ok.all() and not torch.isfinite(best_loss).any():
+        if not ok.all() and not seen_finite:
             raise DittoError("the control loss is NaN/inf at the starting latent; check the target "
                              "(e.g. its length matches the clip) and the model")
         # sum of independent per-item losses: each item's gradient is its own

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dittomusic.sampling.guidance import cfg_model_fn
-from dittomusic.sampling.samplers import _randn, _run, sampler_timesteps
+from dittomusic.sampling.samplers import randn_like, run_step, sampler_timesteps
 from dittomusic.sampling.schedule import NoiseSchedule, model_output_to_x0_eps
 
 CLEAN = -1
@@ -138,17 +138,17 @@ def consistency_sample(student, x_T: Tensor, cond: dict | None, steps: int, sche
     def first(x, t=ts[0]):
         return consistency_fn(student, x, t, cond, schedule)
 
-    x0 = _run(first, x_T, checkpoint=checkpoint)
+    x0 = run_step(first, x_T, checkpoint=checkpoint)
     if callback is not None:
         callback(dict(i=0, t=float(ts[0]), x=x0, x0=x0))
     for i, t in enumerate(ts[1:], start=1):
-        z = noise[i - 1] if noise is not None else _randn(x0, generator)  # drawn outside the checkpoint
+        z = noise[i - 1] if noise is not None else randn_like(x0, generator)  # drawn outside the checkpoint
 
         def step(x0, z, t=t):
             a, s = alpha_sigma(_times(t, x0), x0, schedule)
             return consistency_fn(student, a * x0 + s * z, t, cond, schedule)
 
-        x0 = _run(step, x0, z, checkpoint=checkpoint)
+        x0 = run_step(step, x0, z, checkpoint=checkpoint)
         if callback is not None:
             callback(dict(i=i, t=float(t), x=x0, x0=x0))
     return x0
@@ -166,7 +166,7 @@ def ctd_sample(student, x_T: Tensor, cond: dict | None, steps: int, schedule: No
         def step(x, t=t, s=s):
             return _jump(student, x, t, s, cond, schedule)
 
-        x, x0 = _run(step, x, checkpoint=checkpoint)
+        x, x0 = run_step(step, x, checkpoint=checkpoint)
         if callback is not None:
             callback(dict(i=i, t=float(t), x=x, x0=x0))
     return x

@@ -85,3 +85,50 @@ def export_student(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
                "distill": {**info, "weights": weights}, "model_config": meta["model_config"],
                "schedule": meta["schedule"], "train": release_train_info(meta), "train_config": meta["train_config"]}
     return save_tensors(out, state, release)
+
+
+# ------------------------------------------------------------------ students as DITTO-2 surrogates
+
+_CACHE: dict = {}
+
+
+def get_student(path, device) -> tuple[torch.nn.Module, dict]:
+    """Load (once per path and device) a student: a release file, a run folder or None = bundled."""
+    key = (str(path), str(device))
+    if key not in _CACHE:
+        model, meta = load_student(path, device)
+        _CACHE[key] = (model.requires_grad_(False), meta)
+    return _CACHE[key]
+
+
+def check_teacher(meta: dict, pipe, student=None) -> None:
+    """A student is a surrogate of one teacher only: refuse any other --model (and a student of
+    another tag vocabulary). pipe: a DenoiserBackend or a generate.Pipeline (anything with
+    model_file, model_digest and vocab)."""
+    if not hasattr(type(pipe), "model_digest"):
+        raise DittoError("ditto2 needs a dittomusic model with a student distilled from it; this backend has none: "
+                         "use --method ditto")
+    want = meta.get("distill", {}).get("teacher_sha1")
+    if want and want != pipe.model_digest:
+        raise DittoError(f"this student was distilled from the teacher file with sha1 {want[:12]}, but --model "
+                         f"({pipe.model_file.name}) has sha1 {pipe.model_digest[:12]}: DITTO-2 needs the student's own "
+                         f"teacher. Pass that teacher with --model, or distill a student from this model "
+                         f"(dittomusic distill --teacher {pipe.model_file.name} ...)")
+    if student is not None and student.cfg.vocab != pipe.vocab:
+        raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
+
+
+def student_sampler(student, meta: dict):
+    """(x_T, cond, steps, checkpoint) -> x0 for the student's kind."""
+    from dittomusic.distill.consistency import consistency_sample, ctd_sample
+
+    if meta["kind"] == "ctd":
+        return lambda x, cond, steps, checkpoint=False: ctd_sample(student, x, cond, steps, checkpoint=checkpoint)
+
+    def cd(x, cond, steps, checkpoint=False):
+        # fixed re-noising draws: the decode must be a deterministic function of x_T
+        g = torch.Generator().manual_seed(0)
+        noise = [torch.randn(x.shape, generator=g).to(x) for _ in range(steps - 1)]
+        return consistency_sample(student, x, cond, steps, noise=noise, checkpoint=checkpoint)
+
+    return cd

@@ -25,7 +25,8 @@ from dittomusic.eval.fad import fad
 from dittomusic.generate import Pipeline, Tags
 
 
-def _pick(ds: MelDataset, per_collection: int, seed: int) -> list[int]:
+def pick_clips(ds: MelDataset, per_collection: int, seed: int) -> list[int]:
+    """Indices of up to per_collection random clips of each collection (seeded)."""
     rng = np.random.default_rng(seed)
     by = defaultdict(list)
     for i, r in enumerate(ds.rows):
@@ -37,11 +38,13 @@ def _pick(ds: MelDataset, per_collection: int, seed: int) -> list[int]:
     return out
 
 
-def _stack(ds: MelDataset, idx: list[int], key: str) -> torch.Tensor:
+def stack_clips(ds: MelDataset, idx: list[int], key: str) -> torch.Tensor:
+    """One field of the clips idx, stacked."""
     return torch.stack([ds[i][key] for i in idx])
 
 
-def _generate(pipe: Pipeline, tags: list[Tags] | None, n: int, seed: int, batch: int, progress: bool, **kw):
+def generate_mels(pipe: Pipeline, tags: list[Tags] | None, n: int, seed: int, batch: int, progress: bool, **kw):
+    """n generated mels, batch by batch (seed + batch index); tags None: unconditional."""
     from tqdm.auto import tqdm
 
     mels = []
@@ -68,25 +71,25 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
     test = MelDataset(data, "test", random_crop=False)
     val = MelDataset(data, "val", random_crop=False)
     names = test.vocab.collections
-    idx = _pick(test, per_collection, seed)
+    idx = pick_clips(test, per_collection, seed)
     n = len(idx)
     test_all = list(range(len(test)))
-    real = _stack(test, idx, "mel")
-    coll, fams = _stack(test, idx, "collection"), _stack(test, idx, "families")
+    real = stack_clips(test, idx, "mel")
+    coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"])
             for r in (test.rows[i] for i in idx)]
     kw = dict(sampler=sampler, steps=steps, guidance=guidance)
-    gen = _generate(pipe, tags, n, seed, batch, progress, **kw)
+    gen = generate_mels(pipe, tags, n, seed, batch, progress, **kw)
     t_gen = time.time() - t0
-    uncond = _generate(pipe, None, n, seed + 10**6, batch, progress, **kw)
-    val_idx = _pick(val, per_collection, seed)[:n]
+    uncond = generate_mels(pipe, None, n, seed + 10**6, batch, progress, **kw)
+    val_idx = pick_clips(val, per_collection, seed)[:n]
 
     emb = lambda m: predict(clf, m)["embedding"].numpy()  # noqa: E731
-    ref = emb(_stack(test, test_all, "mel"))
+    ref = emb(stack_clips(test, test_all, "mel"))
     p_real, p_gen = predict(clf, real), predict(clf, gen)
     m_real, m_gen = tag_metrics(p_real, coll, fams, names), tag_metrics(p_gen, coll, fams, names)
     fads = {"generated": fad(p_gen["embedding"].numpy(), ref),
-            "validation": fad(emb(_stack(val, val_idx, "mel")), ref),
+            "validation": fad(emb(stack_clips(val, val_idx, "mel")), ref),
             "unconditional": fad(emb(uncond), ref)}
     report = {
         "model": str(model or "bundled"), "model_train": pipe.meta.get("train", {}),
@@ -98,7 +101,7 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
         "fad": fads, "fad_ratio_generated_over_validation": fads["generated"] / max(fads["validation"], 1e-12),
     }
     if realism:
-        report["realism"] = realism_block(real, gen, _stack(val, val_idx, "mel"), seed=seed, device=pipe.device,
+        report["realism"] = realism_block(real, gen, stack_clips(val, val_idx, "mel"), seed=seed, device=pipe.device,
                                           c2st_steps=c2st_steps,
                                           real_groups=[test.rows[i].get("piece_id", i) for i in idx])
     report["seconds"] = {"total": round(time.time() - t0, 1), "conditional_generation": round(t_gen, 1)}

@@ -221,13 +221,13 @@ def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Pa
     import torch
 
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.base_model import _pick
+    from dittomusic.eval.base_model import pick_clips
     from dittomusic.eval.realism import plot_side_by_side
     from dittomusic.generate import Pipeline, Tags
 
     pipe = Pipeline(model, device)
     test = MelDataset(data, "test", random_crop=False)
-    idx = _pick(test, 1, seed)
+    idx = pick_clips(test, 1, seed)
     rows = [test.rows[i] for i in idx]
     real = torch.stack([test[i]["mel"] for i in idx])
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in rows]

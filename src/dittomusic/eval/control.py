@@ -20,32 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dittomusic.control.spec import all_tasks, get_task, task_names
 from dittomusic.errors import DittoError
 from dittomusic.utils import atomic_write_text
 
 log = logging.getLogger("dittomusic.eval.control")
 
-INTENSITY_TARGETS = [("linear-rise", -38.0, -18.0), ("tanh-fall", -18.0, -36.0), ("cosine-rise", -36.0, -20.0),
-                     ("linear-fall", -20.0, -38.0), ("tanh-rise", -40.0, -22.0), ("cosine-fall", -22.0, -40.0)]
-# public-domain tunes, all above middle C where the melody chroma listens
-MELODY_TARGETS = [
-    ("ode to joy", "E5:0.375 E5:0.375 F5:0.375 G5:0.375 G5:0.375 F5:0.375 E5:0.375 D5:0.375 C5:0.375 C5:0.375 "
-                   "D5:0.375 E5:0.375 E5:0.5625 D5:0.1875 D5:0.75"),
-    ("twinkle", "C5:0.4 C5:0.4 G5:0.4 G5:0.4 A5:0.4 A5:0.4 G5:0.8 F5:0.4 F5:0.4 E5:0.4 E5:0.4 D5:0.4 D5:0.4 C5:0.4"),
-    ("scale", "C5:0.5 D5:0.5 E5:0.5 F5:0.5 G5:0.5 A5:0.5 B5:0.5 C6:0.5 B5:0.5 A5:0.5 G5:0.5 F5:0.5"),
-    ("frere jacques", "G4:0.4 A4:0.4 B4:0.4 G4:0.4 G4:0.4 A4:0.4 B4:0.4 G4:0.4 B4:0.4 C5:0.4 D5:0.8 B4:0.4 C5:0.4 "
-                      "D5:0.8"),
-    ("greensleeves", "A4:0.4 C5:0.8 D5:0.4 E5:0.6 F5:0.2 E5:0.4 D5:0.8 B4:0.4 G4:0.6 A4:0.2 B4:0.4 C5:0.8 A4:0.4"),
-    ("arpeggio", "C5:0.375 E5:0.375 G5:0.375 C6:0.375 A4:0.375 C5:0.375 E5:0.375 A5:0.375 F4:0.375 A4:0.375 "
-                 "C5:0.375 F5:0.375 G4:0.375 B4:0.375 D5:0.375 G5:0.375"),
-]
-STRUCTURE_TARGETS = ["ABBA", "AABA", "ABAB", "AABB", "ABAC", "AAAB"]
-PAINT_SETTINGS = {"outpaint": {"overlap_s": 1.0}, "loop": {"overlap_s": 1.0}, "inpaint": {"gap_s": 2.0}}
-ALL_TASKS = ("intensity", "melody", "structure", "outpaint", "loop", "inpaint")
+# the tasks and their eval targets, metrics and table titles come from the task registry (TaskSpec)
+ALL_TASKS = task_names()
+PAINT_SETTINGS = {t.name: t.eval_settings for t in all_tasks() if t.painting}
+METRIC = {t.name: t.metric for t in all_tasks() if t.metric}
 ADHERENCE_METHODS = ("default", "freedom", "ditto")
 PAINT_METHODS = ("default", "naive", "multidiffusion", "multidiffusion50", "freedom", "ditto", "ditto_draft")
 SEAM_PASS = 1.5  # issue #4: flux across a stitch within 1.5x the clip's median flux
-METRIC = {"intensity": "intensity_mse_db2", "melody": "melody_accuracy_pct", "structure": "structure_mse"}
 MAX_TARGETS = 6
 
 
@@ -80,14 +67,14 @@ class ControlEvalConfig:
         return tuple(base) + tuple(m for m in self.extra_methods if m not in base)
 
 
-def _references(data: str, n: int, seed: int):
+def reference_clips(data: str, n: int, seed: int):
     """n test clips, one per collection in turn: (mels [n, M, F], tags list, clip ids)."""
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.base_model import _pick
+    from dittomusic.eval.base_model import pick_clips
     from dittomusic.generate import Tags
 
     test = MelDataset(data, "test", random_crop=False)
-    idx = _pick(test, 1 + (n - 1) // len(test.vocab.collections), seed)
+    idx = pick_clips(test, 1 + (n - 1) // len(test.vocab.collections), seed)
     # interleave collections so the first n cover as many styles as possible
     by = {}
     for i in idx:
@@ -124,38 +111,15 @@ def seam_summary(vals) -> dict:
 
 
 def build_targets(task: str, n: int, frames: int, ref_mels: torch.Tensor, cfg) -> tuple[list, list[str]]:
-    """-> (one control per target, target names)."""
-    from dittomusic.control import get_control, intensity_preset, melody_from_string, structure_from_pattern
-
-    if task == "intensity":
-        picks = INTENSITY_TARGETS[:n]
-        return ([get_control("intensity", target=intensity_preset(p, frames, lo, hi), cfg=cfg) for p, lo, hi in picks],
-                [f"{p} {lo:g}..{hi:g} dB" for p, lo, hi in picks])
-    if task == "melody":
-        picks = MELODY_TARGETS[:n]
-        return [get_control("melody", target=melody_from_string(s, frames, cfg), cfg=cfg) for _, s in picks], \
-            [name for name, _ in picks]
-    if task == "structure":
-        picks = STRUCTURE_TARGETS[:n]
-        return [get_control("structure", target=structure_from_pattern(p, frames, cfg), cfg=cfg) for p in picks], picks
-    kw = PAINT_SETTINGS[task]
-    ctrls = []
-    for r in ref_mels[:n]:
-        if task == "inpaint":
-            dur = r.shape[-1] / cfg.frame_rate
-            ctrls.append(get_control("inpaint", ref_mel=r, gap_start_s=dur / 2 - kw["gap_s"] / 2, gap_s=kw["gap_s"],
-                                     cfg=cfg))
-        else:
-            ctrls.append(get_control(task, ref_mel=r, frames=frames, cfg=cfg, **kw))
-    return ctrls, [f"test clip {i}" for i in range(n)]
+    """-> (one control per target, target names): the task's own eval targets (TaskSpec.eval_targets)."""
+    return get_task(task).eval_targets(n, frames, ref_mels, cfg)
 
 
 def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     from dittomusic.audio import save_wav
     from dittomusic.control import BatchedControl
+    from dittomusic.control.defaults import resolve
     from dittomusic.control.methods import Settings, get_method, run_control
-    from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.tasks import default_iters, default_lr
     from dittomusic.eval.classifier import load_classifier, predict
     from dittomusic.eval.fad import fad, kid
     from dittomusic.audio.vocoder import vocoder_name
@@ -178,15 +142,14 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
         raise DittoError(f"{out} holds runs measured with the {had} vocoder, not {voc}; use a new --out "
                          f"or the same --vocoder")
     clf, _ = load_classifier(cfg.classifier or bundled_path("classifier"), pipe.device)
-    ref_mels, ref_tags, ref_ids, test = _references(cfg.data, cfg.targets, cfg.seed)
+    ref_mels, ref_tags, ref_ids, test = reference_clips(cfg.data, cfg.targets, cfg.seed)
     emb = lambda m: predict(clf, m.to(pipe.device))["embedding"].cpu().numpy()  # noqa: E731
     real_emb = emb(torch.stack([test[i]["mel"] for i in range(len(test))]))
-    frames = pipe.model.cfg.clip_frames
+    frames = pipe.backend.clip_frames  # mel frames (a latent model denoises fewer)
     sr = pipe.mel_cfg.sample_rate
     for task in cfg.tasks:
         ctrls, names = build_targets(task, cfg.targets, frames, ref_mels, pipe.mel_cfg)
         control = BatchedControl(ctrls)
-        iters = default_iters(task) if cfg.iters is None else cfg.iters
         ran = False
         for method in cfg.methods_for(task):
             key = f"{task}/{method}"
@@ -201,7 +164,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
             log.info("%s: %d targets", key, len(ctrls))
             t0 = time.perf_counter()
             settings = Settings(steps=cfg.steps, guidance=cfg.guidance,
-                                optim=OptimConfig(iters=iters, lr=default_lr(method)), checkpoint=cfg.checkpoint,
+                                optim=resolve(task, method, cfg.iters)[1], checkpoint=cfg.checkpoint,
                                 progress=progress)
             o = run_control(pipe, method, control, ref_tags[:len(ctrls)], seed=cfg.seed, settings=settings, task=task)
             gen_emb = emb(o.mel)
@@ -265,7 +228,7 @@ def reopen(out: str | Path, data: str):
     # the vocoder the runs were measured with (folders from before the neural vocoder: Griffin-Lim)
     voc = "griffinlim" if results.get("vocoder", "griffinlim") == "griffinlim" else cfg.get("vocoder")
     pipe = Pipeline(cfg.get("model"), cfg.get("device"), voc)
-    ref_mels, _, _, _ = _references(data, cfg["targets"], cfg["seed"])
+    ref_mels, _, _, _ = reference_clips(data, cfg["targets"], cfg["seed"])
     return results, pipe, ref_mels
 
 
@@ -341,6 +304,15 @@ def tables(results: dict, cfg: ControlEvalConfig) -> dict:
     return t
 
 
+def _lrs(results: dict) -> str:
+    """The step size each optimizing method ran with, as its runs recorded it."""
+    lrs = {}
+    for key, r in results["runs"].items():
+        if r.get("lr") is not None:
+            lrs.setdefault(key.split("/")[1], set()).add(r["lr"])
+    return ", ".join(f"{m} {'/'.join(f'{v:g}' for v in sorted(v))}" for m, v in sorted(lrs.items())) or "–"
+
+
 def _f(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -349,18 +321,19 @@ def report_markdown(results: dict, cfg: ControlEvalConfig) -> str:
     t = results["tables"]
     lines = ["# Control evaluation (DITTO Tables 1-3 on the dittomusic base model)", "",
              f"{cfg.targets} targets per task, seed {cfg.seed}, DDIM {cfg.steps} steps, CFG {cfg.guidance}, "
-             f"K = {cfg.iters or '70 (150 for melody and structure)'}, lr 5e-3. Metrics on the vocoded waveform. "
+             f"K = {cfg.iters or '70 (150 for melody and structure)'}, Adam lr {_lrs(results)}. Metrics on the vocoded "
+             "waveform. "
              "FAD: tag-classifier embeddings vs all real test clips, over the "
              f"{cfg.targets} clips of each row; at this size it is strongly biased upward (compare rows, not "
              "with the paper). The last table pools each method's distinct clips over all tasks and adds KID "
              "(unbiased; features z-scored by the real set; 0 = indistinguishable from real; per-task KID is in "
              "the JSON, too noisy at 5 clips to tabulate). "
              "Wall: seconds per clip on this machine, all targets of a task optimized as one batch.", ""]
-    adh = [k for k in ("intensity", "melody", "structure") if k in t]
+    adh = [k for k in METRIC if k in t]
     if adh:
         lines += ["## Table 3 form: intensity, melody, structure", ""]
         head = "| Method | " + " | ".join(
-            f"{k[:3].title()} {'Acc % ↑' if k == 'melody' else 'MSE ↓'} | {k[:3].title()} FAD ↓ | "
+            f"{k[:3].title()} {get_task(k).metric_label} | {k[:3].title()} FAD ↓ | "
             f"{k[:3].title()} s/clip"
             for k in adh) + " |"
         lines += [head, "|" + "---|" * (1 + 3 * len(adh))]
@@ -375,13 +348,11 @@ def report_markdown(results: dict, cfg: ControlEvalConfig) -> str:
                     continue
                 metric = r[METRIC[k]]
                 med = r[METRIC[k] + "_median"]
-                cells += [f"{metric:.3f} (median {med:.3f})" if k != "melody" else f"{metric:.1f}",
+                cells += [get_task(k).metric_cell(metric, med),
                           _f(r["fad"], 1), _f(r["wall_per_clip_s"], 1)]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
-    for task, title in (("outpaint", f"Table 1 form: outpainting (o = {PAINT_SETTINGS['outpaint']['overlap_s']:g} s)"),
-                        ("loop", f"Table 1 form: looping (overlap {PAINT_SETTINGS['loop']['overlap_s']:g} s)"),
-                        ("inpaint", f"Table 2 form: inpainting (gap = {PAINT_SETTINGS['inpaint']['gap_s']:g} s)")):
+    for task, title in ((p, get_task(p).table.format(**s)) for p, s in PAINT_SETTINGS.items()):
         if task not in t or not t[task]:
             continue
         lines += [f"## {title}", "",

@@ -25,9 +25,9 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
                      seed: int = 0, batch: int = 16, device: str | None = None, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
-    from dittomusic.control.ditto2 import get_student, student_sampler
+    from dittomusic.distill.student import get_student, student_sampler
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.base_model import _generate, _pick, _stack
+    from dittomusic.eval.base_model import generate_mels, pick_clips, stack_clips
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
     from dittomusic.eval.fad import fad
     from dittomusic.generate import Pipeline, Tags
@@ -42,11 +42,11 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     clf, _ = load_classifier(classifier or bundled_path("classifier"), pipe.device)
     test = MelDataset(data, "test", random_crop=False)
     names = test.vocab.collections
-    idx = _pick(test, per_collection, seed)
+    idx = pick_clips(test, per_collection, seed)
     n = len(idx)
-    coll, fams = _stack(test, idx, "collection"), _stack(test, idx, "families")
+    coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (test.rows[i] for i in idx)]
-    ref = predict(clf, _stack(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
+    ref = predict(clf, stack_clips(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
 
     def score(mels: torch.Tensor, seconds: float, label: dict, teacher: torch.Tensor | None) -> dict:
         p = predict(clf, mels.to(pipe.device))
@@ -58,7 +58,7 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
                 "mse_to_teacher": None if teacher is None else float(((mels - teacher) ** 2).mean())}
 
     t0 = time.perf_counter()
-    teacher = _generate(pipe, tags, n, seed, batch, progress, sampler="ddim", steps=teacher_steps,
+    teacher = generate_mels(pipe, tags, n, seed, batch, progress, sampler="ddim", steps=teacher_steps,
                         guidance=meta["guidance"])
     rows = [score(teacher, time.perf_counter() - t0,
                   {"sampler": f"teacher DDIM, CFG {meta['guidance']:g}", "steps": teacher_steps,

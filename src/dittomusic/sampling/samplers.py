@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..errors import DittoError
+from .names import SAMPLER_NAMES
 from .schedule import NoiseSchedule, _check_prediction, model_output_to_x0_eps
 
 ModelFn = Callable[[Tensor, Tensor], Tensor]
@@ -106,7 +107,7 @@ def _call_model(model_fn: ModelFn, x: Tensor, t) -> Tensor:
     return out
 
 
-def _run(fn, *args, checkpoint: bool):
+def run_step(fn, *args, checkpoint: bool):
     # Step inputs/outputs are the only tensors kept between steps, so multistep state stays exact.
     if checkpoint and torch.is_grad_enabled():
         # Reentrant mode records one graph node per step; non-reentrant keeps a node per op of every
@@ -117,7 +118,7 @@ def _run(fn, *args, checkpoint: bool):
     return fn(*args)
 
 
-def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn_like(like: Tensor, generator: torch.Generator | None) -> Tensor:
     # Same call as diffusers' randn_tensor, so a seeded generator yields the same noise.
     # Drawn outside checkpointed steps: recomputation must not consume the generator again.
     device = generator.device if generator is not None else like.device
@@ -142,8 +143,12 @@ def sample_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 thresholding: bool = False, dynamic_thresholding_ratio: float = 0.995,
                 sample_max_value: float = 1.0, clip_sample: bool = False, clip_sample_range: float = 1.0,
                 use_clipped_model_output: bool = False, generator: torch.Generator | None = None,
-                checkpoint: bool = False, callback=None) -> Tensor:
-    """DDIMScheduler (set_alpha_to_one=True). eta > 0 draws noise from `generator` like diffusers."""
+                checkpoint: bool = False, callback=None, pre=None, post=None) -> Tensor:
+    """DDIMScheduler (set_alpha_to_one=True). eta > 0 draws noise from `generator` like diffusers.
+
+    Hooks for guided sampling (FreeDoM, masking), outside any checkpointed step:
+    pre(i, x_t) -> x_t before step i; post(i, prev_t, x_t, x_prev, x0) -> x_prev after it
+    (prev_t = -1 after the last step)."""
     _check_prediction(prediction)
     ac = schedule.alphas_cumprod.float()
     T = len(ac)
@@ -156,7 +161,7 @@ def sample_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
         a_prev = ac[prev] if prev >= 0 else torch.tensor(1.0)
         b_t, b_prev = 1 - a_t, 1 - a_prev
         std = eta * ((b_prev / b_t) * (1 - a_t / a_prev)) ** 0.5
-        noise = _randn(x, generator) if eta > 0 else None
+        noise = randn_like(x, generator) if eta > 0 else None
 
         def step(x, noise, t=t, a_t=a_t, b_t=b_t, a_prev=a_prev, std=std):
             out = _call_model(model_fn, x, t)
@@ -171,7 +176,12 @@ def sample_ddim(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 x_prev = x_prev + std * noise
             return x_prev, x0
 
-        x, x0 = _run(step, x, noise, checkpoint=checkpoint)
+        if pre is not None:
+            x = pre(i, x)
+        x_t = x
+        x, x0 = run_step(step, x, noise, checkpoint=checkpoint)
+        if post is not None:
+            x = post(i, prev, x_t, x, x0)
         _emit(callback, i, t, x, x0)
     return x
 
@@ -199,7 +209,7 @@ def invert_ddim(model_fn: ModelFn, x0: Tensor, schedule: NoiseSchedule, steps: i
             x0_hat, eps = model_output_to_x0_eps(out, x, a_cur ** 0.5, (1 - a_cur) ** 0.5, prediction)
             return a_t ** 0.5 * x0_hat + (1 - a_t) ** 0.5 * eps, x0_hat
 
-        x, x0_hat = _run(step, x, checkpoint=checkpoint)
+        x, x0_hat = run_step(step, x, checkpoint=checkpoint)
         _emit(callback, i, t, x, x0_hat)
     return x
 
@@ -226,7 +236,7 @@ def sample_ddpm(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
         c_x = cur_alpha ** 0.5 * b_prev / b_t
         std = torch.clamp(b_prev / b_t * cur_beta, min=1e-20) ** 0.5
         # diffusers draws noise whenever t > 0, even on the last step where std is ~1e-10
-        noise = _randn(x, generator) if t > 0 else None
+        noise = randn_like(x, generator) if t > 0 else None
 
         def step(x, noise, t=t, a_t=a_t, b_t=b_t, c_x0=c_x0, c_x=c_x, std=std):
             out = _call_model(model_fn, x, t)
@@ -238,7 +248,7 @@ def sample_ddpm(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 x_prev = x_prev + std * noise
             return x_prev, x0
 
-        x, x0 = _run(step, x, noise, checkpoint=checkpoint)
+        x, x0 = run_step(step, x, noise, checkpoint=checkpoint)
         _emit(callback, i, t, x, x0)
     return x
 
@@ -286,7 +296,7 @@ def sample_dpmpp_2m(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, ste
                 x_next = c_x * xf - c_d * x0 - 0.5 * c_d * (inv_r0 * (x0 - prev_x0))
             return x_next.to(out.dtype), x0
 
-        x, prev_x0 = _run(step, x, prev_x0, checkpoint=checkpoint)
+        x, prev_x0 = run_step(step, x, prev_x0, checkpoint=checkpoint)
         _emit(callback, i, t, x, prev_x0)
     return x
 
@@ -321,7 +331,7 @@ def sample_euler(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps:
             x0 = _x0_sigma_space(out, xf, s, prediction)
             return (xf + (xf - x0) / s * (s_next - s)).to(out.dtype), x0
 
-        x, x0 = _run(step, x, checkpoint=checkpoint)
+        x, x0 = run_step(step, x, checkpoint=checkpoint)
         _emit(callback, i, t, _to_vp(x, s_next), x0)
     return _to_vp(x, sig[-1])
 
@@ -357,21 +367,15 @@ def sample_heun(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
             return x + (d + d2) / 2 * (s_next - s)
 
         # two checkpoints per step: only one model call's activations are live during backward
-        x_pred, d, x0 = _run(predictor, x, checkpoint=checkpoint)
-        x = x_pred if i == len(ts) - 1 else _run(corrector, x_pred, x, d, checkpoint=checkpoint)
+        x_pred, d, x0 = run_step(predictor, x, checkpoint=checkpoint)
+        x = x_pred if i == len(ts) - 1 else run_step(corrector, x_pred, x, d, checkpoint=checkpoint)
         _emit(callback, i, t, _to_vp(x, s_next), x0)
     return x
 
 
 # ---------------------------------------------------------------- registry
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {
-    "ddim": sample_ddim,
-    "ddpm": sample_ddpm,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "euler": sample_euler,
-    "heun": sample_heun,
-}
+SAMPLERS: dict[str, Callable[..., Tensor]] = {name: globals()[f"sample_{name}"] for name in SAMPLER_NAMES}
 _KIND = {"ddim": "discrete", "ddpm": "discrete", "dpmpp_2m": "dpm", "euler": "sigma", "heun": "sigma"}
 DEFAULT_SPACING = {"ddim": "trailing", "ddpm": "trailing", "dpmpp_2m": "linspace", "euler": "linspace",
                    "heun": "linspace"}

@@ -10,8 +10,10 @@ model ~11 dB quieter, so optimizing it alone overshoots (a tanh-rise target met 
 the surrogate decoded at 100+ dB^2). Every `refresh` iterations the current x_T is decoded
 for real (no gradient) and the surrogate becomes one_step(x) + (decode(x_k) - one_step(x_k)):
 the residual is frozen between refreshes, so gradients still come from the one-step map only
-(defect correction / space mapping). Each refresh also scores the real decode, and the result
-is the best decode seen, not the best surrogate value.
+(defect correction / space mapping). The refresh runs as optimize_latent's pre_step, before
+that iteration's forward pass, so every iteration's loss and gradient come from one surrogate,
+and the optimizer's best iterate is chosen among iterates of the latest one. Each refresh also
+scores the real decode, and the result is the best decode seen, not the best surrogate value.
 """
 
 from __future__ import annotations
@@ -22,63 +24,25 @@ import torch
 from torch import Tensor
 
 from dittomusic.errors import DittoError
+from dittomusic.options import Option
 
-from .losses import BatchedControl, Control, MultiControl
-from .methods import MethodResult, Settings, register_method
-from .optimize import optimize_latent
+from ..base import BatchedControl, Control, MultiControl
+from ..optimize import optimize_latent
+from ..spec import all_tasks
+from .base import Ditto2Config, MethodResult, register_method
 
 DECODERS = ("student", "teacher")
 TEACHER_SAMPLERS = ("ddim", "dpmpp_2m")  # one (CFG-batched) model call per step each
-# Default decoder by task, from benchmarks/ditto2_speed.py (2 targets per task, lr 1e-2): the
-# student's 4-step decode won on intensity (0.71 vs 1.78 dB^2, 1.6x faster); the teacher's DDIM
-# kept melody (99.4 vs 94.4 % frame accuracy) and structure (0.0037 vs 0.0053).
-TEACHER_DECODED = frozenset({"melody", "structure"})
 REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
-# The teacher decode by task (sampler, steps, refresh); others: DDIM with Settings.steps. Structure,
-# chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored 0.0053 against DITTO's 0.0041,
-# DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held out (seeds 2, 3) 0.0035 vs DITTO's
-# 0.0045. A short decode tracks the one-step surrogate more closely; DPM-Solver++ keeps more
-# quality than DDIM at 8 steps (plain-sampling FAD 72 vs 80; DDIM 20: 62). Reproduce with
-# benchmarks/ditto2_speed.py --tasks structure --targets 5 --seed S, pooled by ditto2_pool.py.
-TEACHER_DECODE = {"structure": ("dpmpp_2m", 8, 10)}
-_CACHE: dict = {}
-
-
-def get_student(path, device) -> tuple[torch.nn.Module, dict]:
-    """Load (once per path and device) a student: a release file, a run folder or None = bundled."""
-    from dittomusic.distill import load_student
-
-    key = (str(path), str(device))
-    if key not in _CACHE:
-        model, meta = load_student(path, device)
-        _CACHE[key] = (model.requires_grad_(False), meta)
-    return _CACHE[key]
-
-
-def check_teacher(meta: dict, pipe) -> None:
-    """A student is a surrogate of one teacher only: refuse any other --model."""
-    want = meta.get("distill", {}).get("teacher_sha1")
-    if want and want != pipe.model_digest:
-        raise DittoError(f"this student was distilled from the teacher file with sha1 {want[:12]}, but --model "
-                         f"({pipe.model_file.name}) has sha1 {pipe.model_digest[:12]}: DITTO-2 needs the student's own "
-                         f"teacher. Pass that teacher with --model, or distill a student from this model "
-                         f"(dittomusic distill --teacher {pipe.model_file.name} ...)")
-
-
-def student_sampler(student, meta: dict):
-    """(x_T, cond, steps, checkpoint) -> x0 for the student's kind."""
-    from dittomusic.distill import consistency_sample, ctd_sample
-
-    if meta["kind"] == "ctd":
-        return lambda x, cond, steps, checkpoint=False: ctd_sample(student, x, cond, steps, checkpoint=checkpoint)
-
-    def cd(x, cond, steps, checkpoint=False):
-        # fixed re-noising draws: the decode must be a deterministic function of x_T
-        g = torch.Generator().manual_seed(0)
-        noise = [torch.randn(x.shape, generator=g).to(x) for _ in range(steps - 1)]
-        return consistency_sample(student, x, cond, steps, noise=noise, checkpoint=checkpoint)
-
-    return cd
+# Per task (TaskSpec.method_defaults["ditto2"]): "decode", the default decoder (the student's 4-step
+# decode unless a task says "teacher"), and "teacher_decode", the teacher decode's (sampler, steps,
+# refresh) (else DDIM with Settings.steps); benchmarks/ditto2_speed.py measured both per task.
+TEACHER_DECODED = frozenset(t.name for t in all_tasks() if t.method_defaults.get("ditto2", {}).get("decode") == "teacher")
+TEACHER_DECODE = {t.name: t.method_defaults["ditto2"]["teacher_decode"] for t in all_tasks()
+                  if "teacher_decode" in t.method_defaults.get("ditto2", {})}
+# DITTO-2's Adam step size: its one-step surrogate is smoother, and benchmarks/ditto2_speed.py measured
+# it better at 1e-2 than DITTO's 5e-3 on melody (99.4 vs 99.0 % accuracy) and structure (MSE 0.0037 vs 0.0046)
+DITTO2_LR = 1e-2
 
 
 def leaf_names(control: Control) -> list[str]:
@@ -87,14 +51,14 @@ def leaf_names(control: Control) -> list[str]:
         return [n for c, _ in control.items for n in leaf_names(c)]
     if isinstance(control, BatchedControl):
         return [n for c in control.controls for n in leaf_names(c)]
-    return [control.name]
+    return [control.task]
 
 
 def default_decoder(control: Control) -> str:
     return "teacher" if TEACHER_DECODED & set(leaf_names(control)) else "student"
 
 
-def teacher_decode(control: Control, s: Settings) -> tuple[str, int, int]:
+def teacher_decode(control: Control, s: Ditto2Config) -> tuple[str, int, int]:
     """(sampler, steps, refresh) of the teacher decode: the task's default (TEACHER_DECODE),
     else DDIM with s.steps; s.decode_sampler, s.teacher_steps and s.refresh override each."""
     names = set(leaf_names(control))
@@ -108,16 +72,33 @@ def teacher_decode(control: Control, s: Settings) -> tuple[str, int, int]:
     return sampler, steps, default[2] if s.refresh is None else s.refresh
 
 
-@register_method("ditto2")
-def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict | None = None) -> MethodResult:
+OPTIONS = (
+    Option("--student", "student", None, "ditto2: distilled student: a release file, a distill run folder, or cd / ctd "
+           "for a bundled one [default: the bundled CD student]."),
+    Option("--decode", "decode", None, "ditto2: decode the optimized x_T with the teacher's sampler or the student's "
+           "multistep sampler [default: by measurement, teacher for melody and structure, student otherwise].",
+           "choice", choices=tuple(reversed(DECODERS))),
+    Option("--decode-steps", "decode_steps", 4, "ditto2 with --decode student: student sampling steps.", "int",
+           lo=1, hi=20),
+    Option("--decode-sampler", "decode_sampler", None, "ditto2 with the teacher decode: its sampler [default: "
+           "dpmpp_2m for structure, ddim otherwise].", "choice", choices=TEACHER_SAMPLERS),
+    Option("--teacher-steps", "teacher_steps", None, "ditto2 with the teacher decode: its steps [default: 8 for "
+           "structure, --steps otherwise].", "int", lo=1, hi=1000),
+    Option("--refresh", "refresh", None, "ditto2: decode for real and re-correct the one-step surrogate every N "
+           "iterations (0: never) [default: 10 with the student decode or for structure, 20 otherwise].", "int", lo=0),
+)
+
+
+@register_method("ditto2", config=Ditto2Config, lr=DITTO2_LR, resumable=True, options=OPTIONS,
+                 help="DITTO-2: x_T optimized through a distilled student's one-step map, then decoded")
+def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume: dict | None = None) -> MethodResult:
     decoder = default_decoder(control) if s.decode is None else s.decode
     if decoder not in DECODERS:
         raise DittoError(f"--decode must be one of {', '.join(DECODERS)}, got {s.decode!r}")
-    student, meta = get_student(s.student, pipe.device)
-    check_teacher(meta, pipe)
-    if student.cfg.vocab != pipe.model.cfg.vocab:
-        raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
-    cond = pipe.cond(tags, x_T.shape[0])
+    from dittomusic.distill.student import check_teacher, get_student, student_sampler
+
+    student, meta = get_student(s.student, backend.device)
+    check_teacher(meta, backend, student)
     sample = student_sampler(student, meta)
     if decoder == "student":
         t_sampler, every = None, REFRESH["student"] if s.refresh is None else s.refresh
@@ -127,13 +108,14 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
     if every < 0:
         raise DittoError(f"--refresh must be >= 0 (0: never re-decode), got {every}")
 
+    # the student works in the teacher's space: its samples are decoded (clamped) like the teacher's
     def one_step(x):
-        return sample(x, cond, 1).clamp(-1, 1)
+        return backend.decode(sample(x, cond, 1))
 
     def decode(x):
         if decoder == "student":
-            return sample(x, cond, s.decode_steps).clamp(-1, 1)
-        return pipe.sample(x, tags, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
+            return backend.decode(sample(x, cond, s.decode_steps))
+        return backend.sample(x, cond, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
 
     B = x_T.shape[0]
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
@@ -158,20 +140,21 @@ def ditto2(pipe, control: Control, tags, x_T: Tensor, s: Settings, resume: dict 
                 state["residual"] = mel - one_step(x)
                 state["corrections"] += 1
 
-    if every:
-        score(x_T, 0, True)
-
-    def on_iter(info):
-        k = info["iter"]
-        if every and k > 0 and k % every == 0:
-            score(info["x_T"], k, True)
-        return s.callback(info) if s.callback is not None else None
+    def pre_step(k: int, x: Tensor) -> bool:
+        """The refresh, before iterate k is rendered: True (the surrogate changed) after the first.
+        The last iterate takes no gradient step, so there it is only scored: its surrogate stays
+        the one its predecessors were ranked on."""
+        if every and k % every == 0:
+            last = k == s.optim.iters
+            score(x, k, not last)
+            return 0 < k and not last
+        return False
 
     def surrogate(x):
         return one_step(x) + state["residual"]
 
     r = optimize_latent(surrogate, control.loss, x_T, s.optim, resume=resume, progress=s.progress,
-                        callback=on_iter, desc=f"ditto2 {control.name}")
+                        callback=s.callback, pre_step=pre_step, desc=f"ditto2 {control.name}")
     score(r.x_T, r.iters, False)  # the surrogate's own best iterate competes too
     calls = r.evaluations + state["decodes"] * decode_calls + state["corrections"]
     info = {"student_kind": meta["kind"], "student_guidance": meta["guidance"], "decode": decoder,

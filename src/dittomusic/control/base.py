@@ -1,4 +1,7 @@
-"""Controls: a target plus a differentiable loss on the generated mel, and a metric on audio.
+"""The Control contract, its registry, and the combinators (weighted sums, one control per item).
+The tasks' own controls live beside their TaskSpecs in control/tasks/.
+
+A control is a target plus a differentiable loss on the generated mel, and a metric on audio.
 
 Every control has
   target                      what the output should match (tensor, or None for self-looping)
@@ -25,14 +28,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as Fnn
 from torch import Tensor
 
-from dittomusic.audio.mel import MelConfig, MelSpectrogram
+from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
 
-from . import features as feat
-from .targets import PaintMasks, inpaint_masks, loop_masks, outpaint_masks
 
 _CONTROLS: dict[str, Callable[..., "Control"]] = {}
 
@@ -66,7 +66,7 @@ def get_control(name: str, **kwargs) -> "Control":
     return factory(**kwargs)
 
 
-def _batched(mel: Tensor) -> Tensor:
+def batched(mel: Tensor) -> Tensor:
     if not isinstance(mel, Tensor):
         raise DittoError(f"controls take a torch mel tensor, got {type(mel).__name__}")
     if mel.dim() == 2:
@@ -76,12 +76,13 @@ def _batched(mel: Tensor) -> Tensor:
     return mel
 
 
-def _as_tensor(x, dtype) -> Tensor:
+def as_target(x, dtype) -> Tensor:
+    """A target as a contiguous CPU tensor of dtype."""
     t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     return t.to(device="cpu", dtype=dtype).contiguous()
 
 
-def _row(target: Tensor, item: int, single_dims: int) -> np.ndarray:
+def target_row(target: Tensor, item: int, single_dims: int) -> np.ndarray:
     """Row `item` of a target that may be batched (one more leading dim than a single target)."""
     if target.dim() == single_dims:
         return target.cpu().numpy()
@@ -95,6 +96,7 @@ class Control:
     loss and metric."""
 
     name = "control"
+    task = "control"  # the registered TaskSpec this control belongs to (control/tasks)
     metric_name = "mse"
     higher_is_better = False
     target: Tensor | None = None
@@ -112,7 +114,7 @@ class Control:
         return t
 
     def _check_mel(self, mel: Tensor) -> Tensor:
-        mel = _batched(mel)
+        mel = batched(mel)
         if mel.shape[-2] != self.cfg.n_mels:
             raise DittoError(f"{self.name}: mel has {mel.shape[-2]} bins, the control's MelConfig has {self.cfg.n_mels}")
         return mel
@@ -136,6 +138,11 @@ class Control:
     def __call__(self, mel: Tensor) -> Tensor:
         return self.loss(mel)
 
+    @property
+    def frames(self) -> int | None:
+        """Mel frames of the clip this control is built for; None: any length."""
+        return None if self.target is None else int(self.target.shape[-1])
+
     def for_item(self, item: int) -> "Control":
         """The control scoring batch item `item` (itself, unless one control per item)."""
         return self
@@ -145,187 +152,6 @@ class Control:
         return f"{type(self).__name__}(target={shape})"
 
 
-@register_control("intensity")
-class IntensityControl(Control):
-    """Frame energy (dB) smoothed with a ~1-s Savitzky-Golay filter vs a [F] or [B, F] dB target;
-    MSE in dB^2 over the constrained (non-NaN) frames. NaN frames are free, e.g. the overlap of
-    Intensity+Outpainting (App. H applies intensity to the non-overlapping part only)."""
-
-    name = "intensity"
-    metric_name = "mse_db2"
-
-    def __init__(self, target, cfg: MelConfig | None = None, window: int | None = None,
-                 polyorder: int = feat.INTENSITY_POLYORDER):
-        super().__init__(cfg)
-        t = _as_tensor(target, torch.float64)
-        if t.dim() not in (1, 2) or t.shape[-1] < 1:
-            raise DittoError(f"intensity target must be a dB curve [frames] or [B, frames], got shape {tuple(t.shape)}")
-        if not torch.isfinite(t).any(dim=-1).all():
-            raise DittoError("intensity target has no finite dB value to match (NaN marks free frames)")
-        if torch.isinf(t).any():
-            raise DittoError("intensity target contains inf; use finite dB values (NaN for free frames)")
-        self.target = t
-        self.window = feat.sg_window(self.cfg) if window is None else int(window)
-        self.polyorder = int(polyorder)
-
-    def feature(self, mel: Tensor) -> Tensor:
-        return feat.intensity_curve(self._check_mel(mel), self.cfg, self.window, self.polyorder)
-
-    def loss(self, mel: Tensor) -> Tensor:
-        f = self.feature(mel)
-        if f.shape[-1] != self.target.shape[-1]:
-            raise DittoError(f"intensity target has {self.target.shape[-1]} frames, the mel has {f.shape[-1]}")
-        self._check_batch(self.target, f.shape[0], 1)
-        y = self._target_like(f)
-        free = torch.isnan(y)
-        diff = torch.where(free, torch.zeros_like(f), f - torch.nan_to_num(y))
-        count = (~free).sum(dim=-1).clamp_min(1).to(f.dtype)
-        return diff.square().sum(dim=-1) / count
-
-    def metric(self, audio, sr: int, item: int = 0) -> float:
-        curve = feat.intensity_curve_from_audio(audio, sr, self.cfg, self.window, self.polyorder)
-        y = _row(self.target, item, 1)
-        n = min(len(curve), len(y))
-        ok = np.isfinite(y[:n])
-        if not ok.any():
-            raise DittoError("intensity metric: the audio overlaps no constrained target frame")
-        return float(np.mean((curve[:n][ok] - y[:n][ok]) ** 2))
-
-
-@register_control("melody")
-class MelodyControl(Control):
-    """Frame-wise pitch class: NLL of the target class (0 = C .. 11 = B, -1 = free) under the
-    log energy-share chroma of the high-passed mel; metric = waveform chroma argmax accuracy (%)
-    over constrained frames."""
-
-    name = "melody"
-    metric_name = "accuracy_pct"
-    higher_is_better = True
-
-    def __init__(self, target, cfg: MelConfig | None = None):
-        super().__init__(cfg)
-        t = _as_tensor(target, torch.float64)
-        if t.dim() not in (1, 2) or t.shape[-1] < 1:
-            raise DittoError(f"melody target must be pitch classes [frames] or [B, frames], got shape {tuple(t.shape)}")
-        if not torch.all((t == t.round()) & (t >= -1) & (t <= 11)):
-            raise DittoError("melody target values must be pitch classes 0..11 (0 = C) or -1 for free frames")
-        if not (t >= 0).any():
-            raise DittoError("melody target constrains no frame (all -1)")
-        t = t.long()
-        self.target = t
-
-    def feature(self, mel: Tensor) -> Tensor:
-        return feat.log_chroma(self._check_mel(mel), self.cfg)
-
-    def loss(self, mel: Tensor) -> Tensor:
-        logp = self.feature(mel)
-        if logp.shape[-1] != self.target.shape[-1]:
-            raise DittoError(f"melody target has {self.target.shape[-1]} frames, the mel has {logp.shape[-1]}")
-        self._check_batch(self.target, logp.shape[0], 1)
-        y = self._target_like(logp, torch.long).expand(logp.shape[0], -1)
-        nll = Fnn.nll_loss(logp, y, ignore_index=-1, reduction="none")  # [B, F], 0 where free
-        return nll.sum(dim=-1) / (y >= 0).sum(dim=-1).clamp_min(1).to(nll.dtype)
-
-    def metric(self, audio, sr: int, item: int = 0) -> float:
-        pcs = feat.pitch_classes_from_audio(audio, sr, self.cfg)
-        y = _row(self.target, item, 1)
-        n = min(len(pcs), len(y))
-        ok = y[:n] >= 0
-        if not ok.any():
-            raise DittoError("melody metric: the audio overlaps no constrained target frame")
-        return float(100.0 * np.mean(pcs[:n][ok] == y[:n][ok]))
-
-
-@register_control("structure")
-class StructureControl(Control):
-    """Smoothed MFCC self-similarity [F, F] vs a target SSM ([F, F] or [B, F, F]); MSE."""
-
-    name = "structure"
-
-    def __init__(self, target, cfg: MelConfig | None = None, window: int | None = None,
-                 polyorder: int = feat.STRUCTURE_POLYORDER, n_coeffs: int = feat.N_MFCC):
-        super().__init__(cfg)
-        t = _as_tensor(target, torch.float32)
-        if t.dim() not in (2, 3) or t.shape[-1] != t.shape[-2]:
-            raise DittoError(f"structure target must be a square SSM [frames, frames] (or [B, F, F]), got {tuple(t.shape)}")
-        if not torch.isfinite(t).all():
-            raise DittoError("structure target contains NaN or inf")
-        self.target = t
-        self.window = feat.sg_window(self.cfg) if window is None else int(window)
-        self.polyorder = int(polyorder)
-        self.n_coeffs = int(n_coeffs)
-
-    def feature(self, mel: Tensor) -> Tensor:
-        return feat.self_similarity(self._check_mel(mel), self.cfg, self.window, self.polyorder, self.n_coeffs)
-
-    def loss(self, mel: Tensor) -> Tensor:
-        s = self.feature(mel)
-        if s.shape[-1] != self.target.shape[-1]:
-            raise DittoError(f"structure target is {self.target.shape[-1]} frames square, the mel has {s.shape[-1]} frames")
-        self._check_batch(self.target, s.shape[0], 2)
-        return (s - self._target_like(s)).square().mean(dim=(-2, -1))
-
-    def metric(self, audio, sr: int, item: int = 0) -> float:
-        s = feat.self_similarity_from_audio(audio, sr, self.cfg, self.window, self.polyorder, self.n_coeffs)
-        y = _row(self.target, item, 2)
-        n = min(s.shape[-1], y.shape[-1])
-        return float(np.mean((s[:n, :n] - y[:n, :n]) ** 2))
-
-
-class PaintControl(Control):
-    """Masked reconstruction: mean over matched elements of (M_gen (.) x0 - M_ref (.) x_ref)^2,
-    with x_ref = x0 itself for reference-free loops (gradient flows through both sides)."""
-
-    def __init__(self, masks: PaintMasks):
-        super().__init__(masks.cfg)
-        self.masks = masks
-        self.name = masks.kind
-        self.target = masks.target()
-
-    def feature(self, mel: Tensor) -> Tensor:
-        mel = self._check_mel(mel)
-        if mel.shape[-1] != self.masks.frames:
-            raise DittoError(f"{self.name}: mel has {mel.shape[-1]} frames, the masks were built for {self.masks.frames}")
-        return mel[..., self.masks.gen_idx.to(mel.device)]
-
-    def loss(self, mel: Tensor) -> Tensor:
-        x = self.feature(mel)
-        mel = _batched(mel)
-        if self.target is None:
-            y = mel[..., self.masks.ref_idx.to(mel.device)]
-        else:
-            if self.target.shape[0] != mel.shape[-2]:
-                raise DittoError(f"{self.name}: reference mel has {self.target.shape[0]} bins, the mel {mel.shape[-2]}")
-            y = self._target_like(x)
-        return (x - y).square().mean(dim=(-2, -1))
-
-    def metric(self, audio, sr: int, item: int = 0) -> float:
-        a = torch.from_numpy(feat._audio_np(audio, sr, self.cfg))
-        with torch.no_grad():  # scoring final audio only
-            mel = MelSpectrogram(self.cfg).double()(a)
-            n = self.masks.frames
-            if mel.shape[-1] < n:
-                raise DittoError(f"{self.name} metric: audio gives {mel.shape[-1]} mel frames, need {n}")
-            return float(self.loss(mel[..., :n])[0])
-
-
-@register_control("outpaint")
-def outpaint_control(ref_mel, overlap_s: float, frames: int | None = None, cfg: MelConfig | None = None) -> PaintControl:
-    return PaintControl(outpaint_masks(ref_mel, overlap_s, frames, cfg))
-
-
-@register_control("inpaint")
-def inpaint_control(ref_mel, gap_start_s: float, gap_s: float, frames: int | None = None,
-                    cfg: MelConfig | None = None) -> PaintControl:
-    return PaintControl(inpaint_masks(ref_mel, gap_start_s, gap_s, frames, cfg))
-
-
-@register_control("loop")
-def loop_control(ref_mel=None, overlap_s: float = 0.5, frames: int | None = None, loop_s: float | None = None,
-                 cfg: MelConfig | None = None) -> PaintControl:
-    return PaintControl(loop_masks(ref_mel, overlap_s, frames, loop_s, cfg))
-
-
 class MultiControl(Control):
     """Weighted sum of controls: loss = sum_i w_i L_i (App. H uses (1/M) sum lambda_i L_i with
     lambda_intensity = 1/40 next to outpainting or structure and 1/4 next to melody: fold 1/M
@@ -333,6 +159,8 @@ class MultiControl(Control):
     feature/target/metric return dicts keyed by control name."""
 
     name = "multi"
+
+    task = "multi"
 
     def __init__(self, items: Iterable):
         pairs = []
@@ -355,6 +183,10 @@ class MultiControl(Control):
                 n, k = f"{c.name}_{k}", k + 1
             self.names.append(n)
         self.target = None
+
+    @property
+    def frames(self) -> int | None:
+        return next((c.frames for c, _ in self.items if c.frames is not None), None)
 
     @property
     def targets(self) -> dict:
@@ -395,8 +227,13 @@ class BatchedControl(Control):
             raise DittoError("BatchedControl needs a non-empty list of controls")
         super().__init__(self.controls[0].cfg)
         self.name = self.controls[0].name
+        self.task = self.controls[0].task
         self.metric_name = self.controls[0].metric_name
         self.higher_is_better = self.controls[0].higher_is_better
+
+    @property
+    def frames(self) -> int | None:
+        return self.controls[0].frames
 
     def __len__(self) -> int:
         return len(self.controls)

@@ -8,11 +8,12 @@ import json
 
 import click
 
-from dittomusic.cli import FiniteFloat, _friendly  # cli.py imports this module at its end, after these
 from dittomusic.errors import DittoError
 
+from .core import FiniteFloat, cli, friendly
 
-@click.group("clap")
+
+@cli.group("clap")
 def clap() -> None:
     """The domain CLAP (text-audio contrastive model) behind text control."""
 
@@ -24,7 +25,7 @@ def clap() -> None:
 @click.option("--per-clip", type=click.IntRange(min=1), default=5, show_default=True,
               help="Training phrasings per train clip.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_friendly
+@friendly
 def captions_cmd(data, out, per_clip, seed):
     """Generate captions from clip metadata and cache their sentence embeddings (runs MiniLM once)."""
     from dittomusic.clap.captions import CaptionConfig, make_caption_cache
@@ -61,7 +62,7 @@ def captions_cmd(data, out, per_clip, seed):
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
-@_friendly
+@friendly
 def train_cmd(data, captions, out, steps, batch_size, crop_frames, lr, warmup, pairs_only, channels, layers, heads,
               embed_dim, text_hidden, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every, seed,
               device):
@@ -85,7 +86,7 @@ def train_cmd(data, captions, out, steps, batch_size, crop_frames, lr, warmup, p
 @click.argument("run", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
-@_friendly
+@friendly
 def export_cmd(run, out, fp32):
     """A training run's EMA weights -> a release .safetensors carrying its config."""
     import torch
@@ -103,7 +104,7 @@ def export_cmd(run, out, fp32):
               help="Tag classifier to compare zero-shot accuracy with [default: the bundled one].")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Report JSON to write.")
-@_friendly
+@friendly
 def eval_cmd(data, captions, weights, classifier, split, out):
     """Retrieval R@1/R@10 against chance and zero-shot accuracy against the tag classifier."""
     from dittomusic.clap.eval import evaluate_clap, report_markdown
@@ -118,7 +119,7 @@ def eval_cmd(data, captions, weights, classifier, split, out):
 @click.option("--report", required=True, type=click.Path(exists=True, dir_okay=False), help="From `clap eval`.")
 @click.option("--loss-png", type=click.Path(dir_okay=False), default=None, help="The run's loss.png.")
 @click.option("--out", default="docs/clap", show_default=True, type=click.Path(file_okay=False))
-@_friendly
+@friendly
 def card_cmd(report, loss_png, out):
     """Write the CLAP card (README.md, report.json, loss.png)."""
     from dittomusic.clap.eval import write_clap_card
@@ -136,7 +137,7 @@ def card_cmd(report, loss_png, out):
               help="A dittomusic CLAP .safetensors, or a folder with a transformers CLAP model (LAION weights).")
 @click.option("--prompt", "prompts", multiple=True, required=True, help="Text to score against (repeatable).")
 @click.argument("audio", type=click.Path(exists=True, dir_okay=False))
-@_friendly
+@friendly
 def score_cmd(clap_path, prompts, audio):
     """Cosine similarity between an audio file (WAV/FLAC) and each prompt."""
     import torch

@@ -1,0 +1,148 @@
+"""`dittomusic control`: steer generation toward a task's target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from dittomusic.errors import DittoError
+
+from .core import FINITE, TAG_OPTIONS, FiniteFloat, cli, fast_exit_ok, friendly, tag_options, vocoder_option
+
+
+class RegistryCommand(click.Command):
+    """A command that also takes the options the registries declare (the methods' and the tasks'),
+    added when click first asks for its parameters: the registries import torch, which
+    `dittomusic --help` must not. --method's help lists the registered methods then too."""
+
+    def get_params(self, ctx):
+        if not getattr(self, "_registries_added", False):
+            self._registries_added = True
+            from dittomusic.control.methods import all_methods
+            from dittomusic.control.spec import all_tasks
+
+            self.help = (self.help or "").replace("TASKS", ", ".join(t.name for t in all_tasks()))
+            method = next(p for p in self.params if p.name == "method")
+            method.help = ("One of: " + "; ".join(f"{m.name} ({m.help})" for m in all_methods())
+                           + " [default: by task, ditto_draft for painting, ditto otherwise].")
+            at = next(i for i, p in enumerate(self.params) if p.name == "out")
+            self.params[at:at] = (click_options(o for t in all_tasks() for o in t.options)
+                                   + click_options(o for m in all_methods() for o in m.options))
+        return super().get_params(ctx)
+
+
+def click_options(options) -> list[click.Option]:
+    """click options for dittomusic.options.Option declarations, each dest once."""
+    out, seen = [], set()
+    for o in options:
+        if o.dest in seen:
+            continue
+        seen.add(o.dest)
+        kind = {"str": str, "float": FINITE, "path": click.Path(dir_okay=False), "choice": click.Choice(o.choices),
+                "int": click.IntRange(min=o.lo, max=o.hi)}[o.kind]
+        out.append(click.Option([o.flag, o.dest], type=kind, default=o.default, show_default=o.default is not None,
+                                help=o.help))
+    return out
+
+
+@cli.command("control", cls=RegistryCommand)
+@click.argument("task")
+@click.option("--method", default=None, help="A control method (listed in `dittomusic control --help`).")
+@tag_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seeds optimized together (one batched forward/backward).")
+@click.option("--seconds", type=FINITE, default=None, help="Clip length [default: the model's 5.94 s].")
+@click.option("--steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="DDIM steps (ditto, the baselines, and ditto2's teacher decode except for structure).")
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--iters", type=click.IntRange(min=0), default=None,
+              help="Optimization steps K [default: by task, 150 for melody/structure, 70 otherwise].")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Adam step size [default: by method, 5e-3, 1e-2 for ditto2].")
+@click.option("--tol", type=FINITE, default=None, help="Stop once every clip's loss is at or below this.")
+@click.option("--no-checkpoint", is_flag=True, help="Keep every sampler step's activations (much more memory).")
+@click.option("--out", default="control.wav", show_default=True, type=click.Path(dir_okay=False),
+              help="Output wav (with --batch N: OUT_0.wav ...); a target-vs-achieved PNG is written beside it.")
+@click.option("--no-png", is_flag=True, help="Do not write the target-vs-achieved PNG.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the run report as JSON.")
+@click.option("--save-latent", type=click.Path(dir_okay=False), default=None,
+              help="Save the optimized x_T (and optimizer state) to continue later.")
+@click.option("--init-latent", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from a latent saved with --save-latent (continues its optimization).")
+@click.option("--backend", default=None,
+              help="The model's kind: dittomusic (--model, or the bundled model) or another registered backend, "
+                   "as NAME or NAME:PATH [default: dittomusic].")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Base model safetensors [default: the bundled model].")
+@click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
+@vocoder_option
+@friendly
+def control_cmd(task, **kw):
+    """Steer generation toward a TASK target, or several joined with '+' (e.g. intensity+melody).
+
+    TASK is one of: TASKS.
+
+    \b
+    Examples:
+      dittomusic control intensity --preset tanh-rise --low-db -40 --high-db -15
+      dittomusic control melody --target-notes "E5:0.5 D5:0.5 C5:1 D5:1" --collection "folk song"
+      dittomusic control structure --target-pattern ABBA --method freedom
+      dittomusic control outpaint --reference clip.wav --overlap 2
+    """
+    from dittomusic.audio.io import save_wav
+    from dittomusic.control.defaults import resolve
+    from dittomusic.control.methods import Settings, all_methods, get_method, resumable_methods, run_control
+    from dittomusic.control.optimize import load_latent, save_latent as write_latent
+    from dittomusic.control.tasks import TaskOptions, build_control, task_options
+    from dittomusic.backends import open_backend
+    from dittomusic.utils import atomic_write_text
+
+    opts = TaskOptions(**{k: kw.pop(k) for k in task_options()})
+    method_opts = {o.dest: kw.pop(o.dest) for m in all_methods() for o in m.options}
+    method, optim = resolve(task, kw["method"], kw["iters"], kw["lr"], kw["tol"])
+    get_method(method)
+    seed, out, no_png, report, save_latent, init_latent = (
+        kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
+    backend = open_backend(kw["backend"], kw["model_path"], kw["device"], kw["vocoder"])
+    prompt = backend.parse_prompt(**{k: kw[k] for k in TAG_OPTIONS})
+    ctrl = build_control(task, backend.frames_for(kw["seconds"]), opts, backend.mel_cfg,
+                         multiple=backend.frame_multiple)
+    settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
+                        progress=True, **method_opts)
+    x_T, resume = None, None
+    if init_latent:
+        if method not in resumable_methods():
+            raise DittoError(f"--init-latent continues an optimization: use it with --method "
+                             f"{', '.join(resumable_methods())}")
+        x_T, resume, _ = load_latent(init_latent, backend.device)
+        x_T = resume["x_T"]
+    click.echo(f"{task} with {method}; {backend.describe_prompt(prompt)}", err=True)
+    res = run_control(backend, method, ctrl, prompt, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
+                      resume=resume)
+    out = Path(out)
+    paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")
+                                               for i in range(len(res.audio))]
+    for p, a in zip(paths, res.audio):
+        save_wav(p, a, res.sr)
+    if not no_png:
+        from dittomusic.control.plots import plot_control
+
+        paths.append(plot_control(
+            ctrl, {method: (res.clip_audio[0], res.audio[0] if "stitch_boundaries_s" in res.report else None)},
+            res.sr, out.with_suffix(".png"), title=f"{task} — {method} (seed {seed})",
+            boundaries=res.report.get("stitch_boundaries_s"),
+            loss_history={method: [h[0] for h in res.report["loss_history"]]} if "loss_history" in res.report else None))
+    if save_latent and res.result.optim is not None:
+        write_latent(save_latent, res.result.optim, {"task": task, "method": method, "seed": seed})
+    if report:
+        atomic_write_text(report, json.dumps(res.report, indent=1))
+    for k, val in res.report["metrics"].items():
+        click.echo(f"  {k}: {val:.4g}", err=True)
+    click.echo(f"  wall {res.report['wall_s']:.1f} s, {res.report['model_calls']} model calls, "
+               f"{res.report['iterations']} iterations", err=True)
+    for p in paths:
+        click.echo(str(p))
+    fast_exit_ok()

@@ -1,0 +1,198 @@
+"""`dittomusic eval`: the yardstick classifier, model, student and control evaluations, cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from dittomusic.errors import DittoError
+
+from dittomusic.sampling.names import SAMPLER_NAMES
+
+from .core import FINITE, cli, friendly, vocoder_option
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Evaluation: the tag-classifier yardstick and model reports."""
+
+
+@eval_group.command("classifier")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--device", default=None)
+@friendly
+def eval_classifier(data, out, epochs, device):
+    """Train the tag classifier (collection + instrument family) on real clips."""
+    from dittomusic.eval.classifier import train_classifier
+
+    meta = train_classifier(data, out, epochs=epochs, device=device)
+    click.echo(json.dumps(meta["test"], indent=2))
+
+
+@eval_group.command("model")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Model checkpoint [default: bundled].")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier [default: the bundled one].")
+@click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON (+ .md).")
+@click.option("--device", default=None)
+@click.option("--no-realism", is_flag=True, help="Skip the realism block (texture measures and the C2ST).")
+@click.option("--c2st-steps", type=click.IntRange(min=1), default=None,
+              help="Training steps of the C2ST critic [default: ~40 passes over its training clips, 60-300].")
+@friendly
+def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device, no_realism,
+               c2st_steps):
+    """Classifier accuracy on generated vs real clips, FAD(generated|validation|unconditional, test), and realism
+    (grain, spectral flatness, harmonic prominence, background, onsets, C2ST) of generated vs real test clips."""
+    from dittomusic.eval.base_model import evaluate_model, report_markdown
+    from dittomusic.utils import atomic_write_text
+
+    from dittomusic.models.loading import bundled_path
+
+    classifier = classifier or bundled_path("classifier")
+    r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
+                       guidance=guidance, seed=seed, device=device, realism=not no_realism, c2st_steps=c2st_steps)
+    md = report_markdown(r)
+    click.echo(md)
+    if out:
+        atomic_write_text(out, json.dumps(r, indent=2))
+        atomic_write_text(Path(out).with_suffix(".md"), md + "\n")
+
+
+@eval_group.command("student")
+@click.option("--student", default=None,
+              help="A student release file, a distillation run folder, or cd / ctd for a bundled one [default: cd].")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier [default: the bundled one].")
+@click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--steps", default="1,2,4,8", show_default=True, help="Student step counts, comma-separated.")
+@click.option("--teacher-steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--teacher", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The model the student was distilled from [default: bundled].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--loss-png", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The run's loss.png, for the card.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the model card (README.md), report.json and loss.png.")
+@click.option("--note", "notes", multiple=True, help="A line for the card's Notes (repeatable), e.g. how it was trained.")
+@click.option("--device", default=None)
+@friendly
+def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, notes,
+                 device):
+    """A student's 1/2/4/8-step samples vs the teacher's 20-step DDIM: accuracy, FAD, fidelity; its model card."""
+    from dittomusic.eval.student import evaluate_student, report_markdown, write_student_card
+
+    try:
+        ks = tuple(int(x) for x in steps.split(","))
+    except ValueError:
+        raise DittoError(f"--steps takes comma-separated step counts such as 1,2,4,8; got {steps!r}") from None
+    r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
+                         teacher_steps=teacher_steps, seed=seed, device=device)
+    click.echo(report_markdown(r))
+    from dittomusic.distill.student import DEFAULT_KIND, KINDS
+
+    name = f"student_{student or DEFAULT_KIND}.safetensors" if student in (None, *KINDS) else student
+    click.echo(f"model card: {write_student_card(name, r, out, loss_png, list(notes))}")
+
+
+@eval_group.command("control")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Built dataset: test clips are the painting references and the FAD reference set.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for control_eval.json, README.md tables, png/ and audio/ (resumes).")
+@click.option("--tasks", default=None, help="Comma-separated [default: every registered task].")
+@click.option("--targets", type=click.IntRange(min=1), default=5, show_default=True, help="Targets per task.")
+@click.option("--methods", default=None,
+              help="Comma-separated [default: default,freedom,ditto; painting adds naive and MultiDiffusion].")
+@click.option("--extra-methods", default="", help="Added to every task's methods, e.g. ditto2.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--iters", type=click.IntRange(min=0), default=None, help="[default: 70; 150 for melody/structure]")
+@click.option("--no-checkpoint", is_flag=True, help="Store all sampler activations (same result, more memory).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--device", default=None)
+@click.option("--rescore-seams", is_flag=True,
+              help="Re-stitch finished painting runs from their saved mels (after a stitching change).")
+@vocoder_option
+@friendly
+def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guidance, iters, no_checkpoint, seed,
+                 model_path, classifier, device, rescore_seams, vocoder):
+    """Control adherence, FAD and wall time per method on fixed targets (DITTO Tables 1-3)."""
+    from dittomusic.eval.control import ControlEvalConfig, evaluate_control
+
+    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+    cfg = ControlEvalConfig(data=data, out=out, **({"tasks": split(tasks)} if tasks else {}), targets=targets,
+                            methods=split(methods) if methods else None, extra_methods=split(extra_methods),
+                            steps=steps, guidance=guidance, iters=iters, checkpoint=not no_checkpoint, seed=seed,
+                            model=model_path, classifier=classifier, device=device, rescore_seams=rescore_seams,
+                            vocoder=vocoder)
+    evaluate_control(cfg)
+    click.echo((Path(out) / "README.md").read_text())
+
+
+@eval_group.command("curve")
+@click.argument("snapshots", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--classifier", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--per-collection", type=click.IntRange(min=2), default=20, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON list of reports (+ .png plot).")
+@click.option("--append", is_flag=True, help="Add to the points already in --out.")
+@friendly
+def eval_curve(snapshots, data, classifier, per_collection, out, append):
+    """Evaluate training snapshots and plot FAD / accuracy against training CPU-hours."""
+    from dittomusic.eval.base_model import evaluate_model
+    from dittomusic.eval.card import plot_curve
+    from dittomusic.utils import atomic_write_text
+
+    points = json.loads(Path(out).read_text()) if append and Path(out).exists() else []
+    for s in snapshots:
+        r = evaluate_model(s, data, classifier, per_collection=per_collection)
+        rr = r.get("realism") or {}
+        points.append({"snapshot": s, "step": r["model_train"]["steps"], "cpu_hours": r["model_train"]["cpu_hours"],
+                       **{k: r[k] for k in ("fad", "real", "generated", "settings")},
+                       # the texture yardstick against compute: what the tag classifier cannot see
+                       "realism": {"c2st": rr.get("c2st", {}).get("accuracy"), **rr.get("ratio", {}),
+                                   "texture_fad": rr.get("texture_fad")} if rr else None})
+        click.echo(f"{s}: step {points[-1]['step']}, {points[-1]['cpu_hours']:.2f} CPU-h, "
+                   f"FAD {r['fad']['generated']:.3f} (val {r['fad']['validation']:.3f}), "
+                   f"acc {r['generated']['collection_accuracy']:.3f} (real {r['real']['collection_accuracy']:.3f})")
+        atomic_write_text(out, json.dumps(points, indent=2))
+    click.echo(str(plot_curve(points, Path(out).with_suffix(".png"))))
+
+
+@eval_group.command("card")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--report", required=True, type=click.Path(exists=True, dir_okay=False), help="JSON from `eval model`.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The training dataset.")
+@click.option("--loss-png", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--curve", type=click.Path(exists=True, dir_okay=False), default=None, help="JSON from `eval curve`.")
+@click.option("--limitations", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text file, one known limitation per line, listed in the card.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for README.md and images.")
+@friendly
+def eval_card(model_path, report, data, loss_png, curve, limitations, out):
+    """Write the model card from measured files (report, curve, loss curve) plus example spectrograms and a
+    real | generated spectrogram figure per collection."""
+    from dittomusic.eval.card import example_grid, realism_figure, write_model_card
+
+    ex = example_grid(model_path, Path(out) / "examples.png")
+    rf = realism_figure(model_path, data, Path(out) / "realism.png")
+    p = write_model_card(model_path, json.loads(Path(report).read_text()),
+                         json.loads((Path(data) / "build.json").read_text()), out, loss_png,
+                         json.loads(Path(curve).read_text()) if curve else None, ex,
+                         [x.strip() for x in Path(limitations).read_text().splitlines() if x.strip()]
+                         if limitations else None, realism_png=rf)
+    click.echo(str(p))

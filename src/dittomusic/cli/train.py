@@ -1,0 +1,228 @@
+"""`dittomusic train`, `export`, `autoencoder` and `distill`: training the models."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from dittomusic.errors import DittoError
+
+from .core import FINITE, FiniteFloat, cli, friendly, int_list
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--steps", type=click.IntRange(min=1), default=12000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=500, show_default=True)
+@click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--ckpt-minutes", type=FiniteFloat(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--width", type=click.IntRange(min=8), default=None, help="Model width [default: 256].")
+@click.option("--depth", type=click.IntRange(min=1), default=None, help="Transformer blocks [default: 8].")
+@click.option("--heads", type=click.IntRange(min=1), default=None, help="Attention heads [default: 4].")
+@click.option("--patch-frames", type=click.IntRange(min=1), default=None, help="Frames per token [default: 4].")
+@click.option("--denoise-head", type=click.IntRange(min=0), default=None,
+              help="Hidden size of the per-token denoising head, 0 = none [default: 1024].")
+@click.option("--prediction", type=click.Choice(["v_prediction", "epsilon"]), default=None,
+              help="Network target [default: v_prediction].")
+@click.option("--arch", type=click.Choice(["dit", "unet1d"]), default="dit", show_default=True,
+              help="dit: MelDiT (patch transformer); unet1d: MelUNet (1-D conv UNet, mel bins as channels).")
+@click.option("--channels", default=None, help="unet1d: channels per level, e.g. 192,256,384,512.")
+@click.option("--blocks", type=click.IntRange(min=1), default=None, help="unet1d: residual blocks per level [default: 2].")
+@click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An exported MelAutoencoder: train a latent diffusion model in its latent.")
+@click.option("--timesteps", type=click.Choice(["uniform", "lognormal"]), default="uniform", show_default=True,
+              help="Training noise levels: uniform over the 1000 steps, or EDM's log-normal in sigma.")
+@click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) once the run has used this much CPU time, over all processes and resumes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@friendly
+def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
+          patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, seed,
+          device):
+    """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
+    from dittomusic.models import ARCHS
+    from dittomusic.train.base import TrainConfig, train as run
+
+    channels = int_list(channels, "--channels", "192,256,384,512")
+    model = {k: v for k, v in dict(width=width, depth=depth, heads=heads, patch_frames=patch_frames,
+                                   denoise_head=denoise_head, prediction=prediction, channels=channels,
+                                   blocks=blocks).items() if v is not None}
+    wrong = [k for k in model if k not in ARCHS[arch][0].__dataclass_fields__]
+    if wrong:
+        raise DittoError(f"--{wrong[0].replace('_', '-')} does not apply to --arch {arch}")
+    cfg = TrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
+                      max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
+                      device=device, model=model, arch=arch, autoencoder=autoencoder, timesteps=timesteps,
+                      max_cpu_hours=max_cpu_hours)
+    res = run(cfg)
+    import os
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release checkpoint to write.")
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Latent models: embed this autoencoder instead of the run's, e.g. one whose decoder was "
+                   "fine-tuned with --freeze-encoder (its encoder must be the run's, weight for weight).")
+@friendly
+def export(run, out, fp32, autoencoder):
+    """Export a run's EMA weights as a release checkpoint (safetensors, carries its config)."""
+    import torch
+
+    from dittomusic.train.base import export_release
+
+    p = export_release(run, out, torch.float32 if fp32 else torch.float16, autoencoder)
+    click.echo(f"wrote {p}")
+
+
+@cli.group()
+def autoencoder() -> None:
+    """The mel autoencoder that latent diffusion models work in."""
+
+
+@autoencoder.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size.")
+@click.option("--crop-frames", type=click.IntRange(min=4), default=128, show_default=True,
+              help="Training window in mel frames (the network is fully convolutional).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--latent-channels", type=click.IntRange(min=1), default=None, help="Latent channels [default: 64].")
+@click.option("--channels", default=None, help="Channels per level, e.g. 128,192,256 (time halves per level).")
+@click.option("--kl-weight", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this exported autoencoder (its config; --channels/--latent-channels must match).")
+@click.option("--freeze-encoder", is_flag=True,
+              help="Train the decoder only (needs --init): the latent space, and diffusion models trained in it, "
+                   "stay valid.")
+@click.option("--adversarial", is_flag=True, help="Add a mel PatchGAN (hinge loss) to the losses.")
+@click.option("--adv-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Adversarial weight, relative to the reconstruction gradient at the decoder's last layer.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop once the run has used this much CPU time, over all processes and resumes.")
+@click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@friendly
+def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
+                      freeze_encoder, adversarial, adv_weight, max_minutes,
+                      max_cpu_hours, ckpt_minutes, val_every, seed, device):
+    """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
+    from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
+
+    model = {}
+    if latent_channels is not None:
+        model["latent_channels"] = latent_channels
+    if channels is not None:
+        model["channels"] = int_list(channels, "--channels", "128,192,256")
+    cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
+                        kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, adversarial=adversarial,
+                        adv_weight=adv_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
+                        ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
+    res = train_autoencoder(cfg)
+    import os
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@autoencoder.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release file to write.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Dataset for the latent scale [default: the run's].")
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@friendly
+def autoencoder_export(run, out, data, fp32):
+    """Export a run's EMA weights, with the latent scale measured on training clips."""
+    import torch
+
+    from dittomusic.train.autoencoder import export_autoencoder
+
+    p = export_autoencoder(run, out, torch.float32 if fp32 else torch.float16, data)
+    click.echo(f"wrote {p}")
+
+
+# --------------------------------------------------------------------------- distillation
+
+@cli.group(invoke_without_command=True, subcommand_metavar="[export RUN OUT]")
+@click.option("--kind", type=click.Choice(["cd", "ctd"]), default=None,
+              help="cd: consistency distillation; ctd: consistency trajectory distillation (CTM).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The dataset the teacher was trained on.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (resumes if it holds a checkpoint).")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Teacher checkpoint [default: the bundled base model].")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Length of the LR schedule.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Global batch size.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True, help="CFG scale baked into the student.")
+@click.option("--grid-steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="DDIM (trailing) steps of the teacher's grid.")
+@click.option("--teacher-steps", type=click.IntRange(min=1), default=4, show_default=True,
+              help="CTD: most teacher steps from t to u.")
+@click.option("--target-decay", type=FiniteFloat(min=0, max=1), default=0.95, show_default=True,
+              help="EMA decay of the target network theta^-.")
+@click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--ckpt-minutes", type=FiniteFloat(min=0, min_open=True), default=5.0, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--val-clips", type=click.IntRange(min=0), default=16, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@click.pass_context
+@friendly
+def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidance, grid_steps, teacher_steps,
+            target_decay, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
+    """Distill the base model into a one-pass student (guidance baked in), or `distill export RUN OUT`.
+
+    Multi-process: torchrun --nproc_per_node 2 -m dittomusic distill --kind cd ...
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [n for n, v in (("--kind", kind), ("--data", data), ("--out", out)) if v is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use `distill export RUN OUT`)")
+    import os
+
+    from dittomusic.distill import DistillConfig, distill as run
+
+    res = run(DistillConfig(kind=kind, data=data, out=out, teacher=teacher, steps=steps, batch_size=batch_size, lr=lr,
+                            warmup=warmup, guidance=guidance, grid_steps=grid_steps, teacher_steps=teacher_steps,
+                            target_decay=target_decay, max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
+                            val_every=val_every, val_clips=val_clips, log_every=log_every, seed=seed, device=device))
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(res, indent=2))
+
+
+@distill.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Choice(["ema", "target", "model"]), default="ema", show_default=True,
+              help="Which of the run's students: slow EMA, the target network theta^-, or the online weights.")
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@friendly
+def distill_export(run, out, weights, fp32):
+    """Export a distillation run's student as a release checkpoint (config, kind, guidance in its metadata)."""
+    import torch
+
+    from dittomusic.distill import export_student
+
+    click.echo(f"wrote {export_student(run, out, torch.float32 if fp32 else torch.float16, weights)}")

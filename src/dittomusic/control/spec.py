@@ -1,0 +1,88 @@
+"""TaskSpec: everything the CLI, the eval, the plots and the methods need to know about a control
+task, declared once beside the task's Control (one module per task in control/tasks/, found
+there by name: adding a task is adding a module).
+
+A spec says how to build the control from options and which options (with their help) the CLI
+offers for it, which targets the eval runs, how a result is plotted, which report metric the
+eval tables lead with, and the task's defaults: method, iterations and per-method settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dittomusic.errors import DittoError
+from dittomusic.options import Option
+
+
+TaskOption = Option  # a task's CLI option (dittomusic.options)
+
+
+# the same option for every task that can take its target from a recording
+TARGET_AUDIO = TaskOption("--target-audio", "target_audio", None,
+                          "Take the intensity / melody / structure target from this recording.", "path")
+
+
+def _plain(value: float, median: float) -> str:
+    return f"{value:.3f} (median {median:.3f})"
+
+
+def _equal_weight(others: set[str]) -> float:
+    return 1.0
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    # (frames, options, mel config, multiple) -> Control; options: a TaskOptions (every task's option
+    # dests); a builder that picks its own clip length keeps it a multiple of `multiple` (the backend's)
+    build: Callable[..., Any]
+    # (n, frames, reference mels [N, n_mels, F] or None, mel config) -> (n controls, n target names)
+    eval_targets: Callable[..., tuple[list, list[str]]]
+    # (ax, control, audio, sr, item, label, stitched audio or None, stitch boundaries) draws one panel
+    plot: Callable[..., None]
+    options: tuple[TaskOption, ...] = ()
+    help: str = ""  # what the task steers, one line
+    order: int = 100  # position in listings (CLI help, eval)
+    metric: str | None = None  # the report metric the eval's Table 3 shows (None: a painting table instead)
+    metric_label: str = "MSE ↓"
+    metric_cell: Callable[[float, float], str] = _plain  # (mean, median) -> table cell
+    painting: bool = False  # needs matched frames: naive masking / MultiDiffusion / ditto_draft apply
+    method: str = "ditto"  # default method
+    iters: int = 70  # default optimization steps K (DITTO sec. 5.1: 150 for melody and structure)
+    overlay: bool = False  # plot every method in one panel (else one panel per method)
+    weight: Callable[[set[str]], float] = _equal_weight  # its weight next to the other tasks of a '+' task
+    method_defaults: dict[str, dict] = field(default_factory=dict)  # per method, tuned settings (e.g. "ditto2")
+    eval_settings: dict = field(default_factory=dict)  # painting: the eval's overlap / gap
+    table: str = ""  # painting: the eval table's title, formatted with eval_settings
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    if spec.name in _TASKS:
+        raise ValueError(f"task {spec.name!r} is already registered")
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def _discover() -> None:
+    from dittomusic.control import tasks  # noqa: F401  (imports every task module, which registers)
+
+
+def all_tasks() -> list[TaskSpec]:
+    _discover()
+    return sorted(_TASKS.values(), key=lambda t: (t.order, t.name))
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(t.name for t in all_tasks())
+
+
+def get_task(name: str) -> TaskSpec:
+    _discover()
+    if name not in _TASKS:
+        raise DittoError(f"unknown task {name!r}; choose from {', '.join(task_names())}")
+    return _TASKS[name]

@@ -1,0 +1,83 @@
+"""User-facing tasks: one module per task here, each a Control plus its TaskSpec (control/spec.py);
+every module in this package is imported and so registered. This module turns a task name and
+options into a Control and resolves the task defaults.
+
+    ctrl = build_control("intensity+melody", frames=512, options=TaskOptions(preset="tanh-rise",
+                                                                              target_notes="C5:1 E5:1"))
+
+A task is one name or several joined by '+', weighted by each spec's `weight` (DITTO App. H).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import SimpleNamespace
+
+from dittomusic.audio.mel import MelConfig
+from dittomusic.errors import DittoError
+
+from ..base import Control, MultiControl
+from ..spec import TaskSpec, all_tasks, get_task, task_names
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+def split_task(task: str) -> list[str]:
+    names = task_names()
+    parts = [p.strip().lower() for p in str(task).split("+") if p.strip()]
+    bad = [p for p in parts if p not in names]
+    if not parts or bad:
+        raise DittoError(f"unknown task {task!r}; choose from {', '.join(names)} or combine them with '+', "
+                         "e.g. intensity+melody")
+    if len(set(parts)) != len(parts):
+        raise DittoError(f"task {task!r} names a control twice")
+    paint = [t.name for t in all_tasks() if t.painting]
+    if sum(p in paint for p in parts) > 1:
+        raise DittoError(f"task {task!r} combines several painting tasks; use at most one of {', '.join(paint)}")
+    return parts
+
+
+def task_options() -> dict[str, object]:
+    """Every task option's dest -> default (an option shared by tasks is declared alike by each)."""
+    return {o.dest: o.default for t in all_tasks() for o in t.options}
+
+
+class TaskOptions(SimpleNamespace):
+    """Targets for every task (one attribute per TaskOption dest); only the ones a task uses need
+    to be set."""
+
+    def __init__(self, **given):
+        defaults = task_options()
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown task option(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
+        super().__init__(**{**defaults, **given})
+
+
+def build_control(task: str, frames: int, options: TaskOptions | None = None, cfg: MelConfig | None = None,
+                  multiple: int = 1) -> Control:
+    """frames: the clip length; multiple: what clip lengths the backend takes a multiple of
+    (Backend.frame_multiple), for a task that sets its own (inpainting a short reference)."""
+    o = options or TaskOptions()
+    cfg = cfg or MelConfig()
+    parts = split_task(task)
+    ctrls = [get_task(p).build(frames, o, cfg, multiple) for p in parts]
+    if len(ctrls) == 1:
+        return ctrls[0]
+    m = len(ctrls)
+    return MultiControl([(c, get_task(p).weight(set(parts) - {p}) / m) for p, c in zip(parts, ctrls)])
+
+
+def default_iters(task: str) -> int:
+    return max(get_task(p).iters for p in split_task(task))
+
+
+def default_method(task: str) -> str:
+    """The painting part's method if any (ditto_draft), else the first part's (ditto)."""
+    specs = [get_task(p) for p in split_task(task)]
+    return next((t.method for t in specs if t.painting), specs[0].method)
+
+
+__all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "default_iters", "default_method", "get_task",
+           "split_task", "task_names", "task_options"]

@@ -1,0 +1,6 @@
+"""The sampler names, importable without torch (the CLI's choices; `dittomusic --help` stays
+light). samplers.py registers `sample_<name>` for each."""
+
+SAMPLER_NAMES = ("ddim", "ddpm", "dpmpp_2m", "euler", "heun")
+# the ones with dynamic thresholding (the sigma-space samplers have none)
+THRESHOLDING_SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
