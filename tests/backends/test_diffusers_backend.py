@@ -24,7 +24,7 @@ FR = 64  # mel frames: 0.64 s at 100 frames/s, latent [4, 32, 8]
 PROMPT = "slow solo piano"
 
 
-@pytest.fixture(scope="module", params=["audioldm", "musicldm"])
+@pytest.fixture(scope="module", params=["audioldm", "musicldm", "audioldm2"])
 def folder(request, tmp_path_factory):
     return save_tiny_pipeline(request.param, tmp_path_factory.mktemp(request.param) / "model")
 
@@ -66,7 +66,7 @@ def test_backend_specs_parse():
 
 def test_a_pipeline_folder_is_a_backend_with_its_own_mel_config(backend):
     b = backend
-    assert isinstance(b, Backend) and b.family in ("audioldm", "musicldm")
+    assert isinstance(b, Backend) and b.family in ("audioldm", "musicldm", "audioldm2")
     cfg = b.mel_cfg  # read off the pipeline: vocoder rate, its upsampling = hop, its input bins
     assert (cfg.sample_rate, cfg.hop_length, cfg.n_mels) == (SAMPLE_RATE, 16, N_MELS)
     assert cfg.db_min == pytest.approx(-100.0) and cfg.db_max == 40.0
@@ -102,12 +102,13 @@ def test_decode_encode_and_vocoder_shapes(backend):
         b.make_cond(["a", "b", "c"], 2)
 
 
-def test_sampling_reproduces_the_pipelines_own_call(tmp_path):
+@pytest.mark.parametrize("family", ["audioldm", "audioldm2"])  # MusicLDMPipeline.__call__ breaks on transformers 5
+def test_sampling_reproduces_the_pipelines_own_call(family, tmp_path):
     """With the pipeline's scheduler set to what dittomusic's DDIM implements (trailing spacing,
     final alpha 1), pipe(prompt, latents=x_T) and vocoder(sample(x_T)) give the same audio."""
     from diffusers import DDIMScheduler
 
-    b = load_backend(f"diffusers:{save_tiny_pipeline('audioldm', tmp_path / 'm')}", "cpu")
+    b = load_backend(f"diffusers:{save_tiny_pipeline(family, tmp_path / 'm')}", "cpu")
     p = b.pipe
     p.scheduler = DDIMScheduler.from_config(p.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True,
                                             steps_offset=0)
@@ -118,6 +119,24 @@ def test_sampling_reproduces_the_pipelines_own_call(tmp_path):
         ours = b.vocoder(b.sample(x_T, b.make_cond(PROMPT, 1), steps=4, guidance=2.5))
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-4), (ours - ref).abs().max()
+
+
+def test_audioldm2_with_a_plain_gpt2_model(tmp_path):
+    """Released AudioLDM2 folders name a GPT2Model, which has no generation utilities in
+    transformers 5: the backend's own 8-token continuation gives the same conditioning as the
+    pipeline's cached loop on GPT2LMHeadModel."""
+    from dittomusic.backends.diffusers import DiffusersBackend
+
+    from .tiny_pipelines import tiny_pipeline
+
+    pipe = tiny_pipeline("audioldm2", tmp_path)
+    ref = DiffusersBackend(pipe, "cpu").make_cond([PROMPT, "drums"], 2, negative_prompt="noise")
+    pipe2 = tiny_pipeline("audioldm2", tmp_path)
+    pipe2.register_modules(language_model=pipe2.language_model.transformer)
+    got = DiffusersBackend(pipe2, "cpu").make_cond([PROMPT, "drums"], 2, negative_prompt="noise")
+    for k in ref.cond:
+        assert torch.allclose(got.cond[k].float(), ref.cond[k].float(), atol=1e-6), k
+        assert torch.allclose(got.uncond[k].float(), ref.uncond[k].float(), atol=1e-6), k
 
 
 # ------------------------------------------------------------------ DITTO through the backend

@@ -85,10 +85,50 @@ def tiny_components(family: str, tmp: Path) -> dict:
     return comps
 
 
+def tiny_t5_tokenizer():
+    """A T5 (Unigram) tokenizer over single letters, built from a vocab list: nothing to download."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"] + [("\u2581" + c, -2.5) for c in "abcdefghijklmnopqrstuvwxyz"]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=24)
+
+
+def tiny_audioldm2_components(tmp: Path) -> dict:
+    """AudioLDM2: CLAP and T5 text encoders, a projection into a GPT-2 that generates the 8 tokens
+    the UNet cross-attends to, alongside the T5 states (AudioLDM2UNet2DConditionModel)."""
+    from diffusers import AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
+    from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5EncoderModel
+
+    comps = tiny_components("musicldm", tmp)  # the same VAE, CLAP, tokenizer, vocoder, scheduler
+    torch.manual_seed(0)
+    comps["unet"] = AudioLDM2UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 24], [None, 16, 24]), norm_num_groups=8, attention_head_dim=4)
+    torch.manual_seed(0)
+    comps["text_encoder_2"] = T5EncoderModel(T5Config(vocab_size=64, d_model=24, d_ff=32, d_kv=8, num_heads=2,
+                                                      num_layers=1))
+    comps["tokenizer_2"] = tiny_t5_tokenizer()
+    torch.manual_seed(0)
+    # diffusers 0.42 declares GPT2LMHeadModel (released folders name GPT2Model: the backend handles both)
+    lm = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=1, vocab_size=64, n_ctx=64, n_positions=64,
+                                    bos_token_id=0, eos_token_id=0))
+    lm.config.max_new_tokens = 8
+    comps["language_model"] = lm
+    torch.manual_seed(0)
+    comps["projection_model"] = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=24,
+                                                         langauge_model_dim=16)
+    return comps
+
+
 def tiny_pipeline(family: str, tmp: Path):
+    from diffusers import AudioLDM2Pipeline
     from diffusers.pipelines.deprecated.audioldm import AudioLDMPipeline
     from diffusers.pipelines.deprecated.musicldm import MusicLDMPipeline
 
+    if family == "audioldm2":
+        return AudioLDM2Pipeline(**tiny_audioldm2_components(tmp))
     cls = {"audioldm": AudioLDMPipeline, "musicldm": MusicLDMPipeline}[family]
     return cls(**tiny_components(family, tmp))
 

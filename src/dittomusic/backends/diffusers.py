@@ -106,6 +106,22 @@ def _cat(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {k: torch.cat([a[k], b[k]]) if isinstance(a[k], Tensor) else a[k] for k in a}
 
 
+def _lm_generate(language_model, inputs_embeds: Tensor, max_new_tokens: int | None = 8, attention_mask=None,
+                 **_) -> Tensor:
+    """AudioLDM2's generate_language_model without transformers' generation utilities (GPT2Model has
+    none since transformers 5): greedy hidden-state continuation, the whole prefix re-run each step
+    (no KV cache; 8 tokens). Same positions and attention mask as the cached loop."""
+    n = max_new_tokens if max_new_tokens is not None else language_model.config.max_new_tokens
+    x = inputs_embeds
+    for _ in range(n):
+        out = language_model(inputs_embeds=x, attention_mask=attention_mask, use_cache=False,
+                             output_hidden_states=True, return_dict=True)
+        x = torch.cat([x, out.hidden_states[-1][:, -1:, :]], dim=1)
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=-1)
+    return x[:, -n:, :]
+
+
 class DiffusersBackend(BackendBase):
     """pipe: a loaded AudioLDMPipeline / MusicLDMPipeline / AudioLDM2Pipeline (or one built from
     components). Its modules are put in eval mode with requires_grad off, so DITTO's gradients
@@ -126,6 +142,11 @@ class DiffusersBackend(BackendBase):
         for comp in pipe.components.values():
             if isinstance(comp, nn.Module):
                 comp.eval().requires_grad_(False)
+        if self.family == "audioldm2" and not hasattr(pipe.language_model, "_update_model_kwargs_for_generation"):
+            from functools import partial
+
+            # the pipeline's own generate_language_model needs GenerationMixin (gone from GPT2Model in transformers 5)
+            pipe.generate_language_model = partial(_lm_generate, pipe.language_model)
         self.pipe = pipe
         self.unet, self.vae, self.hifigan = pipe.unet, pipe.vae, pipe.vocoder
         self.dtype = self.unet.dtype
