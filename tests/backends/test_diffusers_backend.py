@@ -232,3 +232,35 @@ def test_ditto_outpainting_through_latent_masks(backend):
     naive = run_control(b, "naive", ctrl, PROMPT, seed=3, settings=s)
     plain = run_control(b, "default", ctrl, PROMPT, seed=3, settings=s)
     assert naive.report["final_loss"][0] < plain.report["final_loss"][0]
+
+
+@pytest.mark.parametrize("task,options", [("melody", {"target_notes": "A4:0.32 C5:0.32"}),
+                                          ("structure", {"target_pattern": "AB"})])
+def test_ditto_melody_and_structure_read_the_backends_mel(backend, task, options):
+    """Chroma and MFCC features on the pipeline's 16-bin, 1.6 kHz mel (not dittomusic's 160 bins)."""
+    from dittomusic.control.methods import Settings, run_control
+    from dittomusic.control.optimize import OptimConfig
+    from dittomusic.control.tasks import TaskOptions, build_control
+
+    b = backend
+    ctrl = build_control(task, FR, TaskOptions(**options), b.mel_cfg)
+    s = Settings(steps=3, guidance=2.5, optim=OptimConfig(iters=4, lr=0.1))
+    r = run_control(b, "ditto", ctrl, PROMPT, seed=4, settings=s).report
+    assert r["best_loss"][0] < r["initial_loss"][0], r["loss_history"]
+
+
+def test_every_other_method_runs_through_the_backend(backend):
+    """FreeDoM, masking baselines and DITTO from an inverted draft (encode + DDIM inversion)."""
+    from dittomusic.control.methods import Settings, run_control
+    from dittomusic.control.optimize import OptimConfig
+    from dittomusic.control.tasks.painting import outpaint_control
+
+    b = backend
+    with torch.no_grad():
+        ref = b.sample(b.noise(1, 2 * FR, 8), b.make_cond(PROMPT, 1), steps=3, guidance=2.5)[0]
+    ctrl = outpaint_control(ref, overlap_s=0.16, frames=FR, cfg=b.mel_cfg)
+    s = Settings(steps=3, guidance=2.5, optim=OptimConfig(iters=2, lr=0.1))
+    for method in ("freedom", "multidiffusion", "multidiffusion50", "ditto_draft"):
+        out = run_control(b, method, ctrl, PROMPT, seed=5, settings=s)
+        assert out.mel.shape == (1, N_MELS, FR) and torch.isfinite(out.mel).all(), method
+        assert out.x_T.shape == (1, *b.latent_shape(FR)), method
