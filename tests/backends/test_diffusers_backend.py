@@ -62,6 +62,49 @@ def test_backend_specs_parse():
     assert parse_backend("dittomusic:m.safetensors") == ("dittomusic", "m.safetensors")
 
 
+def _synthetic_music(sr: int, seconds: float, noise: float, rng) -> "np.ndarray":
+    """Harmonic notes with decays over four octaves, a crescendo, and noise of relative level `noise`."""
+    import numpy as np
+
+    n = int(sr * seconds)
+    y = np.zeros(n)
+    pos = 0
+    while pos < n:
+        dur = int(sr * rng.uniform(0.15, 0.6))
+        f0, amp, decay = 440 * 2 ** (rng.integers(-24, 13) / 12), rng.uniform(0.05, 0.3), rng.uniform(1, 6)
+        t = np.arange(min(3 * dur, n - pos)) / sr
+        tone = sum(0.6 ** h * np.sin(2 * np.pi * f0 * (h + 1) * t + rng.uniform(0, 6)) for h in range(6)
+                   if f0 * (h + 1) < 0.49 * sr)
+        y[pos:pos + len(t)] += amp * np.exp(-decay * t) * tone
+        pos += dur
+    ramp = np.linspace(0.2, 1.0, n)
+    return (y * ramp + noise * rng.standard_normal(n) * ramp).astype(np.float32)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02, 0.1])
+def test_the_pipelines_magnitude_mel_reads_as_the_waveforms_intensity(noise):
+    """The calibration behind DB_OFFSET: AudioLDM's ln magnitude mel (16 kHz, n_fft 1024, hop 160,
+    64 Slaney bands, reflect-padded STFT, 1e-5 floor) of synthetic music, mapped to dittomusic's
+    scale, gives an intensity curve within 1.5 dB of the waveform's RMS curve (the metric)."""
+    import numpy as np
+
+    from dittomusic.backends.diffusers import ln_mel_to_unit, pipeline_mel_config
+    from dittomusic.control.features import intensity_curve, intensity_curve_from_audio
+
+    cfg = pipeline_mel_config(16000, 160, 64, 1024)
+    assert (cfg.n_fft, cfg.fmax) == (1024, None)
+    y = _synthetic_music(16000, 10.24, noise, np.random.default_rng(0))
+    w = torch.from_numpy(y).double()
+    mag = torch.stft(w, 1024, 160, window=torch.hann_window(1024, dtype=torch.float64), center=True,
+                     pad_mode="reflect", return_complex=True).abs()
+    ln = (torch.from_numpy(cfg.mel_basis()).double() @ mag).clamp_min(1e-5).log()
+    curve = intensity_curve(ln_mel_to_unit(ln, cfg)[None].float(), cfg)[0].double().numpy()
+    rms = intensity_curve_from_audio(y, 16000, cfg)
+    k = min(len(curve), len(rms))
+    d = curve[:k] - rms[:k]
+    assert abs(d.mean()) < 1.5 and d.std() < 1.5, (d.mean(), d.std())
+
+
 # ------------------------------------------------------------------ the protocol
 
 def test_a_pipeline_folder_is_a_backend_with_its_own_mel_config(backend):
@@ -69,7 +112,8 @@ def test_a_pipeline_folder_is_a_backend_with_its_own_mel_config(backend):
     assert isinstance(b, Backend) and b.family in ("audioldm", "musicldm", "audioldm2")
     cfg = b.mel_cfg  # read off the pipeline: vocoder rate, its upsampling = hop, its input bins
     assert (cfg.sample_rate, cfg.hop_length, cfg.n_mels) == (SAMPLE_RATE, 16, N_MELS)
-    assert cfg.db_min == pytest.approx(-100.0) and cfg.db_max == 40.0
+    # the dB window: the pipelines' ln-mel floor 1e-5 (-100 dB) to ln-mel 4.6 (+40 dB), calibrated +14 dB
+    assert cfg.db_min == pytest.approx(-100.0 + 14.0) and cfg.db_max == pytest.approx(40.0 + 14.0)
     assert b.prediction == "epsilon" and not b.thresholding and b.time_dim == -2
     assert torch.equal(b.schedule.alphas_cumprod, b.pipe.scheduler.alphas_cumprod.double())
     assert b.latent_shape(FR) == (4, FR // 2, N_MELS // 2) and b.frames_for(0.64) == FR
