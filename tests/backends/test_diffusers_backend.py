@@ -81,6 +81,21 @@ def _synthetic_music(sr: int, seconds: float, noise: float, rng) -> "np.ndarray"
     return (y * ramp + noise * rng.standard_normal(n) * ramp).astype(np.float32)
 
 
+def test_mel_from_audio_is_the_pipelines_mel_on_the_backends_scale(backend):
+    import numpy as np
+
+    b = backend
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    mel = b.mel_from_audio(0.3 * np.sin(2 * np.pi * 400 * t), SAMPLE_RATE)
+    assert mel.shape == (N_MELS, 1 + 2 * SAMPLE_RATE // 16) and mel.min() >= -1 and mel.max() <= 1
+    from dittomusic.audio.mel import mel_frequencies
+
+    centres = mel_frequencies(N_MELS + 2, 0, SAMPLE_RATE / 2)[1:-1]
+    assert abs(centres[int(mel[:, 50].argmax())] - 400) < 60  # the tone's band is the loudest
+    with pytest.raises(DittoError, match="shorter than half"):
+        b.mel_from_audio(np.zeros(10), SAMPLE_RATE)
+
+
 @pytest.mark.parametrize("noise", [0.0, 0.02, 0.1])
 def test_the_pipelines_magnitude_mel_reads_as_the_waveforms_intensity(noise):
     """The calibration behind DB_OFFSET: AudioLDM's ln magnitude mel (16 kHz, n_fft 1024, hop 160,

@@ -343,6 +343,23 @@ class DiffusersBackend(BackendBase):
         post = self.vae.encode(self._to_ln(mel.float()).to(self.dtype), return_dict=False)[0]
         return (post.mode() * self.scaling_factor).float()
 
+    @torch.no_grad()
+    def mel_from_audio(self, audio, sr: int | None = None) -> Tensor:
+        """A waveform's mel as this pipeline computes it (ln magnitude mel: Hann STFT, reflect-padded,
+        Slaney bands, 1e-5 floor) on the backend's scale: [n_mels, 1 + samples // hop], CPU float32.
+        What a painting reference should be read with for this backend (its VAE was trained on
+        these), rather than dittomusic's power mel (about 3.5 dB RMS apart per bin)."""
+        from dittomusic.control.features import audio_array
+
+        cfg = self.mel_cfg
+        w = torch.from_numpy(audio_array(audio, sr, cfg))
+        if len(w) <= cfg.n_fft // 2:
+            raise DittoError(f"a reference of {len(w)} samples is shorter than half the STFT window ({cfg.n_fft})")
+        mag = torch.stft(w, cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft, dtype=w.dtype), center=True,
+                         pad_mode="reflect", return_complex=True).abs()
+        ln = (torch.from_numpy(cfg.mel_basis()).to(mag.dtype) @ mag).clamp_min(1e-5).log()
+        return ln_mel_to_unit(ln, cfg, self.db_offset).float()
+
     def _vocode(self, mel: Tensor) -> Tensor:
         """Scaled mel [B, n_mels, T] (or [n_mels, T]) -> audio [B, (T) * hop] with the pipeline's HiFi-GAN."""
         squeeze = mel.dim() == 2
