@@ -157,6 +157,15 @@ def test_decode_encode_and_vocoder_shapes(backend):
     with torch.no_grad():
         c1, c0, c3 = (b.model_fn(cond, g)(x, t) for g in (1.0, 0.0, 3.0))
     assert torch.allclose(c3, c0 + 3 * (c1 - c0), atol=1e-5)
+    from dittomusic.backends.diffusers import Prompt
+
+    neg = b.make_cond(Prompt(PROMPT, "noise"), 2)
+    assert torch.equal(neg.cond["class_labels" if b.family != "audioldm2" else "encoder_hidden_states"],
+                       cond.cond["class_labels" if b.family != "audioldm2" else "encoder_hidden_states"])
+    assert not torch.equal(neg.uncond["encoder_hidden_states_1" if b.family == "audioldm2" else "class_labels"],
+                           cond.uncond["encoder_hidden_states_1" if b.family == "audioldm2" else "class_labels"])
+    with pytest.raises(DittoError, match="text prompt"):
+        b.make_cond(object(), 2)
     with pytest.raises(DittoError, match="3 prompts for a batch of 2"):
         b.make_cond(["a", "b", "c"], 2)
 

@@ -89,6 +89,9 @@ def family_of(pipe) -> str:
         raise DittoError(f"{type(pipe).__name__} is not an AudioLDM/MusicLDM/AudioLDM2-style pipeline "
                          f"(no {', '.join(missing)})")
     if comps.get("language_model") is not None and hasattr(pipe, "encode_prompt"):
+        if type(comps.get("text_encoder_2")).__name__ == "VitsModel":
+            raise DittoError("AudioLDM2 text-to-speech pipelines (VITS text encoder, conditioned on a transcription) "
+                             "are not supported; use a text-to-audio/music AudioLDM2 (T5 text encoder)")
         return "audioldm2"
     enc = type(comps["text_encoder"]).__name__
     if enc == "ClapTextModelWithProjection":
@@ -97,6 +100,14 @@ def family_of(pipe) -> str:
         return "musicldm"
     raise DittoError(f"{type(pipe).__name__} has a {enc} text encoder; the diffusers backend knows AudioLDM "
                      "(ClapTextModelWithProjection), MusicLDM (ClapModel) and AudioLDM2 pipelines")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt with its negative prompt, as one value (what run_control hands make_cond)."""
+
+    text: str | list[str] | None
+    negative: str | list[str] | None = None
 
 
 @dataclass
@@ -269,9 +280,11 @@ class DiffusersBackend(BackendBase):
         return nn.functional.normalize(emb, dim=-1).to(self.dtype)
 
     def make_cond(self, prompt, n: int, negative_prompt: str | list[str] | None = None) -> TextCond:
-        """Text embeddings for a batch of n: prompt is one string for all rows, a list of n, or None
-        (unconditional: the empty prompt only). negative_prompt (default "") is CFG's
-        unconditional branch."""
+        """Text embeddings for a batch of n: prompt is one string for all rows, a list of n, None
+        (unconditional: the empty prompt only), or a Prompt (text and negative). negative_prompt
+        (default "") is CFG's unconditional branch."""
+        if isinstance(prompt, Prompt):
+            prompt, negative_prompt = prompt.text, prompt.negative if negative_prompt is None else negative_prompt
         if prompt is not None and not isinstance(prompt, (str, list)):
             raise DittoError(f"a diffusers backend is conditioned on a text prompt (--prompt), not "
                              f"{type(prompt).__name__}")
