@@ -317,6 +317,15 @@ def test_ditto_melody_and_structure_read_the_backends_mel(backend, task, options
     assert r["best_loss"][0] < r["initial_loss"][0], r["loss_history"]
 
 
+def test_ditto2_is_refused_clearly(backend):
+    import dittomusic.control.ditto2  # noqa: F401  (registers the method)
+    from dittomusic.control.methods import Settings, run_control
+
+    ctrl = _intensity_control(backend, backend.make_cond(PROMPT, 1), seed=0)
+    with pytest.raises(DittoError, match="use --method ditto"):
+        run_control(backend, "ditto2", ctrl, PROMPT, settings=Settings(steps=2))
+
+
 def test_every_other_method_runs_through_the_backend(backend):
     """FreeDoM, masking baselines and DITTO from an inverted draft (encode + DDIM inversion)."""
     from dittomusic.control.methods import Settings, run_control

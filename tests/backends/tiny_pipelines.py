@@ -90,7 +90,8 @@ def tiny_t5_tokenizer():
     from transformers import T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"] + [("\u2581" + c, -2.5) for c in "abcdefghijklmnopqrstuvwxyz"]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    pieces += [(c, -3.0) for c in letters] + [("\u2581" + c, -2.5) for c in letters]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=24)
 
 

@@ -129,8 +129,8 @@ def _rows(kw: dict[str, Any], n: int) -> dict[str, Any]:
             if v.shape[0] == 1 and n > 1:
                 v = v.expand(n, *v.shape[1:])
             elif v.shape[0] != n:
-                raise DittoError(f"the text condition has {v.shape[0]} rows, the latent batch {n}: make_cond(prompt, n) "
-                                 "with n the batch size")
+                raise DittoError(f"the text condition has {v.shape[0]} rows, the latent batch {n}: call "
+                                 "make_cond(prompt, n) with n the batch size")
         out[k] = v
     return out
 
@@ -151,7 +151,8 @@ def _lm_generate(language_model, inputs_embeds: Tensor, max_new_tokens: int | No
                              output_hidden_states=True, return_dict=True)
         x = torch.cat([x, out.hidden_states[-1][:, -1:, :]], dim=1)
         if attention_mask is not None:
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=-1)
+            ones = attention_mask.new_ones((attention_mask.shape[0], 1))
+            attention_mask = torch.cat([attention_mask, ones], dim=-1)
     return x[:, -n:, :]
 
 
@@ -207,7 +208,8 @@ class DiffusersBackend(BackendBase):
                              f"{self.frames_per_step}")
         size = self.unet.config.sample_size
         size = size[0] if isinstance(size, (list, tuple)) else size
-        clip = max(self.frame_multiple, int(size) * self.frames_per_step // self.frame_multiple * self.frame_multiple)
+        frames = int(size) * self.frames_per_step if size else 1024  # no sample_size: 10.24 s at 100 frames/s
+        clip = max(self.frame_multiple, frames // self.frame_multiple * self.frame_multiple)
         self.db_offset = float(db_offset)
         if mel_cfg is None:
             mel_cfg = pipeline_mel_config(int(voc.sampling_rate), math.prod(voc.upsample_rates), n_mels, clip,
@@ -237,7 +239,7 @@ class DiffusersBackend(BackendBase):
         try:
             pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                      **({"torch_dtype": dtype} if dtype is not None else {}))
-        except (OSError, ValueError, EnvironmentError) as e:
+        except Exception as e:  # noqa: BLE001 - any loading failure becomes one clear message
             raise DittoError(f"could not load the diffusers pipeline in {folder} without downloading anything "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).\n{MODEL_HELP}") from e
         return cls(pipe, device, source=str(folder), **kw)
