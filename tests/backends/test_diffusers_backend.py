@@ -289,7 +289,7 @@ def test_ditto_outpainting_through_latent_masks(backend):
 
     b = backend
     with torch.no_grad():
-        # 2 clips long: the stitched audio must outlast the seam metric's fixed 2048-sample STFT
+        # a reference 2 clips long, as a real one would be
         ref = b.sample(b.noise(1, 2 * FR, 7), b.make_cond(PROMPT, 1), steps=4, guidance=2.5)[0]
     ctrl = outpaint_control(ref, overlap_s=0.16, frames=FR, cfg=b.mel_cfg)
     s = Settings(steps=4, guidance=2.5, optim=OptimConfig(iters=5, lr=0.1))
