@@ -120,6 +120,23 @@ def test_the_pipelines_magnitude_mel_reads_as_the_waveforms_intensity(noise):
     assert abs(d.mean()) < 1.5 and d.std() < 1.5, (d.mean(), d.std())
 
 
+def test_cond_input_routes_prompts_and_tags(backend):
+    from dittomusic.backends.diffusers import Prompt
+    from dittomusic.backends.registry import cond_input
+
+    assert cond_input(backend, prompt=PROMPT, negative_prompt="noise") == Prompt(PROMPT, "noise")
+    assert cond_input(backend) is None
+    with pytest.raises(DittoError, match="use --prompt"):
+        cond_input(backend, tags=object())
+
+    class TagBackend:  # dittomusic's own models take tags
+        pass
+
+    assert cond_input(TagBackend(), tags="t") == "t"
+    with pytest.raises(DittoError, match="not --prompt"):
+        cond_input(TagBackend(), prompt=PROMPT)
+
+
 # ------------------------------------------------------------------ the protocol
 
 def test_a_pipeline_folder_is_a_backend_with_its_own_mel_config(backend):

@@ -165,6 +165,7 @@ class DiffusersBackend(BackendBase):
 
     thresholding = False  # latents are not in [-1, 1]
     time_dim = -2
+    takes_text = True  # make_cond takes a prompt (registry.cond_input)
 
     def __init__(self, pipe, device: str | torch.device | None = None, *, mel_cfg: MelConfig | None = None,
                  db_offset: float = DB_OFFSET, source: str | None = None):

@@ -56,6 +56,23 @@ def load_backend(spec: str | None, device=None, **options) -> Backend:
     return loader(arg, device, **options)
 
 
+def cond_input(backend: Backend, *, prompt=None, negative_prompt=None, tags=None):
+    """What backend.make_cond (and so run_control) takes, from the CLI's options: a Prompt for a
+    text-conditioned backend (`takes_text`), the Tags for dittomusic's own models. Refuses the
+    options that the backend cannot use instead of ignoring them."""
+    if getattr(backend, "takes_text", False):
+        from .diffusers import Prompt
+
+        if tags is not None:
+            raise DittoError("this backend is conditioned on text: use --prompt (and --negative-prompt), not tag "
+                             "options such as --collection or --instruments")
+        return None if prompt is None else Prompt(prompt, negative_prompt)
+    if prompt is not None or negative_prompt is not None:
+        raise DittoError("dittomusic's own models are conditioned on tags (--collection, --instruments, "
+                         "--caption ...), not --prompt; --prompt is for --backend diffusers:DIR")
+    return tags
+
+
 @register_backend("dittomusic", "dittomusic[:MODEL.safetensors] (the bundled model by default)")
 def _load_dittomusic(arg: str | None, device=None, vocoder: str | None = None) -> Backend:
     from dittomusic.generate import Pipeline
