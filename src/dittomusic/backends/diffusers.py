@@ -305,7 +305,7 @@ class DiffusersBackend(BackendBase):
 
     @torch.no_grad()
     def _audioldm2_cond(self, rows, neg, n: int) -> TextCond:
-        # the pipeline's own encode_prompt: CLAP + T5 (or VITS), projection, then GPT-2 generating
+        # the pipeline's own encode_prompt: CLAP + T5, projection, then GPT-2 generating
         # the 8 "AudioMAE" tokens the UNet cross-attends to; returns [negative; prompt] rows
         pe, am, gen = self.pipe.encode_prompt(rows if rows is not None else [""] * n, self.device, 1, True,
                                               negative_prompt=neg)
