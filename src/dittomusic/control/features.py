@@ -366,7 +366,8 @@ def spectral_flux_seam_ratio(audio, sr: int, boundaries_s, window_s: float = SEA
     bounds = np.atleast_1d(np.asarray(boundaries_s, dtype=np.float64))
     if bounds.size == 0:
         raise DittoError("spectral_flux_seam_ratio needs at least one boundary time (seconds)")
-    flux, times = spectral_flux(audio, sr)
+    # the 2048/256 STFT it was calibrated with at 22.05 kHz, kept in seconds at other rates
+    flux, times = spectral_flux(audio, sr, round(2048 * sr / 22050), round(256 * sr / 22050))
     dur = len(np.asarray(audio)) / sr
     peak = 0.0
     for b in bounds:
