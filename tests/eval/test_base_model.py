@@ -41,3 +41,22 @@ def test_card_describes_a_latent_model_and_the_bakeoff():
                        "ratio": {"grain": 1.1, "flatness_mean": 2.0, "prominence_db_mean": 0.9, "stability_mean": 1.0}}}
     table = bakeoff_markdown([bakeoff_row(rep, "latent"), bakeoff_row({**rep, "realism": None}, "old")])
     assert "| latent | 5 | 0.5 | 0.9 | 1.1 | 2.0 |" in table and "| old | 5 | 0.5 | – |" in table
+
+
+def test_card_bakeoff_option_refuses_files_that_are_not_eval_reports(tmp_path):
+    import json
+
+    import pytest
+
+    from dittomusic.cli.evaluate import _bakeoff_reports
+    from dittomusic.errors import DittoError
+
+    good = tmp_path / "eval_latent.json"
+    good.write_text(json.dumps({"accuracy_ratio": 0.5}))
+    assert _bakeoff_reports([str(good)]) == [("latent", {"accuracy_ratio": 0.5})]
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(DittoError, match="not JSON"):
+        _bakeoff_reports([str(tmp_path / "x.json")])
+    (tmp_path / "y.json").write_text("[1, 2]")
+    with pytest.raises(DittoError, match="not a report"):
+        _bakeoff_reports([str(tmp_path / "y.json")])

@@ -181,9 +181,14 @@ def eval_curve(snapshots, data, classifier, per_collection, out, append):
 @click.option("--curve", type=click.Path(exists=True, dir_okay=False), default=None, help="JSON from `eval curve`.")
 @click.option("--limitations", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Text file, one known limitation per line, listed in the card.")
+@click.option("--bakeoff", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="`eval model` reports of the bake-off routes (repeatable; the route is the file name without "
+                   "eval_ and .json), tabled in the card.")
+@click.option("--reproduce", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text file, the commands that rebuild the model, one per line [default: the v1 recipe].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for README.md and images.")
 @friendly
-def eval_card(model_path, report, data, loss_png, curve, limitations, out):
+def eval_card(model_path, report, data, loss_png, curve, limitations, bakeoff, reproduce, out):
     """Write the model card from measured files (report, curve, loss curve) plus example spectrograms and a
     real | generated spectrogram figure per collection."""
     from dittomusic.eval.card import example_grid, realism_figure, write_model_card
@@ -194,5 +199,20 @@ def eval_card(model_path, report, data, loss_png, curve, limitations, out):
                          json.loads((Path(data) / "build.json").read_text()), out, loss_png,
                          json.loads(Path(curve).read_text()) if curve else None, ex,
                          [x.strip() for x in Path(limitations).read_text().splitlines() if x.strip()]
-                         if limitations else None, realism_png=rf)
+                         if limitations else None, realism_png=rf, bakeoff=_bakeoff_reports(bakeoff),
+                         reproduce=[x for x in Path(reproduce).read_text().splitlines() if x.strip()]
+                         if reproduce else None)
     click.echo(str(p))
+
+
+def _bakeoff_reports(paths) -> list[tuple[str, dict]]:
+    out = []
+    for p in paths:
+        try:
+            rep = json.loads(Path(p).read_text())
+        except ValueError as e:
+            raise DittoError(f"--bakeoff {p} is not JSON: {e}") from None
+        if not isinstance(rep, dict) or "accuracy_ratio" not in rep:
+            raise DittoError(f"--bakeoff {p} is not a report of `dittomusic eval model --out`")
+        out.append((Path(p).stem.removeprefix("eval_"), rep))
+    return out
