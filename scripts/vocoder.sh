@@ -27,7 +27,8 @@ RUNS=${RUNS:-/work/data/runs}
 HOURS=${HOURS:-8}
 NPROC=${NPROC:-2}
 STEPS=${STEPS:-22000}
-MAX_MINUTES=${MAX_MINUTES:-175}
+MAX_MINUTES=${MAX_MINUTES:-175}  # per call (a session); rerun to resume
+MAX_CPU_HOURS=${MAX_CPU_HOURS:-6}  # the whole run, over every process and resume (issue 18's budget)
 EXTRA=${EXTRA:-}  # more train options, e.g. EXTRA="--phase direct" for the Vocos head
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -39,7 +40,7 @@ train() {
   python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic vocoder train \
     --data "$DATA" --audio "$AUDIO" --out "$RUNS/vocoder" --steps "$STEPS" --batch-size 16 --segment-frames 64 \
     --lr 5e-4 --warmup 500 --val-every 500 --val-clips 32 --log-every 10 --ckpt-minutes 5 \
-    --max-minutes "$MAX_MINUTES" $EXTRA
+    --max-minutes "$MAX_MINUTES" --max-cpu-hours "$MAX_CPU_HOURS" $EXTRA
 }
 
 export_() { python3 -m dittomusic vocoder export "$RUNS/vocoder" "$RUNS/vocoder.safetensors"; }

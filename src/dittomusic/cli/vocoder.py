@@ -68,6 +68,8 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
               help="Predict log-magnitude as a correction to the mel's pseudo-inverse [default: on].")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
+@click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop once the run has used this much CPU time, over all processes and resumes.")
 @click.option("--ckpt-minutes", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
 @click.option("--val-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--val-clips", type=click.IntRange(min=1), default=32, show_default=True,
@@ -77,7 +79,7 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, dim, intermediate,
-                  layers, n_fft, phase, magnitude_prior, max_minutes, ckpt_minutes, val_every, val_clips, log_every,
+                  layers, n_fft, phase, magnitude_prior, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every,
                   seed, device):
     """Train the neural vocoder. Multi-process: torchrun --nproc_per_node 2 -m dittomusic vocoder train ..."""
     import os
@@ -88,7 +90,7 @@ def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmu
                                    magnitude_prior=magnitude_prior).items() if v is not None}
     cfg = VocoderTrainConfig(data=data, audio=audio, out=out, steps=steps, batch_size=batch_size,
                              segment_frames=segment_frames, lr=lr, warmup=warmup, adversarial=adversarial, model=model,
-                             max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every,
+                             max_minutes=max_minutes, max_cpu_hours=max_cpu_hours, ckpt_minutes=ckpt_minutes, val_every=val_every,
                              val_clips=val_clips, log_every=log_every, seed=seed, device=device)
     res = train_vocoder(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
