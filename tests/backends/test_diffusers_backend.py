@@ -1,5 +1,5 @@
 """The diffusers backend on tiny random AudioLDM / MusicLDM pipelines saved to a folder and loaded
-back through load_backend("diffusers:DIR"): the Backend protocol, the pipeline's own sampling
+back through open_backend("diffusers:DIR"): the Backend protocol, the pipeline's own sampling
 reproduced, and DITTO steering it (loss falls, gradients reach x_T only, checkpointed memory flat
 in the number of steps, seeds reproducible)."""
 
@@ -14,8 +14,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded
 
-from dittomusic.backends import Backend  # noqa: E402
-from dittomusic.backends.registry import load_backend, parse_backend  # noqa: E402
+from dittomusic.backends import Backend, open_backend, parse_backend  # noqa: E402
 from dittomusic.errors import DittoError  # noqa: E402
 
 from .tiny_pipelines import N_MELS, SAMPLE_RATE, save_tiny_pipeline  # noqa: E402
@@ -31,7 +30,7 @@ def folder(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(folder):
-    return load_backend(f"diffusers:{folder}", "cpu")
+    return open_backend(f"diffusers:{folder}", device="cpu")
 
 
 def _params(b):
@@ -42,24 +41,47 @@ def _params(b):
 
 def test_missing_weights_say_how_to_provide_a_local_folder(tmp_path):
     with pytest.raises(DittoError, match="huggingface-cli download .* --local-dir") as e:
-        load_backend(f"diffusers:{tmp_path / 'nowhere'}", "cpu")
+        open_backend(f"diffusers:{tmp_path / 'nowhere'}", device="cpu")
     assert "diffusers:" in str(e.value) and "never downloads" in str(e.value)
     with pytest.raises(DittoError, match="no model_index.json"):
-        load_backend(f"diffusers:{tmp_path}", "cpu")
+        open_backend(f"diffusers:{tmp_path}", device="cpu")
     with pytest.raises(DittoError, match="needs the model folder"):
-        load_backend("diffusers", "cpu")
-    with pytest.raises(DittoError, match="unknown backend"):
-        load_backend("stable-audio:/x", "cpu")
+        open_backend("diffusers", device="cpu")
+    with pytest.raises(DittoError, match=r"unknown backend 'stable-audio'; choose from: dittomusic\[:MODEL.*; "
+                                         r"diffusers:DIR \(a local AudioLDM"):
+        open_backend("stable-audio:/x", device="cpu")
+    with pytest.raises(DittoError, match="--model is for dittomusic's own models"):
+        open_backend(f"diffusers:{tmp_path}", model="m.safetensors")
+    with pytest.raises(DittoError, match="own HiFi-GAN"):
+        open_backend(f"diffusers:{tmp_path}", vocoder="griffinlim")
     (tmp_path / "model_index.json").write_text('{"_class_name": "AudioLDMPipeline", "unet": ["diffusers", '
                                                '"UNet2DConditionModel"]}')
     with pytest.raises(DittoError, match="without downloading"):
-        load_backend(f"diffusers:{tmp_path}", "cpu")
+        open_backend(f"diffusers:{tmp_path}", device="cpu")
 
 
 def test_backend_specs_parse():
     assert parse_backend(None) == ("dittomusic", None) == parse_backend("default")
     assert parse_backend("diffusers:/a/b:c") == ("diffusers", "/a/b:c")
     assert parse_backend("dittomusic:m.safetensors") == ("dittomusic", "m.safetensors")
+    assert parse_backend(" Diffusers:/x ") == ("diffusers", "/x") and parse_backend("diffusers") == ("diffusers", None)
+
+
+def test_importing_the_backends_loads_neither_diffusers_nor_transformers():
+    """The package imports every backend module to register it: the diffusers backend must import
+    its libraries only when a pipeline is opened (cold start of every command)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dittomusic
+
+    code = ("import sys, dittomusic.backends as b; assert 'diffusers' in b.available_backends(); "
+            "print(' '.join(m for m in ('diffusers', 'transformers') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(dittomusic.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "", (r.stdout, r.stderr)
 
 
 def _synthetic_music(sr: int, seconds: float, noise: float, rng) -> "np.ndarray":
@@ -120,21 +142,22 @@ def test_the_pipelines_magnitude_mel_reads_as_the_waveforms_intensity(noise):
     assert abs(d.mean()) < 1.5 and d.std() < 1.5, (d.mean(), d.std())
 
 
-def test_cond_input_routes_prompts_and_tags(backend):
+def test_prompts_come_from_the_clis_caption_and_refuse_tags(backend):
     from dittomusic.backends.diffusers import Prompt
-    from dittomusic.backends.registry import cond_input
 
-    assert cond_input(backend, prompt=PROMPT, negative_prompt="noise") == Prompt(PROMPT, "noise")
-    assert cond_input(backend) is None
-    with pytest.raises(DittoError, match="use --prompt"):
-        cond_input(backend, tags=object())
-
-    class TagBackend:  # dittomusic's own models take tags
-        pass
-
-    assert cond_input(TagBackend(), tags="t") == "t"
-    with pytest.raises(DittoError, match="not --prompt"):
-        cond_input(TagBackend(), prompt=PROMPT)
+    b = backend
+    assert b.parse_prompt(caption=PROMPT) == Prompt(PROMPT) and b.parse_prompt(PROMPT, negative_prompt="noise") == \
+        Prompt(PROMPT, "noise")
+    assert b.parse_prompt() == Prompt(None) == b.parse_prompt(caption=PROMPT, unconditional=True)
+    assert b.describe_prompt(Prompt(PROMPT, "noise")) == f"prompt: {PROMPT!r} (negative: 'noise')"
+    assert b.describe_prompt(b.parse_prompt(unconditional=True)) == "prompt: unconditional"
+    with pytest.raises(DittoError, match='conditioned on text: use --caption .*"folk song, violin".* '
+                                         "--collection, --instruments"):
+        b.parse_prompt(collection="folk song", instruments="violin")
+    with pytest.raises(DittoError, match="needs a prompt"):
+        b.parse_prompt(unconditional=True, negative_prompt="noise")
+    # what parse_prompt returns is what make_cond takes: unconditional is the empty prompt only
+    assert b.make_cond(b.parse_prompt(), 2).cond is None and b.make_cond(b.parse_prompt(PROMPT), 2).cond is not None
 
 
 # ------------------------------------------------------------------ the protocol
@@ -193,7 +216,7 @@ def test_sampling_reproduces_the_pipelines_own_call(family, tmp_path):
     final alpha 1), pipe(prompt, latents=x_T) and vocoder(sample(x_T)) give the same audio."""
     from diffusers import DDIMScheduler
 
-    b = load_backend(f"diffusers:{save_tiny_pipeline(family, tmp_path / 'm')}", "cpu")
+    b = open_backend(f"diffusers:{save_tiny_pipeline(family, tmp_path / 'm')}", device="cpu")
     p = b.pipe
     p.scheduler = DDIMScheduler.from_config(p.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True,
                                             steps_offset=0)
@@ -335,7 +358,6 @@ def test_ditto_melody_and_structure_read_the_backends_mel(backend, task, options
 
 
 def test_ditto2_is_refused_clearly(backend):
-    import dittomusic.control.ditto2  # noqa: F401  (registers the method)
     from dittomusic.control.methods import Settings, run_control
 
     ctrl = _intensity_control(backend, backend.make_cond(PROMPT, 1), seed=0)

@@ -247,6 +247,7 @@ def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
     (["intensity", "--method", "magic"], "unknown method 'magic'"),
     (["intensity", "--method", "freedom", "--init-latent", "__file__"], "continues an optimization"),
     (["intensity", "--backend", "nope:x"], "unknown backend 'nope'; choose from: dittomusic"),
+    (["intensity", "--negative-prompt", "noise"], "--negative-prompt is for text-conditioned backends"),
 ])
 def test_cli_control_bad_input_is_one_line(tiny_model_path, tmp_path, args, msg):
     args = [str(tiny_model_path) if a == "__file__" else a for a in args]

@@ -7,8 +7,8 @@ SpeechT5HifiGan vocoder turns the log-mel into audio. DITTO needs none of the pi
 `model_fn`, with the noise schedule read off the pipeline's scheduler (its betas'
 alphas_cumprod) and its prediction type.
 
-    backend = DiffusersBackend.from_pretrained("/models/musicldm", "cuda")
-    cond = backend.make_cond("solo piano, slow", n=1)
+    backend = open_backend("diffusers:/models/musicldm", device="cuda")  # or DiffusersBackend.from_pretrained
+    cond = backend.make_cond(backend.parse_prompt("solo piano, slow"), n=1)  # or make_cond("solo piano, slow", 1)
     mel = backend.sample(backend.noise(1, backend.clip_frames, seed=0), cond, steps=50, guidance=2.5)
     audio = backend.vocoder(mel)                          # [1, samples] at backend.mel_cfg.sample_rate
 
@@ -45,6 +45,7 @@ from dittomusic.audio.mel import MelConfig, db_to_unit, unit_to_db
 from dittomusic.errors import DittoError
 from dittomusic.sampling.schedule import PREDICTIONS, NoiseSchedule
 
+from . import register_backend
 from .base import BackendBase
 
 FAMILIES = ("audioldm", "musicldm", "audioldm2")
@@ -165,7 +166,7 @@ class DiffusersBackend(BackendBase):
 
     thresholding = False  # latents are not in [-1, 1]
     time_dim = -2
-    takes_text = True  # make_cond takes a prompt (registry.cond_input)
+    takes_text = True  # conditioned on text: parse_prompt takes --caption (and a negative prompt), not tags
 
     def __init__(self, pipe, device: str | torch.device | None = None, *, mel_cfg: MelConfig | None = None,
                  db_offset: float = DB_OFFSET, source: str | None = None):
@@ -267,6 +268,28 @@ class DiffusersBackend(BackendBase):
 
     # ------------------------------------------------------------------ conditioning
 
+    def parse_prompt(self, caption: str | None = None, collection=None, instruments=None, tempo=None, mode=None,
+                     unconditional: bool = False, negative_prompt: str | None = None) -> Prompt:
+        """The CLI's prompt options -> make_cond's input: the caption is the text prompt (None, or
+        --unconditional: the empty prompt only). Tag options are refused: this model reads text."""
+        given = [f"--{k}" for k, v in (("collection", collection), ("instruments", instruments), ("tempo", tempo),
+                                      ("mode", mode)) if v is not None]
+        if given:
+            words = ", ".join(str(v) for v in (collection, instruments, tempo, mode) if v is not None)
+            raise DittoError(f"this backend is conditioned on text: use --caption (e.g. --caption \"{words}\"), "
+                             f"not the tag option{'s' if len(given) > 1 else ''} {', '.join(given)}")
+        text = None if unconditional or not (caption or "").strip() else caption.strip()
+        if text is None and negative_prompt:
+            # the unconditional pass would then be the negative prompt itself
+            raise DittoError("a negative prompt needs a prompt (--caption); an unconditional run uses the empty prompt")
+        return Prompt(text, negative_prompt or None)
+
+    def describe_prompt(self, prompt) -> str:
+        if not isinstance(prompt, Prompt):
+            prompt = Prompt(prompt)
+        text = "unconditional" if prompt.text is None else repr(prompt.text)
+        return f"prompt: {text}" + (f" (negative: {prompt.negative!r})" if prompt.negative else "")
+
     @torch.no_grad()
     def _clap(self, prompts: list[str]) -> Tensor:
         """AudioLDM / MusicLDM: the L2-normalized CLAP text embedding [n, D] (the pipelines'
@@ -289,7 +312,7 @@ class DiffusersBackend(BackendBase):
         if isinstance(prompt, Prompt):
             prompt, negative_prompt = prompt.text, prompt.negative if negative_prompt is None else negative_prompt
         if prompt is not None and not isinstance(prompt, (str, list)):
-            raise DittoError(f"a diffusers backend is conditioned on a text prompt (--prompt), not "
+            raise DittoError(f"a diffusers backend is conditioned on a text prompt (--caption), not "
                              f"{type(prompt).__name__}")
         rows = None if prompt is None else ([prompt] * n if isinstance(prompt, str) else list(prompt))
         if rows is not None and len(rows) != n:
@@ -389,3 +412,16 @@ class DiffusersBackend(BackendBase):
         return (f"diffusers {self.family} ({type(self.pipe).__name__}) from {self.source or 'components'}: "
                 f"{self.prediction}, {self.mel_cfg.n_mels} mels at {self.mel_cfg.sample_rate} Hz, hop "
                 f"{self.mel_cfg.hop_length}, latent x{self.frames_per_step}, clip {self.mel_cfg.clip_seconds:.2f} s")
+
+
+@register_backend("diffusers", usage="diffusers:DIR (a local AudioLDM / MusicLDM / AudioLDM2 pipeline folder)")
+def _open_diffusers(arg: str | None, model=None, device=None, vocoder=None, **options) -> DiffusersBackend:
+    """options: dtype=, mel_cfg=, db_offset= (DiffusersBackend.from_pretrained)."""
+    if not arg:
+        raise DittoError(f"--backend diffusers needs the model folder: diffusers:DIR.\n{MODEL_HELP}")
+    if model is not None:
+        raise DittoError("--model is for dittomusic's own models; a diffusers model is its folder: "
+                         "--backend diffusers:DIR")
+    if vocoder is not None:
+        raise DittoError("--vocoder is for dittomusic's own models; a diffusers pipeline uses its own HiFi-GAN")
+    return DiffusersBackend.from_pretrained(arg, device, **options)

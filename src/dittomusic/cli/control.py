@@ -20,6 +20,7 @@ class RegistryCommand(click.Command):
     def get_params(self, ctx):
         if not getattr(self, "_registries_added", False):
             self._registries_added = True
+            from dittomusic.backends import backend_kinds
             from dittomusic.control.methods import all_methods
             from dittomusic.control.spec import all_tasks
 
@@ -27,6 +28,8 @@ class RegistryCommand(click.Command):
             method = next(p for p in self.params if p.name == "method")
             method.help = ("One of: " + "; ".join(f"{m.name} ({m.help})" for m in all_methods())
                            + " [default: by task, ditto_draft for painting, ditto otherwise].")
+            backend = next(p for p in self.params if p.name == "backend")
+            backend.help = "The model: " + "; ".join(backend_kinds().values()) + " [default: dittomusic]."
             at = next(i for i, p in enumerate(self.params) if p.name == "out")
             self.params[at:at] = (click_options(o for t in all_tasks() for o in t.options)
                                    + click_options(o for m in all_methods() for o in m.options))
@@ -75,6 +78,8 @@ def click_options(options) -> list[click.Option]:
 @click.option("--backend", default=None,
               help="The model's kind: dittomusic (--model, or the bundled model) or another registered backend, "
                    "as NAME or NAME:PATH [default: dittomusic].")
+@click.option("--negative-prompt", default=None,
+              help="Text-conditioned backends (e.g. diffusers:DIR): what classifier-free guidance steers away from.")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
               help="Base model safetensors [default: the bundled model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
@@ -106,8 +111,14 @@ def control_cmd(task, **kw):
     get_method(method)
     seed, out, no_png, report, save_latent, init_latent = (
         kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
-    backend = open_backend(kw["backend"], kw["model_path"], kw["device"], kw["vocoder"])
-    prompt = backend.parse_prompt(**{k: kw[k] for k in TAG_OPTIONS})
+    backend = open_backend(kw["backend"], model=kw["model_path"], device=kw["device"], vocoder=kw["vocoder"])
+    prompt_opts = {k: kw[k] for k in TAG_OPTIONS}
+    if kw["negative_prompt"] is not None:
+        if not getattr(backend, "takes_text", False):
+            raise DittoError("--negative-prompt is for text-conditioned backends (--backend diffusers:DIR); "
+                             "dittomusic's own models are conditioned on tags")
+        prompt_opts["negative_prompt"] = kw["negative_prompt"]
+    prompt = backend.parse_prompt(**prompt_opts)
     ctrl = build_control(task, backend.frames_for(kw["seconds"]), opts, backend.mel_cfg,
                          multiple=backend.frame_multiple)
     settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],

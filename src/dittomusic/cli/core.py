@@ -91,7 +91,8 @@ TAG_OPTIONS = ("caption", "collection", "instruments", "tempo", "mode", "uncondi
 def tag_options(fn):
     for opt in reversed([
         click.option("--caption", default=None,
-                     help='Free text mapped to tags, e.g. "a lively Irish reel on fiddle in D major".'),
+                     help='Free text mapped to tags, e.g. "a lively Irish reel on fiddle in D major" (with a '
+                          'text-conditioned control --backend such as diffusers:DIR, the text prompt itself).'),
         click.option("--collection", default=None, help="Style: chorale, Irish folk tune, folk song, ... (see --list-tags)."),
         click.option("--instruments", default=None,
                      help="Comma-separated, e.g. violin,cello (families like strings work too)."),
