@@ -65,8 +65,19 @@ def test_training_raises_retrieval_above_chance(synth, tmp_path):
 
 
 def test_resume_after_kill_gives_bit_identical_weights(synth, tmp_path):
-    root, caps = synth
     ref = tmp_path / "ref"
+    # the killed half runs with one thread (_env); so must the in-process halves: a float sum over two
+    # threads rounds differently
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _kill_and_resume(synth, ref, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_and_resume(synth, ref, tmp_path):
+    root, caps = synth
     train_clap(_cfg(synth, ref, steps=10), progress=False)
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "dittomusic", "clap", "train", "--data", str(root), "--captions", str(caps),
