@@ -14,6 +14,16 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 
+def _features(convs: nn.ModuleList, post: nn.Module, h: torch.Tensor) -> list[torch.Tensor]:
+    """Each conv's leaky-ReLU activations (for feature matching), then the logits."""
+    feats = []
+    for c in convs:
+        h = F.leaky_relu(c(h), 0.1)
+        feats.append(h)
+    feats.append(post(h))
+    return feats
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, width: int = 16):
         super().__init__()
@@ -28,13 +38,7 @@ class PeriodDiscriminator(nn.Module):
         b, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.view(b, 1, -1, self.period)
-        feats = []
-        for c in self.convs:
-            x = F.leaky_relu(c(x), 0.1)
-            feats.append(x)
-        feats.append(self.post(x))
-        return feats
+        return _features(self.convs, self.post, x.view(b, 1, -1, self.period))
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -53,13 +57,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         s = torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
-        h = (s.abs() + 1e-7).log().unsqueeze(1)  # [B, 1, freq, frames]
-        feats = []
-        for c in self.convs:
-            h = F.leaky_relu(c(h), 0.1)
-            feats.append(h)
-        feats.append(self.post(h))
-        return feats
+        return _features(self.convs, self.post, (s.abs() + 1e-7).log().unsqueeze(1))  # [B, 1, freq, frames]
 
 
 class Discriminators(nn.Module):
@@ -100,13 +98,7 @@ class MelPatchDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv2d(ch[-1], 1, 3, padding=1))
 
     def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
-        h = mel.unsqueeze(1)
-        feats = []
-        for c in self.convs:
-            h = F.leaky_relu(c(h), 0.1)
-            feats.append(h)
-        feats.append(self.post(h))
-        return feats
+        return _features(self.convs, self.post, mel.unsqueeze(1))
 
 
 class MelDiscriminators(nn.Module):
