@@ -5,7 +5,10 @@
 #   scripts/base_v2.sh latent      # (a) latent DiT in the VAE's latent       (0.5 CPU-hour; needs ae)
 #   scripts/base_v2.sh ae_long     # (a') the same VAE trained 4x longer (10k steps, 1.3 CPU-hours): the
 #                                  #      bake-off AE's val loss was still falling when its LR schedule ended
-#   scripts/base_v2.sh latent_long # (a') the winner's long run, in ae_long's latent (BUDGET CPU-hours, default 8)
+#   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
+#                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5)
+#   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
+#                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine
 #   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
 #                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
 #   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
@@ -22,7 +25,7 @@
 # one process with one thread, so two routes can train side by side on 2 cores; rerunning a
 # command resumes exactly where it stopped (a kill loses at most the last 5 minutes). The winner's
 # run continues with a larger BUDGET on the same folder: its LR schedule (--steps) was sized for
-# the long run from the start.
+# the long run from the start. NPROC=2 trains one run as 2 torchrun processes (for a run alone on the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +33,11 @@ DATA=${DATA:-/work/data/full}
 RUNS=${RUNS:-/work/runs}
 BUDGET=${BUDGET:-}  # CPU-hours; default per route below
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-COMMON=(--data "$DATA" --batch-size 32 --warmup 200 --lr 3e-4 --timesteps lognormal --val-every 500 --ckpt-minutes 5)
+NPROC=${NPROC:-1}
+if [ "$NPROC" -gt 1 ]; then RUN=(python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic)
+else RUN=(python3 -m dittomusic); fi
+BUNDLED=src/dittomusic/assets/base.safetensors
+COMMON=(--data "$DATA" --batch-size 32 --warmup 200 --lr "${LR:-3e-4}" --timesteps lognormal --val-every 500 --ckpt-minutes 5)
 
 case "${1:-}" in
   ae)
@@ -38,14 +45,18 @@ case "${1:-}" in
       --crop-frames 128 --max-cpu-hours "${BUDGET:-1.0}" --val-every 250
     python3 -m dittomusic autoencoder export "$RUNS/ae" --out "$RUNS/ae.safetensors" ;;
   ae_long)
-    python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae_long" --steps 10000 --batch-size 32 \
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_long" --steps 10000 --batch-size 32 \
       --crop-frames 128 --max-cpu-hours "${BUDGET:-1.3}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_long" --out "$RUNS/ae_long.safetensors" ;;
   latent_long)
-    python3 -m dittomusic train "${COMMON[@]}" --out "$RUNS/latent_long" --steps 14000 \
-      --autoencoder "$RUNS/ae_long.safetensors" --patch-frames 1 --max-cpu-hours "${BUDGET:-8}" ;;
+    "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_long" --steps "${STEPS:-4000}" \
+      --autoencoder "$RUNS/ae_long.safetensors" --patch-frames 1 --max-cpu-hours "${BUDGET:-2.5}" ;;
+  continue)
+    LR=${LR:-1.5e-4}; COMMON[7]=$LR  # a gentler peak for a model that has trained before
+    "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_cont" --steps "${STEPS:-4000}" \
+      --init "$BUNDLED" --autoencoder "$BUNDLED" --patch-frames 1 --max-cpu-hours "${BUDGET:-2.5}" ;;
   ae_gan)
-    python3 -m dittomusic autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
       --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \
       --max-cpu-hours "${BUDGET:-1.0}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_gan" --out "$RUNS/ae_gan.safetensors" ;;

@@ -86,6 +86,14 @@ def test_latent_diffusion_trains_exports_and_generates(tiny_dataset, tmp_path):
     mel2, _ = pipe.generate(None, n=1, seconds=2.0, steps=3, seed=0)
     assert torch.equal(mel, mel2)
 
+    # run folders do not outlive a machine: training continues from the release, in its latent
+    cont = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "cont"), "autoencoder": str(release),
+                          "init": str(release)})
+    train(cont, progress=False)
+    info = load_tensors(export_release(tmp_path / "cont", tmp_path / "cont.safetensors"))[1]["train"]
+    assert info["steps"] == 3 and info["continued_from"]["steps"] == 3
+    assert info["total_cpu_hours"] == pytest.approx(info["cpu_hours"] + info["continued_from"]["cpu_hours"], abs=2e-3)
+
 
 def cfg_clip(root):
     from dittomusic.data.dataset import MelDataset

@@ -17,9 +17,9 @@ CLI_MODEL = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-frames", 
 
 
 def _cfg(data, out, steps=6, **kw):
-    kw = {"warmup": 2, **kw}
+    kw = {"warmup": 2, "model": TINY_MODEL, **kw}
     return TrainConfig(data=str(data), out=str(out), steps=steps, batch_size=4, log_every=1,
-                       val_every=3, val_clips=4, model=TINY_MODEL, **kw)
+                       val_every=3, val_clips=4, **kw)
 
 
 def _losses(run):
@@ -127,3 +127,25 @@ def test_export_release_fp16_loads_and_matches_ema(tiny_dataset, tmp_path):
     ema_model, _ = load_model(tmp_path / "r" / CKPT)  # a training checkpoint loads its EMA weights
     x, t = torch.randn(2, 160, 512), torch.tensor([10.0, 900.0])
     torch.testing.assert_close(fp16_model(x, t), ema_model(x, t), rtol=2e-2, atol=2e-3)
+
+
+def test_init_continues_from_a_release_and_refuses_another_architecture(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    train(_cfg(root, tmp_path / "r", steps=60, lr=3e-3, warmup=5), progress=False)
+    release = export_release(tmp_path / "r", tmp_path / "base.safetensors", torch.float32)
+    trained, _ = load_model(release)
+    fresh = _cfg(root, tmp_path / "fresh", steps=1, lr=1e-9, warmup=0)
+    warm = _cfg(root, tmp_path / "warm", steps=1, lr=1e-9, warmup=0, init=str(release))
+    train(fresh, progress=False)
+    train(warm, progress=False)
+    warm_model, _ = load_model(tmp_path / "warm" / CKPT)
+    fresh_model, _ = load_model(tmp_path / "fresh" / CKPT)
+    # EMA after one step of a near-zero LR is the starting point: the release's weights, not a new init
+    assert _fixed_eval_loss(warm_model, root) == pytest.approx(_fixed_eval_loss(trained, root), rel=1e-3)
+    assert _fixed_eval_loss(fresh_model, root) > 1.2 * _fixed_eval_loss(trained, root)
+    # resuming the warm run keeps its settings; another architecture is refused with a clear message
+    from dittomusic.errors import DittoError
+
+    other = _cfg(root, tmp_path / "other", steps=1, init=str(release), model={**TINY_MODEL, "width": 48})
+    with pytest.raises(DittoError, match="another architecture.*width"):
+        train(other, progress=False)

@@ -42,12 +42,15 @@ from .core import FINITE, FiniteFloat, cli, friendly, int_list
               help="Training noise levels: uniform over the 1000 steps, or EDM's log-normal in sigma.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) once the run has used this much CPU time, over all processes and resumes.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from a release's weights (e.g. the bundled model) with a fresh optimizer and LR schedule. "
+                   "The architecture options must match it; a latent release also serves as --autoencoder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
-          patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, seed,
-          device):
+          patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, init,
+          seed, device):
     """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
     from dittomusic.models import ARCHS
     from dittomusic.train.base import TrainConfig, train as run
@@ -62,7 +65,7 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
     cfg = TrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                       max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
                       device=device, model=model, arch=arch, autoencoder=autoencoder, timesteps=timesteps,
-                      max_cpu_hours=max_cpu_hours)
+                      max_cpu_hours=max_cpu_hours, init=init)
     res = run(cfg)
     import os
     if int(os.environ.get("RANK", "0")) == 0:

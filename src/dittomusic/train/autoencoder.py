@@ -210,15 +210,26 @@ def export_autoencoder(run: str | Path, out: str | Path, dtype: torch.dtype = to
     return save_tensors(out, {k: v.to(dtype) for k, v in ema.items()}, release)
 
 
+def autoencoder_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """An autoencoder's weights and metadata (kind "autoencoder") from an exported autoencoder, a
+    training checkpoint of one, or a latent model's release (which carries its autoencoder)."""
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") == "base" and isinstance(meta.get("autoencoder"), dict):
+        from dittomusic.models.loading import AE_PREFIX
+
+        tensors = {k[len(AE_PREFIX):]: v for k, v in tensors.items() if k.startswith(AE_PREFIX)}
+        return tensors, {**meta["autoencoder"], "kind": "autoencoder"}
+    if meta.get("kind") == "autoencoder":
+        return tensors, meta
+    if "ema.encoder.0.weight" in tensors:  # a training checkpoint
+        return {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, {**meta, "kind": "autoencoder"}
+    raise DittoError(f"{path} is not a dittomusic autoencoder (kind {meta.get('kind')!r})")
+
+
 def load_autoencoder(path: str | Path, device=None) -> tuple[MelAutoencoder, dict]:
     from dittomusic.utils import resolve_device
 
-    tensors, meta = load_tensors(path)
-    if meta.get("kind") != "autoencoder":
-        if "ema.encoder.0.weight" in tensors:  # a training checkpoint
-            tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-        else:
-            raise DittoError(f"{path} is not a dittomusic autoencoder (kind {meta.get('kind')!r})")
+    tensors, meta = autoencoder_tensors(path)
     ae = MelAutoencoder(AutoencoderConfig.from_dict(meta["model_config"]))
     try:
         ae.load_state_dict({k: v.float() for k, v in tensors.items()})

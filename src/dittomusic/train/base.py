@@ -57,10 +57,13 @@ class TrainConfig(LoopConfig):
     # "uniform" over the 1000 steps, or "lognormal": ln sigma ~ N(ln(0.6 sigma_data), 1.2^2), EDM's
     # training distribution, which spends most steps where fine detail is decided
     timesteps: str = "uniform"
+    # a release checkpoint to start from (model and EMA): training continued across machines from
+    # the shipped weights, since run folders do not outlive a session; the optimizer starts fresh
+    init: str | None = None
 
     # changing these would make a resumed run a different run
     FIXED = ("data", "batch_size", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay", "tag_drop",
-             "all_drop", "seed", "model", "steps", "arch", "autoencoder", "timesteps")
+             "all_drop", "seed", "model", "steps", "arch", "autoencoder", "timesteps", "init")
 
 
 class _Batches:
@@ -171,6 +174,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = adamw(model, cfg.lr, cfg.weight_decay)
     modules = {"model": model, "ema": ema}
+    if cfg.init and not (out / CKPT).exists():
+        warm_start(cfg.init, mcfg.to_dict(), modules)
     counters, _ = resume(out / CKPT, cfg, TrainConfig.FIXED, modules, opt, d.device)
     net = ddp(model, d)
 
@@ -218,6 +223,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     return counters.summary()
 
 
+def warm_start(path: str | Path, model_config: dict, modules: dict[str, torch.nn.Module]) -> None:
+    """Load a release's weights into every module (model and EMA); its architecture must be the run's."""
+    from dittomusic.models.loading import AE_PREFIX
+
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != "base" or "model_config" not in meta:
+        raise DittoError(f"--init {path} is not a base-model release (kind {meta.get('kind')!r})")
+    if meta["model_config"] != model_config:
+        diff = sorted(k for k in set(model_config) | set(meta["model_config"])
+                      if model_config.get(k) != meta["model_config"].get(k))
+        raise DittoError(f"--init {path} has another architecture than this run (differs in: {', '.join(diff)})")
+    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(AE_PREFIX)}
+    for m in modules.values():
+        m.load_state_dict(weights)
+
+
 def rank_slice(batches: _Batches, draws: dict, step: int, batch_size: int, d: Dist) -> tuple[dict, dict]:
     """This rank's share of step `step`'s global batch and of the draws made for the whole of it."""
     per = batch_size // d.world
@@ -246,17 +267,21 @@ def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
     ema = {k[4:]: v.to(dtype) for k, v in tensors.items() if k.startswith("ema.")}
     release = {"kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
                "train": release_train_info(meta), "train_config": meta["train_config"]}
+    init = meta["train_config"].get("init")
+    if init:  # a continued run: the release's compute includes what its starting point cost
+        before = load_tensors(init)[1].get("train", {})
+        release["train"]["continued_from"] = before
+        release["train"]["total_cpu_hours"] = round(
+            before.get("total_cpu_hours", before.get("cpu_hours", 0.0)) + release["train"]["cpu_hours"], 3)
     ae_path = meta["train_config"].get("autoencoder")
     if autoencoder is not None and not ae_path:
         raise DittoError(f"{run} is a mel-space model; --autoencoder applies to latent models only")
     if ae_path:  # one file carries the whole latent model: denoiser + its autoencoder
-        ae_tensors, ae_meta = load_tensors(ae_path)
-        if ae_meta.get("kind") != "autoencoder":
-            raise DittoError(f"{ae_path} (the run's --autoencoder) is not an exported autoencoder")
+        from dittomusic.train.autoencoder import autoencoder_tensors
+
+        ae_tensors, ae_meta = autoencoder_tensors(ae_path)
         if autoencoder is not None:
-            new_tensors, new_meta = load_tensors(autoencoder)
-            if new_meta.get("kind") != "autoencoder":
-                raise DittoError(f"{autoencoder} is not an exported autoencoder")
+            new_tensors, new_meta = autoencoder_tensors(autoencoder)
             enc = sorted(k for k in ae_tensors if k.startswith("encoder."))
             same = enc == sorted(k for k in new_tensors if k.startswith("encoder.")) and all(
                 torch.equal(ae_tensors[k].float(), new_tensors[k].float()) for k in enc)
