@@ -5,6 +5,8 @@
 #   scripts/base_v2.sh latent      # (a) latent DiT in the VAE's latent       (0.5 CPU-hour; needs ae)
 #   scripts/base_v2.sh ae_long     # (a') the same VAE trained 4x longer (10k steps, 1.3 CPU-hours): the
 #                                  #      bake-off AE's val loss was still falling when its LR schedule ended
+#   scripts/base_v2.sh cache       # ae_long's latents of the training crops, encoded once (EPOCHS crops per clip,
+#                                  #      default 2): latent_long then skips the encoder, ~40 % of a step
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5)
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
@@ -48,9 +50,13 @@ case "${1:-}" in
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_long" --steps 10000 --batch-size 32 \
       --crop-frames 128 --max-cpu-hours "${BUDGET:-1.3}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_long" --out "$RUNS/ae_long.safetensors" ;;
+  cache)
+    python3 -m dittomusic autoencoder cache --ae "$RUNS/ae_long.safetensors" --data "$DATA" \
+      --out "$RUNS/latents_ae_long" --epochs "${EPOCHS:-2}" ;;
   latent_long)
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_long" --steps "${STEPS:-4000}" \
-      --autoencoder "$RUNS/ae_long.safetensors" --patch-frames 1 --max-cpu-hours "${BUDGET:-2.5}" ;;
+      --autoencoder "$RUNS/ae_long.safetensors" --latent-cache "$RUNS/latents_ae_long" --patch-frames 1 \
+      --max-cpu-hours "${BUDGET:-2.5}" ;;
   continue)
     LR=${LR:-1.5e-4}; COMMON[7]=$LR  # a gentler peak for a model that has trained before
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_cont" --steps "${STEPS:-4000}" \

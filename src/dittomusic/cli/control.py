@@ -111,7 +111,17 @@ def control_cmd(task, **kw):
     get_method(method)
     seed, out, no_png, report, save_latent, init_latent = (
         kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
-    backend = open_backend(kw["backend"], model=kw["model_path"], device=kw["device"], vocoder=kw["vocoder"])
+    model_path = kw["model_path"]
+    if method == "ditto2" and model_path is None and kw["backend"] in (None, "dittomusic"):
+        from dittomusic.distill.student import bundled_teacher
+        from dittomusic.models.loading import bundled_path
+
+        teacher = bundled_teacher(method_opts.get("student"))
+        if teacher is not None and teacher != bundled_path():
+            click.echo(f"ditto2: running on the student's own teacher, the bundled {teacher.name} "
+                       "(the students have not been distilled from the default model yet)", err=True)
+            model_path = teacher
+    backend = open_backend(kw["backend"], model=model_path, device=kw["device"], vocoder=kw["vocoder"])
     prompt_opts = {k: kw[k] for k in TAG_OPTIONS}
     if kw["negative_prompt"] is not None:
         if not getattr(backend, "takes_text", False):

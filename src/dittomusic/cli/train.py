@@ -45,12 +45,14 @@ from .core import FINITE, FiniteFloat, cli, friendly, int_list
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from a release's weights (e.g. the bundled model) with a fresh optimizer and LR schedule. "
                    "The architecture options must match it; a latent release also serves as --autoencoder.")
+@click.option("--latent-cache", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Latent models: the crops' latents from `dittomusic autoencoder cache` (skips the encoder).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
           patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, init,
-          seed, device):
+          latent_cache, seed, device):
     """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
     from dittomusic.models import ARCHS
     from dittomusic.train.base import TrainConfig, train as run
@@ -65,7 +67,8 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
     cfg = TrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                       max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
                       device=device, model=model, arch=arch, autoencoder=autoencoder, timesteps=timesteps,
-                      max_cpu_hours=max_cpu_hours, init=init)
+                      max_cpu_hours=max_cpu_hours, init=init,
+                      latent_cache=latent_cache)
     res = run(cfg)
     import os
     if int(os.environ.get("RANK", "0")) == 0:
@@ -142,6 +145,24 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
     import os
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(res, indent=2))
+
+
+@autoencoder.command("cache")
+@click.option("--ae", "ae_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The autoencoder (or latent release) the diffusion model trains in.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder (resumes if partial).")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Crops per clip: those of training epochs 0..N-1 (later epochs reuse them cyclically).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The training run's seed (it sets the crops).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@friendly
+def autoencoder_cache(ae_path, data, out, epochs, seed, device):
+    """Encode the training crops once, for `dittomusic train --latent-cache` (the encoder's forward
+    pass is then no longer part of every training step)."""
+    from dittomusic.train.latents import build_latent_cache
+
+    click.echo(f"wrote {build_latent_cache(ae_path, data, out, epochs, seed, device=device)}")
 
 
 @autoencoder.command("export")

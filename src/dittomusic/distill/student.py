@@ -54,6 +54,13 @@ def load_student(path: str | Path | None = None, device: str | torch.device | No
     path: a release from `dittomusic distill export`, or a run's checkpoint (its EMA weights);
     None, "cd" or "ctd": a bundled student (None: the default kind).
     """
+    model, meta = load_model(resolve_student_path(path), device)
+    info = distill_info(meta)
+    return model, {**meta, "kind": info["kind"], "guidance": info["guidance"], "grid": info["grid"]}
+
+
+def resolve_student_path(path: str | Path | None) -> Path:
+    """A student's file: a release, a run folder's checkpoint, or None / "cd" / "ctd" for a bundled one."""
     if path is None or str(path) in KINDS:
         kind = DEFAULT_KIND if path is None else str(path)
         path = bundled_student(kind)
@@ -65,9 +72,7 @@ def load_student(path: str | Path | None = None, device: str | torch.device | No
                          f"or cd / ctd for a bundled student")
     if Path(path).is_dir():
         path = Path(path) / "checkpoint.safetensors"
-    model, meta = load_model(path, device)
-    info = distill_info(meta)
-    return model, {**meta, "kind": info["kind"], "guidance": info["guidance"], "grid": info["grid"]}
+    return Path(path)
 
 
 def export_student(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
@@ -116,6 +121,21 @@ def check_teacher(meta: dict, pipe, student=None) -> None:
                          f"(dittomusic distill --teacher {pipe.model_file.name} ...)")
     if student is not None and student.cfg.vocab != pipe.vocab:
         raise DittoError("the student was distilled from a model with a different tag vocabulary than --model")
+
+
+def bundled_teacher(student=None) -> Path | None:
+    """The bundled base model a student was distilled from (matched by sha1), or None.
+
+    While the bundled students are the previous base model's, `--method ditto2` without --model
+    runs on that model rather than refusing the default one."""
+    from dittomusic.utils import file_sha1
+
+    want = distill_info(load_tensors(resolve_student_path(student))[1]).get("teacher_sha1")
+    assets = Path(str(resources.files("dittomusic") / "assets"))
+    for f in sorted(assets.glob("base*.safetensors")):
+        if want and file_sha1(f) == want:
+            return f
+    return None
 
 
 def student_sampler(student, meta: dict):

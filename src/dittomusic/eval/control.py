@@ -134,7 +134,12 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
     (out / "audio").mkdir(exist_ok=True)
     res_path = out / "control_eval.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {"config": asdict(cfg), "runs": {}}
-    pipe = Pipeline(cfg.model, cfg.device, cfg.vocoder)
+    model = cfg.model
+    if model is None and any("ditto2" in cfg.methods_for(t) for t in cfg.tasks):
+        from dittomusic.distill.student import bundled_teacher
+
+        model = bundled_teacher()  # every row on the model the bundled student is a surrogate of
+    pipe = Pipeline(model, cfg.device, cfg.vocoder)
     # every metric is measured on vocoded audio: one folder, one vocoder (older folders: Griffin-Lim)
     voc = vocoder_name(pipe.vocoder)
     had = results.setdefault("vocoder", "griffinlim" if results["runs"] else voc)

@@ -60,10 +60,13 @@ class TrainConfig(LoopConfig):
     # a release checkpoint to start from (model and EMA): training continued across machines from
     # the shipped weights, since run folders do not outlive a session; the optimizer starts fresh
     init: str | None = None
+    # a folder from `dittomusic autoencoder cache`: the crops' latents, encoded once (train/latents.py)
+    latent_cache: str | None = None
 
     # changing these would make a resumed run a different run
     FIXED = ("data", "batch_size", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay", "tag_drop",
-             "all_drop", "seed", "model", "steps", "arch", "autoencoder", "timesteps", "init")
+             "all_drop", "seed", "model", "steps", "arch", "autoencoder", "timesteps", "init",
+             "latent_cache")
 
 
 class _Batches:
@@ -84,7 +87,7 @@ class _Batches:
         for gpos in positions:
             epoch, k = divmod(gpos, self.n)
             self.ds.set_epoch(epoch)
-            items.append(self.ds[int(self._perm_for(epoch)[k])])
+            items.append({**self.ds[int(self._perm_for(epoch)[k])], "epoch": epoch})
         return {k: torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else [it[k] for it in items]
                 for k in items[0]}
 
@@ -166,6 +169,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             raise DittoError(f"clips of {frames} frames do not divide into the autoencoder's {ae.cfg.downsample}x latent")
         n_rows, frames = ae.cfg.latent_channels, frames // ae.cfg.downsample
         extra["sigma_data"] = 1.0  # latents are scaled to unit std
+    cache = None
+    if cfg.latent_cache:
+        if ae is None:
+            raise DittoError("--latent-cache needs --autoencoder (the autoencoder the cache was built with)")
+        from dittomusic.train.latents import LatentCache
+
+        cache = LatentCache(cfg.latent_cache, cfg.autoencoder, ds, cfg.seed)
     mcfg = ARCHS[cfg.arch][0].for_vocab(ds.vocab.to_dict(), n_mels=n_rows, clip_frames=frames,
                                           **{**extra, **cfg.model})
     sched = NoiseSchedule.cosine()
@@ -211,7 +221,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         b, dr = rank_slice(batches, _draws(cfg, step, cfg.batch_size, shape, sched.num_train_timesteps,
                                            mcfg.sigma_data), step, cfg.batch_size, d)
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
-        loss = diffusion_loss(net, encode(b["mel"]), dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
+        x0 = cache.get(b["index"], b["epoch"]).to(d.device) if cache is not None else encode(b["mel"])
+        loss = diffusion_loss(net, x0, dr["t"], dr["noise"], cond_from_batch(b, dr["drop_tags"]),
                               dr["drop_all"], sched, mcfg.prediction)
         gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
