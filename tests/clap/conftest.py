@@ -96,3 +96,16 @@ def synth(tmp_path_factory):
     caps = root.parent / "captions"
     make_caption_cache(root, caps, encoder=WordHashEncoder(), progress=False)
     return root, caps
+
+
+def make_tiny_clap(path, audio_tower: str = "conv1d", seed: int = 0):
+    """A random tiny domain CLAP on the real sentence encoder (all-MiniLM-L6-v2) and the model's mel,
+    saved like an export: what text control loads with --clap."""
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.clap.model import ClapModelConfig, DomainClap
+
+    torch.manual_seed(seed)
+    cfg = ClapModelConfig(n_mels=160, audio_tower=audio_tower, mel=MelConfig().to_dict(), **TINY_CLAP)
+    save_tensors(path, {k: v.half() for k, v in DomainClap(cfg).state_dict().items()},
+                 {"kind": "clap", "clap_config": cfg.to_dict()})
+    return path

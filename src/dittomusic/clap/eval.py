@@ -188,6 +188,14 @@ def report_markdown(report: dict) -> list[str]:
     return lines
 
 
+def _tower(cc: dict) -> str:
+    c = cc["channels"]
+    if cc.get("audio_tower", "conv1d") == "conv2d":
+        return (f"4 strided 3x3 conv layers over mel bins x frames ({max(8, c // 4)}–{c} channels), then mean and "
+                f"max over the remaining bins")
+    return f"4 strided conv layers ({c}–{2 * c} channels, the {cc['n_mels']} mel bins as input channels)"
+
+
 def write_clap_card(report: dict, out_dir: str | Path, loss_png: str | Path | None = None) -> Path:
     """docs/clap/README.md (+ report.json and the loss curve) for a CLAP release."""
     import shutil
@@ -202,8 +210,7 @@ def write_clap_card(report: dict, out_dir: str | Path, loss_png: str | Path | No
              "(issue #21): the cosine between a caption and a clip's log-mel, differentiable in the mel. "
              "`dittomusic clap score --clap FILE --prompt TEXT AUDIO` scores a file.", "",
              "## Model", "",
-             f"- Audio tower: 4 strided conv layers ({cc['channels']}–{2 * cc['channels']} channels, the "
-             f"{cc['n_mels']} mel bins as input channels), {cc['layers']} transformer layers, mean+max pooling → "
+             f"- Audio tower: {_tower(cc)}, {cc['layers']} transformer layers, mean+max pooling → "
              f"{cc['embed_dim']}-d. Text tower: frozen {cc['text_encoder']} sentence embeddings → a trained 2-layer "
              f"MLP. {m['parameters'] / 1e6:.2f} M trained parameters.",
              "- Captions: several phrasings per clip generated from its metadata (collection, instruments and "

@@ -30,6 +30,10 @@ class ClapScorer(Protocol):
         """mel [B, n_mels, frames] (our scaled log-mel in [-1, 1]) -> [B, len(texts)] cosine similarities."""
         ...
 
+    def to(self, device) -> "ClapScorer":
+        """The scorer on `device` (where the mels it scores are)."""
+        ...
+
 
 def _batched(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
     if mel.dim() == 2:
@@ -59,13 +63,20 @@ class DomainClapScorer:
         if new:
             if self._encoder is None:
                 self._encoder = SentenceEncoder()
-            emb = self.model.embed_text(sentence_embeddings(self._encoder, new, self.model.cfg.text_encoder))
+            emb = self.model.embed_text(sentence_embeddings(self._encoder, new, self.model.cfg.text_encoder)
+                                        .to(self.device))
             self._cache.update(zip(new, emb))
         return torch.stack([self._cache[t] for t in texts]).to(self.device)
 
     def score(self, mel: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         mel = _batched(mel, self.model.cfg.n_mels)
         return self.model.embed_audio(mel.to(self.device)) @ self.text_embeddings(list(texts)).T
+
+    def to(self, device) -> "DomainClapScorer":
+        """Move the audio tower (prompt embeddings follow) to where the mels are."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
 
 
 class HFClapScorer:
@@ -162,7 +173,13 @@ class HFClapScorer:
             with torch.no_grad():
                 out = self.model.get_text_features(**{k: v.to(self.device) for k, v in tok.items()})
             self._cache.update(zip(new, F.normalize(_pooled(out), dim=-1)))
-        return torch.stack([self._cache[t] for t in texts])
+        return torch.stack([self._cache[t] for t in texts]).to(self.device)
+
+    def to(self, device) -> "HFClapScorer":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self._map = self._map.to(self.device)
+        return self
 
     def score(self, mel: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         x = self.input_features(mel)
@@ -176,19 +193,30 @@ def _pooled(out) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
-def load_scorer(path: str | Path | None = None, device="cpu") -> ClapScorer:
-    """path=None: the bundled domain CLAP (assets/clap.safetensors, installed by `scripts/clap.sh install`)."""
+# what trains and installs each bundled CLAP (scripts/clap.sh)
+TRAIN_COMMANDS = {"clap": "scripts/clap.sh all && scripts/clap.sh install",
+                  "clap2": "scripts/clap.sh all2 && scripts/clap.sh install2"}
+
+
+def load_scorer(path: str | Path | None = None, device="cpu", bundled: str = "clap",
+                mel_cfg: MelConfig | None = None) -> ClapScorer:
+    """path=None: a bundled domain CLAP, `bundled` = "clap" (assets/clap.safetensors, the text-control
+    scorer) or "clap2" (assets/clap2.safetensors, the second opinion that judges it). mel_cfg: the mel
+    a transformers CLAP is fed (a domain CLAP reads the mel it was trained on only)."""
     if path is None:
         from dittomusic.models.loading import bundled_path
 
-        path = bundled_path("clap")
+        path = bundled_path(bundled)
         if not path.is_file():
-            raise DittoError(f"no bundled CLAP ({path}): train one with scripts/clap.sh, or pass --clap PATH")
+            what = "CLAP" if bundled == "clap" else "second-opinion CLAP"
+            flag = "--clap" if bundled == "clap" else "--judge-clap"
+            raise DittoError(f"no bundled {what} ({path}): train it with `{TRAIN_COMMANDS[bundled]}`, "
+                             f"or pass {flag} PATH")
     p = Path(path)
     if not p.exists():
         raise DittoError(f"CLAP not found: {p}")
     if p.is_dir() and (p / "config.json").is_file():
-        return HFClapScorer(p, device)
+        return HFClapScorer(p, device, mel_cfg)
     if p.is_dir() or p.suffix == ".safetensors":
         return DomainClapScorer(p, device)
     raise DittoError(f"{p} is neither a dittomusic CLAP (.safetensors) nor a folder with a transformers CLAP")

@@ -52,6 +52,9 @@ def captions_cmd(data, out, per_clip, seed):
 @click.option("--heads", type=click.IntRange(min=1), default=None, help="Attention heads [default: 4].")
 @click.option("--embed-dim", type=click.IntRange(min=2), default=None, help="Joint embedding width [default: 256].")
 @click.option("--text-hidden", type=click.IntRange(min=2), default=None, help="Text MLP width [default: 512].")
+@click.option("--audio-tower", type=click.Choice(["conv1d", "conv2d"]), default=None,
+              help="Audio tower: conv1d (mel bins as channels) or conv2d (convs over bins x frames; the "
+                   "second-opinion CLAP) [default: conv1d].")
 @click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Stop (with a checkpoint) after this many minutes; rerun to continue.")
 @click.option("--max-cpu-hours", type=FiniteFloat(min=0, min_open=True), default=None,
@@ -64,13 +67,13 @@ def captions_cmd(data, out, per_clip, seed):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def train_cmd(data, captions, out, steps, batch_size, crop_frames, lr, warmup, pairs_only, channels, layers, heads,
-              embed_dim, text_hidden, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every, seed,
+              embed_dim, text_hidden, audio_tower, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every, seed,
               device):
     """Contrastive training of the CLAP (resumable; torchrun for several processes)."""
     from dittomusic.clap.train import ClapTrainConfig, train_clap
 
     model = {k: v for k, v in dict(channels=channels, layers=layers, heads=heads, embed_dim=embed_dim,
-                                   text_hidden=text_hidden).items() if v is not None}
+                                   text_hidden=text_hidden, audio_tower=audio_tower).items() if v is not None}
     cfg = ClapTrainConfig(data=data, captions=captions, out=out, steps=steps, batch_size=batch_size,
                           crop_frames=crop_frames, lr=lr, warmup=warmup, multi_positive=not pairs_only, model=model,
                           max_minutes=max_minutes, max_cpu_hours=max_cpu_hours, ckpt_minutes=ckpt_minutes,

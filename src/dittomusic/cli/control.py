@@ -96,12 +96,13 @@ def control_cmd(task, **kw):
       dittomusic control melody --target-notes "E5:0.5 D5:0.5 C5:1 D5:1" --collection "folk song"
       dittomusic control structure --target-pattern ABBA --method freedom
       dittomusic control outpaint --reference clip.wav --overlap 2
+      dittomusic control text --prompt "a slow, sad chorale on church organ" --unconditional
     """
     from dittomusic.audio.io import save_wav
     from dittomusic.control.defaults import resolve
     from dittomusic.control.methods import Settings, all_methods, get_method, resumable_methods, run_control
     from dittomusic.control.optimize import load_latent, save_latent as write_latent
-    from dittomusic.control.tasks import TaskOptions, build_control, task_options
+    from dittomusic.control.tasks import TaskOptions, build_control, task_options, task_reports
     from dittomusic.backends import open_backend
     from dittomusic.utils import atomic_write_text
 
@@ -143,6 +144,7 @@ def control_cmd(task, **kw):
     click.echo(f"{task} with {method}; {backend.describe_prompt(prompt)}", err=True)
     res = run_control(backend, method, ctrl, prompt, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
                       resume=resume)
+    res.report.update(task_reports(task, backend, ctrl, res, prompt, settings, opts, x_T))
     out = Path(out)
     paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")
                                                for i in range(len(res.audio))]

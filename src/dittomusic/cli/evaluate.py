@@ -111,7 +111,8 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
               help="Built dataset: test clips are the painting references and the FAD reference set.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for control_eval.json, README.md tables, png/ and audio/ (resumes).")
-@click.option("--tasks", default=None, help="Comma-separated [default: every registered task].")
+@click.option("--tasks", default=None,
+              help="Comma-separated [default: every registered task but text, which has `eval text`].")
 @click.option("--targets", type=click.IntRange(min=1), default=5, show_default=True, help="Targets per task.")
 @click.option("--methods", default=None,
               help="Comma-separated [default: default,freedom,ditto; painting adds naive and MultiDiffusion].")
@@ -140,6 +141,47 @@ def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guida
                             model=model_path, classifier=classifier, device=device, rescore_seams=rescore_seams,
                             vocoder=vocoder)
     evaluate_control(cfg)
+    click.echo((Path(out) / "README.md").read_text())
+
+
+@eval_group.command("text")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Built dataset: prompts come from its test clips' metadata, which are also the realism reference.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for text_eval.json, README.md and each row's mels (resumes finished rows).")
+@click.option("--prompts", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Held-out prompts (the first cover every collection and instrument family).")
+@click.option("--clap", default=None, help="The CLAP that steers [default: the bundled CLAP].")
+@click.option("--judge-clap", default=None, help="The second-opinion CLAP [default: the bundled second CLAP].")
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier [default: the bundled one].")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--method", type=click.Choice(["ditto2", "ditto"]), default="ditto2", show_default=True,
+              help="Steering method of rows c and d (ditto2 falls back to ditto without a student of the model).")
+@click.option("--student", default=None, help="ditto2's student [default: the bundled CD student].")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--iters", type=click.IntRange(min=0), default=None, help="Optimization steps [default: 70].")
+@click.option("--lr", type=FINITE, default=None, help="Adam step size [default: the method's].")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts steered together.")
+@click.option("--seconds", type=FINITE, default=None, help="Clip length [default: the model's].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-c2st", is_flag=True, help="Skip the realism C2ST (its critic trains once per row).")
+@click.option("--c2st-steps", type=click.IntRange(min=1), default=None)
+@click.option("--device", default=None)
+@vocoder_option
+@friendly
+def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, method, student, steps, guidance, iters,
+              lr, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
+    """Text control on held-out prompts: (a) unconditional, (b) tags parsed from the prompt, (c) unconditional +
+    CLAP-steered, (d) tags + CLAP-steered, judged by the tag classifier, a second CLAP and realism."""
+    from dittomusic.eval.text import TextEvalConfig, evaluate_text
+
+    cfg = TextEvalConfig(data=data, out=out, prompts=prompts, clap=clap, judge_clap=judge_clap, classifier=classifier,
+                         model=model_path, method=method, student=student, steps=steps, guidance=guidance, iters=iters,
+                         lr=lr, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
+                         device=device, vocoder=vocoder)
+    evaluate_text(cfg)
     click.echo((Path(out) / "README.md").read_text())
 
 

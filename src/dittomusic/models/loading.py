@@ -15,11 +15,13 @@ from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
 
 AE_PREFIX = "autoencoder."  # a latent model's file holds its autoencoder under this prefix
 
-BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors"}
+BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors",
+           "clap2": "clap2.safetensors"}
 
 
 def bundled_path(name: str = "base") -> Path:
-    """A file shipped in the package: "base" (the diffusion model) or "classifier" (the FAD yardstick)."""
+    """A file shipped in the package: "base" (the diffusion model), "classifier" (the FAD yardstick),
+    "clap" (text control's scorer) or "clap2" (the second-opinion CLAP that judges it)."""
     return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
 
 

@@ -69,6 +69,17 @@ def build_control(task: str, frames: int, options: TaskOptions | None = None, cf
     return MultiControl([(c, get_task(p).weight(set(parts) - {p}) / m) for p, c in zip(parts, ctrls)])
 
 
+def task_reports(task: str, backend, control: Control, out, prompt, settings, options: TaskOptions,
+                 x_T=None) -> dict:
+    """What each part's TaskSpec.report adds to a finished run's report."""
+    extra: dict = {}
+    for p in split_task(task):
+        fn = get_task(p).report
+        if fn is not None:
+            extra.update(fn(backend, control, out, prompt, settings, options, x_T))
+    return extra
+
+
 def default_iters(task: str) -> int:
     return max(get_task(p).iters for p in split_task(task))
 
@@ -80,4 +91,4 @@ def default_method(task: str) -> str:
 
 
 __all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "default_iters", "default_method", "get_task",
-           "split_task", "task_names", "task_options"]
+           "split_task", "task_names", "task_options", "task_reports"]
