@@ -56,6 +56,7 @@ class TaskSpec:
     method_defaults: dict[str, dict] = field(default_factory=dict)  # per method, tuned settings (e.g. "ditto2")
     eval_settings: dict = field(default_factory=dict)  # painting: the eval's overlap / gap
     table: str = ""  # painting: the eval table's title, formatted with eval_settings
+    control_eval: bool = True  # among the control eval's default tasks (inversion has its own table)
 
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -28,6 +28,7 @@ log = logging.getLogger("dittomusic.eval.control")
 
 # the tasks and their eval targets, metrics and table titles come from the task registry (TaskSpec)
 ALL_TASKS = task_names()
+DEFAULT_TASKS = tuple(t.name for t in all_tasks() if t.control_eval)
 PAINT_SETTINGS = {t.name: t.eval_settings for t in all_tasks() if t.painting}
 METRIC = {t.name: t.metric for t in all_tasks() if t.metric}
 ADHERENCE_METHODS = ("default", "freedom", "ditto")
@@ -40,7 +41,7 @@ MAX_TARGETS = 6
 class ControlEvalConfig:
     data: str
     out: str
-    tasks: tuple[str, ...] = ALL_TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     targets: int = 5
     methods: tuple[str, ...] | None = None  # None: the methods the paper compares on each task
     steps: int = 20
