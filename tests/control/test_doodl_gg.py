@@ -11,21 +11,10 @@ from dittomusic.control.memory import SavedTensorMeter
 from dittomusic.control.methods import Settings, run_control
 from dittomusic.control.optimize import OptimConfig
 from dittomusic.errors import DittoError
-from dittomusic.generate import Pipeline, make_tags
 from dittomusic.control.methods.doodl import edict_reversible
 from dittomusic.sampling import NoiseSchedule, sample_edict
 
 FR = 128
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_model_path):
-    return Pipeline(tiny_model_path, "cpu")
-
-
-@pytest.fixture(scope="module")
-def tags(pipe):
-    return make_tags(pipe.vocab, collection="chorale")
 
 
 def intensity(frames=FR):

@@ -16,19 +16,9 @@ from dittomusic.control.optimize import OptimConfig
 from dittomusic.control.tasks import TaskOptions, build_control
 from dittomusic.errors import DittoError
 from dittomusic.eval.inversion import inversion_table
-from dittomusic.generate import Pipeline, make_tags
+from dittomusic.generate import make_tags
 
 FR = 128
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_model_path):
-    return Pipeline(tiny_model_path, "cpu")
-
-
-@pytest.fixture(scope="module")
-def tags(pipe):
-    return make_tags(pipe.vocab, collection="chorale")
 
 
 @pytest.fixture(scope="module")
