@@ -121,6 +121,8 @@ def main() -> None:
     ctrl = ctrls[0] if n == 1 else BatchedControl(ctrls)
     cond = backend.make_cond(None, n)
     x_T = backend.noise(n, frames, a.seed)
+    with torch.no_grad():  # warm-up, so the first method timed does not pay for first-call setup
+        backend.sample(x_T, cond, steps=2, guidance=a.guidance)
     rows = []
     for steps in a.steps:
         for method in a.methods.split(","):
