@@ -93,3 +93,10 @@ def test_cold_start_stops_on_a_failing_command(tmp_path):
         cold.main(["--runs", "1", "--warmup", "0", "--commands", "generate", "--model", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="unknown command fly"):
         cold.main(["--commands", "help,fly"])
+
+
+def test_paper_baselines_ms2c_counts_steps_to_threshold():
+    mod = _load("paper_baselines")
+    hist = [[9.0, 9.0], [3.0, 8.0], [1.5, 7.0], [1.0, 6.0]]
+    steps, reached = mod.ms2c(hist, 2.0)
+    assert steps == [2, 4] and reached == [True, False]  # a clip that never gets there counts K + 1

@@ -157,11 +157,12 @@ class Pipeline:
         return self.backend.model_fn(self.cond(tags, n), guidance)
 
     def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
-               guidance: float = 3.0, checkpoint: bool = False, callback=None) -> torch.Tensor:
+               guidance: float = 3.0, checkpoint: bool = False, callback=None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller chooses
-        no_grad or not."""
+        no_grad or not. generator: a stochastic sampler's (ddpm) noise."""
         return self.backend.sample(x_T, self.cond(tags, x_T.shape[0]), sampler=sampler, steps=steps,
-                                   guidance=guidance, checkpoint=checkpoint, callback=callback)
+                                   guidance=guidance, checkpoint=checkpoint, callback=callback, generator=generator)
 
     @torch.no_grad()
     def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,
@@ -177,7 +178,8 @@ class Pipeline:
             raise DittoError(f"--guidance {guidance} must be a finite number")
         x_T = self.backend.noise(n, self.backend.frames_for(seconds), seed)
         bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
+        # a ddpm sample's noise comes from the seed too, offset so it does not redraw x_T's values
         mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
-                          callback=lambda info: bar.update(1))
+                          callback=lambda info: bar.update(1), generator=torch.Generator().manual_seed(seed + 1))
         bar.close()
         return mel, self.vocoder(mel)

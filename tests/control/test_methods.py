@@ -245,7 +245,8 @@ def test_cli_control_painting_and_baseline(tiny_model_path, tmp_path):
     (["melody"], "melody needs exactly one target"),
     (["intensity", "--method", "naive"], "outpaint/inpaint/loop only"),
     (["intensity", "--method", "magic"], "unknown method 'magic'"),
-    (["intensity", "--method", "freedom", "--init-latent", "__file__"], "continues an optimization"),
+    (["intensity", "--method", "freedom", "--init-latent", "__file__"], "is not a dittomusic latent file"),
+    (["intensity", "--sampler", "ddpm"], "DITTO optimizes through a deterministic sampler"),
     (["intensity", "--backend", "nope:x"], "unknown backend 'nope'; choose from: dittomusic"),
     (["intensity", "--negative-prompt", "noise"], "--negative-prompt is for text-conditioned backends"),
 ])

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
-from dittomusic.sampling.names import THRESHOLDING_SAMPLERS
+from dittomusic.sampling.names import STOCHASTIC_SAMPLERS, THRESHOLDING_SAMPLERS
 from dittomusic.sampling.samplers import ModelFn
 from dittomusic.sampling.schedule import NoiseSchedule
 
@@ -79,7 +79,8 @@ class Backend(Protocol):
     def frames_to_latent(self, idx: Tensor) -> Tensor: ...  # mel frame indices -> latent time indices
 
     def sample(self, x_T: Tensor, cond: Any, *, sampler: str = "ddim", steps: int = 20, guidance: float = 3.0,
-               checkpoint: bool = False, callback=None) -> Tensor: ...  # x_T -> decoded mel
+               checkpoint: bool = False, callback=None,
+               generator: torch.Generator | None = None) -> Tensor: ...  # x_T -> decoded mel
 
 
 class BackendBase:
@@ -111,14 +112,17 @@ class BackendBase:
         return frames // self.frames_per_step
 
     def sample(self, x_T: Tensor, cond: Any, *, sampler: str = "ddim", steps: int = 20, guidance: float = 3.0,
-               checkpoint: bool = False, callback=None) -> Tensor:
+               checkpoint: bool = False, callback=None, generator: torch.Generator | None = None) -> Tensor:
         """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller
-        chooses no_grad or not."""
+        chooses no_grad or not. generator: a stochastic sampler's (ddpm) noise; None draws from
+        the global RNG, so only a seeded generator repeats a ddpm sample."""
         from dittomusic.sampling.samplers import get_sampler
 
+        kw = sampler_kwargs(sampler, thresholding=self.thresholding)
+        if generator is not None and sampler in STOCHASTIC_SAMPLERS:
+            kw["generator"] = generator
         x0 = get_sampler(sampler)(self.model_fn(cond, guidance), x_T, self.schedule, steps,
-                                  prediction=self.prediction, checkpoint=checkpoint, callback=callback,
-                                  **sampler_kwargs(sampler, thresholding=self.thresholding))
+                                  prediction=self.prediction, checkpoint=checkpoint, callback=callback, **kw)
         return self.decode(x0)
 
 

@@ -9,6 +9,8 @@ import click
 
 from dittomusic.errors import DittoError
 
+from dittomusic.sampling.names import SAMPLER_NAMES
+
 from .core import FINITE, TAG_OPTIONS, FiniteFloat, cli, fast_exit_ok, friendly, tag_options, vocoder_option
 
 
@@ -61,6 +63,9 @@ def click_options(options) -> list[click.Option]:
 @click.option("--steps", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
               help="DDIM steps (ditto, the baselines, and ditto2's teacher decode except for structure).")
 @click.option("--guidance", type=FINITE, default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True,
+              help="ditto optimizes through it (a deterministic one: DITTO App. G); default and freedom also take "
+                   "ddpm, seeded by --seed (with --init-latent: variations of an optimized latent, App. I).")
 @click.option("--iters", type=click.IntRange(min=0), default=None,
               help="Optimization steps K [default: by task, 150 for melody/structure, 70 otherwise].")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
@@ -74,7 +79,8 @@ def click_options(options) -> list[click.Option]:
 @click.option("--save-latent", type=click.Path(dir_okay=False), default=None,
               help="Save the optimized x_T (and optimizer state) to continue later.")
 @click.option("--init-latent", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from a latent saved with --save-latent (continues its optimization).")
+              help="Start from a latent saved with --save-latent: an optimizing method continues its optimization; "
+                   "default / freedom sample its best x_T (one latent is repeated --batch times).")
 @click.option("--backend", default=None,
               help="The model's kind: dittomusic (--model, or the bundled model) or another registered backend, "
                    "as NAME or NAME:PATH [default: dittomusic].")
@@ -133,14 +139,16 @@ def control_cmd(task, **kw):
     ctrl = build_control(task, backend.frames_for(kw["seconds"]), opts, backend.mel_cfg,
                          multiple=backend.frame_multiple)
     settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
-                        progress=True, **method_opts)
+                        progress=True, sampler=kw["sampler"], noise_seed=seed, **method_opts)
     x_T, resume = None, None
     if init_latent:
-        if method not in resumable_methods():
-            raise DittoError(f"--init-latent continues an optimization: use it with --method "
-                             f"{', '.join(resumable_methods())}")
         x_T, resume, _ = load_latent(init_latent, backend.device)
-        x_T = resume["x_T"]
+        if method in resumable_methods():
+            x_T = resume["x_T"]
+        else:  # reuse (App. I): sample the optimized x_T itself, nothing to continue
+            resume = None
+            if x_T.shape[0] == 1:
+                x_T = x_T.expand(kw["batch"], *x_T.shape[1:]).clone()
     click.echo(f"{task} with {method}; {backend.describe_prompt(prompt)}", err=True)
     res = run_control(backend, method, ctrl, prompt, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
                       resume=resume)

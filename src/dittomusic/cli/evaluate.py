@@ -112,7 +112,7 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for control_eval.json, README.md tables, png/ and audio/ (resumes).")
 @click.option("--tasks", default=None,
-              help="Comma-separated [default: every registered task but text, which has `eval text`].")
+              help="Comma-separated [default: every registered task but text and invert, which have their own evals].")
 @click.option("--targets", type=click.IntRange(min=1), default=5, show_default=True, help="Targets per task.")
 @click.option("--methods", default=None,
               help="Comma-separated [default: default,freedom,ditto; painting adds naive and MultiDiffusion].")

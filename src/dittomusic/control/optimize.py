@@ -106,7 +106,7 @@ def _finite_rows(t: Tensor) -> Tensor:
 
 def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConfig | None = None, *,
                     resume: dict | None = None, progress: bool = False, callback=None, pre_step=None,
-                    desc: str = "ditto") -> OptimResult:
+                    project=None, desc: str = "ditto") -> OptimResult:
     """Adam on x_T only; returns the best iterate of each item and the mel it renders to.
 
     Evaluates K + 1 iterates (K updates), so iters=0 is plain sampling of x_T. Non-finite losses
@@ -117,6 +117,8 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
     `render` computes (DITTO-2 re-corrects its surrogate), so that each iteration's loss and
     gradient come from one objective. It returns True when the objective changed: the best losses
     so far, measured on the old one, are forgotten (the best iterates stay, for the NaN guard).
+    project(x_T) after each update, in place and without gradient: DOODL's renormalization and
+    noise injection.
     """
     from tqdm.auto import tqdm
 
@@ -210,6 +212,9 @@ def optimize_latent(render: Render, loss_fn: LossFn, x_T: Tensor, cfg: OptimConf
         if bad.any():  # a zero gradient still moves Adam by its momentum: undo that for bad rows
             with torch.no_grad():
                 x[bad] = best_x[bad.to(best_x.device)].to(x)
+        if project is not None:
+            with torch.no_grad():
+                project(x.data)
         updates += 1
         bar.update(1)
     bar.close()

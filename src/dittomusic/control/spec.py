@@ -56,7 +56,7 @@ class TaskSpec:
     method_defaults: dict[str, dict] = field(default_factory=dict)  # per method, tuned settings (e.g. "ditto2")
     eval_settings: dict = field(default_factory=dict)  # painting: the eval's overlap / gap
     table: str = ""  # painting: the eval table's title, formatted with eval_settings
-    control_eval: bool = True  # in `eval control`'s default tasks (False: the task has its own eval)
+    control_eval: bool = True  # in `eval control`'s default tasks (False: the task has its own eval / table)
     # (backend, control, run_control output, prompt, settings, options, starting x_T or None) -> entries
     # added to a run's report (text: the CLAP score before and after, and the second opinions)
     report: Callable[..., dict] | None = None

@@ -28,7 +28,7 @@ log = logging.getLogger("dittomusic.eval.control")
 
 # the tasks and their eval targets, metrics and table titles come from the task registry (TaskSpec)
 ALL_TASKS = task_names()
-DEFAULT_TASKS = tuple(t.name for t in all_tasks() if t.control_eval)  # text has its own: `eval text`
+DEFAULT_TASKS = tuple(t.name for t in all_tasks() if t.control_eval)  # text and invert have their own
 PAINT_SETTINGS = {t.name: t.eval_settings for t in all_tasks() if t.painting}
 METRIC = {t.name: t.metric for t in all_tasks() if t.metric}
 ADHERENCE_METHODS = ("default", "freedom", "ditto")

@@ -9,11 +9,12 @@ import importlib
 
 _WHERE = {
     "cfg_model_fn": "guidance",
-    **{n: "samplers" for n in ("DEFAULT_SPACING", "SAMPLERS", "SPACINGS", "ModelFn", "dynamic_threshold", "get_sampler",
-                               "invert_ddim", "model_calls", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m",
-                               "sample_euler", "sample_heun", "sampler_timesteps")},
+    **{n: "samplers" for n in ("DEFAULT_SPACING", "Edict", "SAMPLERS", "SPACINGS", "ModelFn", "dynamic_threshold", "edict_mix",
+                               "get_sampler", "invert_ddim", "invert_edict", "model_calls", "sample_ddim",
+                               "sample_ddpm", "sample_dpmpp_2m", "sample_edict", "sample_euler", "sample_heun",
+                               "sampler_timesteps")},
     **{n: "schedule" for n in ("PREDICTIONS", "NoiseSchedule", "cosine_betas", "model_output_to_x0_eps")},
-    **{n: "names" for n in ("SAMPLER_NAMES", "THRESHOLDING_SAMPLERS")},
+    **{n: "names" for n in ("SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "THRESHOLDING_SAMPLERS")},
 }
 __all__ = sorted(_WHERE)
 

@@ -219,8 +219,10 @@ def sample_ddpm(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 generator: torch.Generator | None = None, thresholding: bool = False,
                 dynamic_thresholding_ratio: float = 0.995, sample_max_value: float = 1.0,
                 clip_sample: bool = False, clip_sample_range: float = 1.0,
-                checkpoint: bool = False, callback=None) -> Tensor:
-    """DDPMScheduler (variance_type="fixed_small"): ancestral sampling between the chosen timesteps."""
+                checkpoint: bool = False, callback=None, pre=None, post=None) -> Tensor:
+    """DDPMScheduler (variance_type="fixed_small"): ancestral sampling between the chosen timesteps.
+    Its noise comes from `generator` (None: the global RNG), so a seeded generator repeats a sample.
+    pre / post: the guidance hooks of sample_ddim (post sees x_prev with its noise added)."""
     _check_prediction(prediction)
     ac = schedule.alphas_cumprod.float()
     ts = _timesteps("discrete", timestep_spacing, steps, len(ac)).tolist()
@@ -248,9 +250,111 @@ def sample_ddpm(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: 
                 x_prev = x_prev + std * noise
             return x_prev, x0
 
+        if pre is not None:
+            x = pre(i, x)
+        x_t = x
         x, x0 = run_step(step, x, noise, checkpoint=checkpoint)
+        if post is not None:
+            x = post(i, prev, x_t, x, x0)
         _emit(callback, i, t, x, x0)
     return x
+
+
+# ---------------------------------------------------------------- EDICT (exactly invertible coupled DDIM)
+
+def edict_mix(steps: int) -> float:
+    """DOODL's EDICT mixing weight p as DITTO App. L set it: 0.83 at 20 steps, 0.93 at 50
+    (linear between, clamped outside)."""
+    return float(min(0.93, max(0.83, 0.83 + (steps - 20) * (0.93 - 0.83) / 30)))
+
+
+def _edict_plan(schedule: NoiseSchedule, steps: int, timestep_spacing: str) -> list[tuple[float, Tensor, Tensor]]:
+    # per step: (t, a = sqrt(abar_prev / abar_t), b = eps coefficient of the DDIM update)
+    ac = schedule.alphas_cumprod.double()
+    T = len(ac)
+    stride = T // steps
+    plan = []
+    for t in _timesteps("discrete", timestep_spacing, steps, T).tolist():
+        a_t = ac[t]
+        a_prev = ac[t - stride] if t - stride >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        plan.append((t, (a_prev / a_t) ** 0.5, (1 - a_prev) ** 0.5 - (a_prev * (1 - a_t) / a_t) ** 0.5))
+    return plan
+
+
+def _edict_eps(model_fn: ModelFn, x: Tensor, t, a_t: Tensor, prediction: str) -> Tensor:
+    out = _call_model(model_fn, x, t)
+    return model_output_to_x0_eps(out, x, (a_t ** 0.5).to(x.dtype), ((1 - a_t) ** 0.5).to(x.dtype), prediction)[1]
+
+
+class Edict:
+    """One EDICT step (Wallace et al. 2023, as DOODL runs it: the pair's update order alternates
+    each step) and its exact inverse."""
+
+    def __init__(self, model_fn: ModelFn, schedule: NoiseSchedule, steps: int, prediction: str, mix: float,
+                 timestep_spacing: str):
+        _check_prediction(prediction)
+        if not 0.0 < mix <= 1.0:
+            raise ValueError(f"EDICT mixing weight p must be in (0, 1], got {mix}")
+        self.fn, self.prediction, self.p = model_fn, prediction, mix
+        self.plan = _edict_plan(schedule, steps, timestep_spacing)
+        self.ac = schedule.alphas_cumprod.double()
+
+    def _coef(self, i: int, like: Tensor):
+        t, a, b = self.plan[i]
+        return t, a.to(like.dtype), b.to(like.dtype), self.ac[int(t)]
+
+    def step(self, i: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        t, a, b, a_t = self._coef(i, x)
+        if i % 2:
+            x, y = y, x
+        x = a * x + b * _edict_eps(self.fn, y, t, a_t, self.prediction)
+        y = a * y + b * _edict_eps(self.fn, x, t, a_t, self.prediction)
+        if i % 2:
+            x, y = y, x
+        x = self.p * x + (1 - self.p) * y
+        y = self.p * y + (1 - self.p) * x
+        return x, y
+
+    def inverse(self, i: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        t, a, b, a_t = self._coef(i, x)
+        y = (y - (1 - self.p) * x) / self.p
+        x = (x - (1 - self.p) * y) / self.p
+        if i % 2:
+            x, y = y, x
+        y = (y - b * _edict_eps(self.fn, x, t, a_t, self.prediction)) / a
+        x = (x - b * _edict_eps(self.fn, y, t, a_t, self.prediction)) / a
+        if i % 2:
+            x, y = y, x
+        return x, y
+
+
+def sample_edict(model_fn: ModelFn, x_T: Tensor, schedule: NoiseSchedule, steps: int, *,
+                 prediction: str = "v_prediction", mix: float = 0.93, timestep_spacing: str = "leading",
+                 y_T: Tensor | None = None, callback=None) -> tuple[Tensor, Tensor]:
+    """EDICT sampling: two coupled DDIM chains (x, y), both from x_T unless y_T is given, mixed
+    with weight p after every step; -> (x0, y0). 2 model calls a step, no thresholding (it would
+    break invertibility). Differentiable like the other samplers; DOODL backpropagates at O(1)
+    memory in steps by rebuilding each step with Edict.inverse instead (control/methods/doodl.py).
+    "leading" spacing by default (SD's, where EDICT and DOODL were made): "trailing" starts at
+    t = 999, where abar ~ 2e-9 makes the step's x coefficient sqrt(abar_prev / abar_t) ~ 1e3,
+    and EDICT's cross-chain eps mismatch blows up by that factor."""
+    edict = Edict(model_fn, schedule, steps, prediction, mix, timestep_spacing)
+    x, y = x_T, x_T if y_T is None else y_T
+    for i in range(len(edict.plan)):
+        x, y = edict.step(i, x, y)
+        _emit(callback, i, edict.plan[i][0], x, None)
+    return x, y
+
+
+def invert_edict(model_fn: ModelFn, x0: Tensor, y0: Tensor, schedule: NoiseSchedule, steps: int, *,
+                 prediction: str = "v_prediction", mix: float = 0.93,
+                 timestep_spacing: str = "leading") -> tuple[Tensor, Tensor]:
+    """The exact inverse of sample_edict: (x0, y0) -> (x_T, y_T), to float rounding."""
+    edict = Edict(model_fn, schedule, steps, prediction, mix, timestep_spacing)
+    x, y = x0, y0
+    for i in reversed(range(len(edict.plan))):
+        x, y = edict.inverse(i, x, y)
+    return x, y
 
 
 # ---------------------------------------------------------------- DPM-Solver++(2M)

@@ -25,6 +25,10 @@ from ..optimize import OptimConfig, OptimResult
 # its own (control/methods/ditto2.py).
 DITTO_LR = 5e-3
 FREEDOM_SCALE = 0.3  # FreeDoM's guidance step as a fraction of the DDIM update size (see baselines)
+GG_SCALE = 0.05  # Guidance Gradients' fixed step, in units of its first gradient's RMS (see baselines)
+# DOODL's noise injection: its code adds 1e-4 N(0, I) next to steps clipped at 1e-3 per element;
+# the same 1:10 ratio to DITTO's Adam step (which DOODL shares here, App. L)
+DOODL_NOISE = 5e-4
 
 
 @dataclass
@@ -35,6 +39,8 @@ class MethodConfig:
     guidance: float = 3.0
     progress: bool = False
     callback: Callable | None = None  # optimize_latent's per-iteration callback (optimizing methods)
+    sampler: str = "ddim"  # default / freedom: also ddpm (App. I); ditto: any deterministic one (App. G)
+    noise_seed: int = 0  # a stochastic sampler's noise (ddpm)
 
 
 @dataclass
@@ -49,6 +55,17 @@ class FreedomConfig(MethodConfig):
 
 
 @dataclass
+class DoodlConfig(DittoConfig):
+    edict_mix: float | None = None  # EDICT's p; None: DITTO App. L's 0.83 at 20 steps, 0.93 at 50
+    doodl_noise: float = DOODL_NOISE  # std of the noise injected into x_T after each update
+
+
+@dataclass
+class GuidanceGradientsConfig(MethodConfig):
+    gg_scale: float = GG_SCALE
+
+
+@dataclass
 class Ditto2Config(DittoConfig):
     student: str | None = None  # the distilled student (None = bundled)
     decode: str | None = None  # "student" or "teacher"; None: by task (TaskSpec.method_defaults)
@@ -59,7 +76,7 @@ class Ditto2Config(DittoConfig):
 
 
 @dataclass
-class Settings(Ditto2Config, FreedomConfig):
+class Settings(Ditto2Config, DoodlConfig, FreedomConfig, GuidanceGradientsConfig):
     """Every method's settings in one bag (what the CLI and the eval gather); run_control hands
     each method only its own config (`config_for`)."""
 

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from dittomusic.backends.base import Backend, along_time
-from dittomusic.sampling.samplers import invert_ddim
+from dittomusic.errors import DittoError
+from dittomusic.sampling.samplers import invert_ddim, model_calls
 
 from ..base import BatchedControl, Control
 from ..optimize import optimize_latent
@@ -19,18 +20,26 @@ from .baselines import naive_masking, require_paint
                  help="DITTO: x_T optimized through the whole sampler")
 def ditto(backend: Backend, control: Control, cond, x_T: Tensor, cfg: DittoConfig,
           resume: dict | None = None) -> MethodResult:
-    """Optimize x_T through the whole checkpointed DDIM sampler (Alg. 1); the loss reads the
-    decoded mel, so with a latent model the gradient also flows back through the decoder."""
+    """Optimize x_T through the whole checkpointed sampler (Alg. 1; DDIM, or another deterministic
+    one: App. G); the loss reads the decoded mel, so with a latent model the gradient also flows
+    back through the decoder."""
+    from dittomusic.sampling.names import SAMPLER_NAMES
+
+    if cfg.sampler not in SAMPLER_NAMES or cfg.sampler == "ddpm":
+        raise DittoError(f"{control.name}: DITTO optimizes through a deterministic sampler (App. I), one of "
+                         f"{', '.join(n for n in SAMPLER_NAMES if n != 'ddpm')}; got --sampler {cfg.sampler}. "
+                         "Sample an optimized latent stochastically with --init-latent L --method default")
 
     def render(x):
-        return backend.sample(x, cond, steps=cfg.steps, guidance=cfg.guidance, checkpoint=cfg.checkpoint)
+        return backend.sample(x, cond, sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance,
+                              checkpoint=cfg.checkpoint)
 
     r = optimize_latent(render, control.loss, x_T, cfg.optim, resume=resume, progress=cfg.progress,
                         callback=cfg.callback, desc=f"ditto {control.name}")
     # backprop through a checkpointed step reruns its forward: 2 calls per step per gradient
-    per_grad = cfg.steps * (2 if cfg.checkpoint else 1)
-    calls = r.grad_evaluations * per_grad + (r.evaluations - r.grad_evaluations) * cfg.steps
-    return MethodResult(r.x_T, r.x0, calls, optim=r)
+    n = model_calls(cfg.sampler, cfg.steps)
+    calls = r.grad_evaluations * n * (2 if cfg.checkpoint else 1) + (r.evaluations - r.grad_evaluations) * n
+    return MethodResult(r.x_T, r.x0, calls, optim=r, info={"sampler": cfg.sampler})
 
 
 # DDIM inversion steps for ditto_draft. On the bundled model 20-step inversion is far off

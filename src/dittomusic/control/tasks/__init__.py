@@ -65,6 +65,12 @@ def build_control(task: str, frames: int, options: TaskOptions | None = None, cf
     ctrls = [get_task(p).build(frames, o, cfg, multiple) for p in parts]
     if len(ctrls) == 1:
         return ctrls[0]
+    # App. H: next to a painting task the others constrain only the new material
+    masks = next((c.masks for c in ctrls if getattr(c, "masks", None) is not None), None)
+    if masks is not None:
+        for c in ctrls:
+            if hasattr(c, "free_frames"):
+                c.free_frames(masks.gen_idx)
     m = len(ctrls)
     return MultiControl([(c, get_task(p).weight(set(parts) - {p}) / m) for p, c in zip(parts, ctrls)])
 

@@ -24,9 +24,14 @@ class IntensityControl(Control):
     name = task = "intensity"
     metric_name = "mse_db2"
 
+    LOSSES = ("mse", "corr")
+
     def __init__(self, target, cfg: MelConfig | None = None, window: int | None = None,
-                 polyorder: int = feat.INTENSITY_POLYORDER):
+                 polyorder: int = feat.INTENSITY_POLYORDER, loss: str = "mse"):
         super().__init__(cfg)
+        if loss not in self.LOSSES:
+            raise DittoError(f"--intensity-loss must be one of {', '.join(self.LOSSES)}, got {loss!r}")
+        self.loss_kind = loss
         t = as_target(target, torch.float64)
         if t.dim() not in (1, 2) or t.shape[-1] < 1:
             raise DittoError(f"intensity target must be a dB curve [frames] or [B, frames], got shape {tuple(t.shape)}")
@@ -48,9 +53,27 @@ class IntensityControl(Control):
         self._check_batch(self.target, f.shape[0], 1)
         y = self._target_like(f)
         free = torch.isnan(y)
-        diff = torch.where(free, torch.zeros_like(f), f - torch.nan_to_num(y))
         count = (~free).sum(dim=-1).clamp_min(1).to(f.dtype)
+        if self.loss_kind == "corr":
+            return -_pearson(f, y, free, count)
+        diff = torch.where(free, torch.zeros_like(f), f - torch.nan_to_num(y))
         return diff.square().sum(dim=-1) / count
+
+    def free_frames(self, idx: Tensor) -> None:
+        """Leave frames idx unconstrained (App. H: intensity only on the new part of an outpaint)."""
+        self.target = self.target.clone()
+        self.target[..., idx] = float("nan")
+        self._moved.clear()
+
+    def metrics(self, audio, sr: int, item: int = 0) -> dict[str, float]:
+        """The MSE (dB^2) and the Pearson correlation with the target (Table 6 reports both)."""
+        curve = feat.intensity_curve_from_audio(audio, sr, self.cfg, self.window, self.polyorder)
+        y = target_row(self.target, item, 1)
+        n = min(len(curve), len(y))
+        ok = np.isfinite(y[:n])
+        a, b = curve[:n][ok], y[:n][ok]
+        rho = float(np.corrcoef(a, b)[0, 1]) if ok.sum() > 1 and a.std() > 0 and b.std() > 0 else float("nan")
+        return {f"{self.name}_{self.metric_name}": self.metric(audio, sr, item), f"{self.name}_rho": rho}
 
     def metric(self, audio, sr: int, item: int = 0) -> float:
         curve = feat.intensity_curve_from_audio(audio, sr, self.cfg, self.window, self.polyorder)
@@ -62,6 +85,16 @@ class IntensityControl(Control):
         return float(np.mean((curve[:n][ok] - y[:n][ok]) ** 2))
 
 
+def _pearson(f: Tensor, y: Tensor, free: Tensor, count: Tensor) -> Tensor:
+    """Per-row Pearson correlation over the constrained frames (App. C's loss is -rho)."""
+    w = (~free).to(f.dtype)
+    y = torch.nan_to_num(y)
+    fm = (f * w).sum(dim=-1, keepdim=True) / count.unsqueeze(-1)
+    ym = (y * w).sum(dim=-1, keepdim=True) / count.unsqueeze(-1)
+    fc, yc = (f - fm) * w, (y - ym) * w
+    return (fc * yc).sum(dim=-1) / (fc.square().sum(dim=-1).sqrt() * yc.square().sum(dim=-1).sqrt() + 1e-8)
+
+
 def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
     if o.target_curve and o.target_audio:
         raise DittoError("give one intensity target: --target-curve or --target-audio, not both")
@@ -71,7 +104,7 @@ def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
         y = intensity_from_audio(o.target_audio, frames, cfg)
     else:
         y = intensity_preset(o.preset, frames, o.low_db, o.high_db, cfg)
-    return get_control("intensity", target=y, cfg=cfg)
+    return get_control("intensity", target=y, cfg=cfg, loss=o.intensity_loss)
 
 
 EVAL_TARGETS = [("linear-rise", -38.0, -18.0), ("tanh-fall", -18.0, -36.0), ("cosine-rise", -36.0, -20.0),
@@ -106,5 +139,7 @@ register_task(TaskSpec(
         TaskOption("--low-db", "low_db", -38.0, "Intensity preset's quiet end (dB).", "float"),
         TaskOption("--high-db", "high_db", -18.0, "Intensity preset's loud end (dB).", "float"),
         TaskOption("--target-curve", "target_curve", None, "Intensity CSV `time_s,db`.", "path"),
+        TaskOption("--intensity-loss", "intensity_loss", "mse", "Intensity loss: mse (dB^2) or corr (-Pearson "
+                   "correlation with the target, DITTO App. C).", "choice", choices=IntensityControl.LOSSES),
         TARGET_AUDIO,
     )))

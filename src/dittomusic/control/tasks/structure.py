@@ -51,10 +51,15 @@ class StructureControl(Control):
         return float(np.mean((s[:n, :n] - y[:n, :n]) ** 2))
 
 
+SMOOTHING = ("sg", "none")
+
+
 def build(frames: int, o, cfg: MelConfig, multiple: int = 1) -> Control:
-    y = (structure_from_audio(o.target_audio, frames, cfg) if o.target_audio
-         else structure_from_pattern(o.target_pattern, frames, cfg))
-    return get_control("structure", target=y, cfg=cfg)
+    # App. F's structure transfer compares raw SSMs: neither the target nor the feature smoothed
+    window = None if o.ssm_smoothing == "sg" else 1
+    y = (structure_from_audio(o.target_audio, frames, cfg, window=window) if o.target_audio
+         else structure_from_pattern(o.target_pattern, frames, cfg, window=window))
+    return get_control("structure", target=y, cfg=cfg, window=window)
 
 
 EVAL_TARGETS = ["ABBA", "AABA", "ABAB", "AABB", "ABAC", "AAAB"]
@@ -89,5 +94,7 @@ register_task(TaskSpec(
     method_defaults={"ditto2": {"decode": "teacher", "teacher_decode": ("dpmpp_2m", 8, 10)}},
     options=(
         TaskOption("--target-pattern", "target_pattern", "ABBA", "Structure pattern, e.g. AABA."),
+        TaskOption("--ssm-smoothing", "ssm_smoothing", "sg", "Structure: smooth the SSMs with a 2-D Savitzky-Golay "
+                   "filter (sg) or not (none: App. F's transfer from --target-audio).", "choice", choices=SMOOTHING),
         TARGET_AUDIO,
     )))
