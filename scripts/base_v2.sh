@@ -8,7 +8,7 @@
 #   scripts/base_v2.sh cache       # ae_long's latents of the training crops, encoded once (EPOCHS crops per clip,
 #                                  #      default 2): latent_long then skips the encoder, ~40 % of a step
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
-#                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5)
+#                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
 #                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine
 #   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
@@ -56,11 +56,11 @@ case "${1:-}" in
   latent_long)
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_long" --steps "${STEPS:-4000}" \
       --autoencoder "$RUNS/ae_long.safetensors" --latent-cache "$RUNS/latents_ae_long" --patch-frames 1 \
-      --max-cpu-hours "${BUDGET:-2.5}" ;;
+      --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   continue)
     LR=${LR:-1.5e-4}; COMMON[7]=$LR  # a gentler peak for a model that has trained before
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_cont" --steps "${STEPS:-4000}" \
-      --init "$BUNDLED" --autoencoder "$BUNDLED" --patch-frames 1 --max-cpu-hours "${BUDGET:-2.5}" ;;
+      --init "$BUNDLED" --autoencoder "$BUNDLED" --patch-frames 1 --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   ae_gan)
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
       --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \

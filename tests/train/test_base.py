@@ -149,3 +149,18 @@ def test_init_continues_from_a_release_and_refuses_another_architecture(tiny_dat
     other = _cfg(root, tmp_path / "other", steps=1, init=str(release), model={**TINY_MODEL, "width": 48})
     with pytest.raises(DittoError, match="another architecture.*width"):
         train(other, progress=False)
+
+
+def test_bf16_autocast_follows_the_fp32_run(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    train(_cfg(root, tmp_path / "fp32", steps=8, lr=1e-3), progress=False)
+    train(_cfg(root, tmp_path / "bf16", steps=8, lr=1e-3, precision="bf16"), progress=False)
+    a, b = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    assert a != b  # the forward really ran in bfloat16
+    assert all(abs(x - y) < 0.05 * x for x, y in zip(a, b))
+    tensors, _ = load_tensors(tmp_path / "bf16" / CKPT)
+    assert all(v.dtype == torch.float32 for k, v in tensors.items() if k.startswith(("model.", "ema.")))
+    from dittomusic.errors import DittoError
+
+    with pytest.raises(DittoError, match="precision"):
+        train(_cfg(root, tmp_path / "x", precision="fp8"), progress=False)

@@ -47,12 +47,14 @@ from .core import FINITE, FiniteFloat, cli, friendly, int_list
                    "The architecture options must match it; a latent release also serves as --autoencoder.")
 @click.option("--latent-cache", type=click.Path(exists=True, file_okay=False), default=None,
               help="Latent models: the crops' latents from `dittomusic autoencoder cache` (skips the encoder).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: forward pass under bfloat16 autocast (2.2x faster on CPUs with AVX512-BF16).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, val_every, log_every, width, depth, heads,
           patch_frames, denoise_head, prediction, arch, channels, blocks, autoencoder, timesteps, max_cpu_hours, init,
-          latent_cache, seed, device):
+          latent_cache, precision, seed, device):
     """Train the base diffusion model. Multi-process: torchrun --nproc_per_node 2 -m dittomusic train ..."""
     from dittomusic.models import ARCHS
     from dittomusic.train.base import TrainConfig, train as run
@@ -68,7 +70,7 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
                       max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, val_every=val_every, log_every=log_every, seed=seed,
                       device=device, model=model, arch=arch, autoencoder=autoencoder, timesteps=timesteps,
                       max_cpu_hours=max_cpu_hours, init=init,
-                      latent_cache=latent_cache)
+                      latent_cache=latent_cache, precision=precision)
     res = run(cfg)
     import os
     if int(os.environ.get("RANK", "0")) == 0:
