@@ -53,17 +53,21 @@ def main() -> None:
         page.mouse.up()
         page.wait_for_function("() => document.querySelector('#intensity-note textarea').value.startsWith('time_s')")
         page.click("#intensity-run")
-        page.wait_for_selector("#intensity-status :text('intensity with')")
-        page.wait_for_timeout(1500)
+        page.wait_for_selector("#intensity-result audio[src]", state="attached")
+        page.wait_for_timeout(2000)
         page.screenshot(path=str(out / "intensity.png"), full_page=True)
         for name in ("Generate", "Melody", "Structure", "Painting"):
-            page.get_by_role("tab", name=name).click()
+            if name == "Painting":  # the steered result becomes the reference to continue
+                page.get_by_role("tab", name="Intensity").click()
+                page.click("#intensity-use")
+                page.wait_for_selector("#painting-reference audio[src]", state="attached")
+            else:
+                page.get_by_role("tab", name=name).click()
             page.wait_for_timeout(800)
             if name != "Generate":
                 page.click(f"#{name.lower()}-show")
-                page.wait_for_selector(f"#{name.lower()}-target img", state="attached", timeout=60_000) \
-                    if name != "Painting" else page.wait_for_timeout(1500)
-                page.wait_for_timeout(1000)
+                page.wait_for_selector(f"#{name.lower()}-target img", state="attached")
+                page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"{name.lower()}.png"), full_page=True)
         browser.close()
     demo.close()

@@ -139,6 +139,11 @@ class MelodyTab(Tab):
             raise DittoError('type the melody as notes, e.g. "E5:0.5 D5:0.5 C5:1" (r:0.5 is a rest)')
         return "melody", {"target_notes": notes}
 
+    def note(self, values, ctx, task, opts):
+        if opts.get("target_notes"):
+            return f"{len(opts['target_notes'].replace(',', ' ').split())} notes and rests, pitch classes only"
+        return "the top line of the MIDI file" if opts.get("target_midi") else "the recording's melody (chroma)"
+
 
 class StructureTab(Tab):
     id, label, tasks = "structure", "Structure", ("structure",)
@@ -161,6 +166,12 @@ class StructureTab(Tab):
         if source == "recording":
             return "structure", {"target_audio": str(inp.check_audio(audio, "recording", ctx.cfg))}
         return "structure", {"target_pattern": pattern}
+
+    def note(self, values, ctx, task, opts):
+        if opts.get("target_audio"):
+            return "the recording's own self-similarity"
+        n = len("".join(ch for ch in opts["target_pattern"] if ch.isalpha()))
+        return f"{opts['target_pattern'].upper()}: {n} sections of {ctx.seconds / max(1, n):.2f} s"
 
 
 class PaintingTab(Tab):
@@ -197,6 +208,13 @@ class PaintingTab(Tab):
                              "'Use as reference')")
         return mode, {"reference": ref or None, "overlap_s": float(overlap),
                       "gap_start_s": float(gap_start) if gap_start else None, "gap_s": float(gap)}
+
+
+    def note(self, values, ctx, task, opts):
+        what = {"outpaint": f"continue the reference, matching its last {opts['overlap_s']:g} s",
+                "loop": f"loop into the reference over {opts['overlap_s']:g} s at each end",
+                "inpaint": f"fill a {opts['gap_s']:g} s gap"}[task]
+        return what if opts["reference"] or task != "loop" else "a clip that loops on itself"
 
 
 class GenericTab(Tab):
