@@ -166,8 +166,8 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,
-                 sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, progress: bool = False):
-        """Returns (mel [n, n_mels, frames], audio [n, samples])."""
+                 sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, progress: bool = False, callback=None):
+        """Returns (mel [n, n_mels, frames], audio [n, samples]). callback: the sampler's per-step callback."""
         from tqdm.auto import tqdm
 
         if steps < 1 or steps > 1000:
@@ -180,6 +180,7 @@ class Pipeline:
         bar = tqdm(total=steps, desc=f"{sampler} x{n}", disable=not progress, leave=False)
         # a ddpm sample's noise comes from the seed too, offset so it does not redraw x_T's values
         mel = self.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
-                          callback=lambda info: bar.update(1), generator=torch.Generator().manual_seed(seed + 1))
+                          callback=lambda info: (bar.update(1), callback and callback(info)),
+                          generator=torch.Generator().manual_seed(seed + 1))
         bar.close()
         return mel, self.vocoder(mel)

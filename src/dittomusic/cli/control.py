@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from dittomusic.errors import DittoError
@@ -104,30 +101,18 @@ def control_cmd(task, **kw):
       dittomusic control outpaint --reference clip.wav --overlap 2
       dittomusic control text --prompt "a slow, sad chorale on church organ" --unconditional
     """
-    from dittomusic.audio.io import save_wav
-    from dittomusic.control.defaults import resolve
-    from dittomusic.control.methods import Settings, all_methods, get_method, resumable_methods, run_control
-    from dittomusic.control.optimize import load_latent, save_latent as write_latent
-    from dittomusic.control.tasks import TaskOptions, build_control, task_options, task_reports
     from dittomusic.backends import open_backend
-    from dittomusic.utils import atomic_write_text
+    from dittomusic.control.methods import all_methods, run_control
+    from dittomusic.control.runs import model_for, run_settings, start_latent, write_outputs
+    from dittomusic.control.tasks import TaskOptions, build_control, task_options, task_reports
 
     opts = TaskOptions(**{k: kw.pop(k) for k in task_options()})
     method_opts = {o.dest: kw.pop(o.dest) for m in all_methods() for o in m.options}
-    method, optim = resolve(task, kw["method"], kw["iters"], kw["lr"], kw["tol"])
-    get_method(method)
-    seed, out, no_png, report, save_latent, init_latent = (
-        kw[k] for k in ("seed", "out", "no_png", "report", "save_latent", "init_latent"))
-    model_path = kw["model_path"]
-    if method == "ditto2" and model_path is None and kw["backend"] in (None, "dittomusic"):
-        from dittomusic.distill.student import bundled_teacher
-        from dittomusic.models.loading import bundled_path
-
-        teacher = bundled_teacher(method_opts.get("student"))
-        if teacher is not None and teacher != bundled_path():
-            click.echo(f"ditto2: running on the student's own teacher, the bundled {teacher.name} "
-                       "(the students have not been distilled from the default model yet)", err=True)
-            model_path = teacher
+    method, settings = run_settings(task, kw["method"], kw["iters"], kw["lr"], kw["tol"], steps=kw["steps"],
+                                    guidance=kw["guidance"], checkpoint=not kw["no_checkpoint"], progress=True,
+                                    sampler=kw["sampler"], noise_seed=kw["seed"], **method_opts)
+    seed = kw["seed"]
+    model_path = model_for(method, kw["model_path"], kw["backend"], method_opts.get("student"))
     backend = open_backend(kw["backend"], model=model_path, device=kw["device"], vocoder=kw["vocoder"])
     prompt_opts = {k: kw[k] for k in TAG_OPTIONS}
     if kw["negative_prompt"] is not None:
@@ -138,42 +123,17 @@ def control_cmd(task, **kw):
     prompt = backend.parse_prompt(**prompt_opts)
     ctrl = build_control(task, backend.frames_for(kw["seconds"]), opts, backend.mel_cfg,
                          multiple=backend.frame_multiple)
-    settings = Settings(steps=kw["steps"], guidance=kw["guidance"], optim=optim, checkpoint=not kw["no_checkpoint"],
-                        progress=True, sampler=kw["sampler"], noise_seed=seed, **method_opts)
-    x_T, resume = None, None
-    if init_latent:
-        x_T, resume, _ = load_latent(init_latent, backend.device)
-        if method in resumable_methods():
-            x_T = resume["x_T"]
-        else:  # reuse (App. I): sample the optimized x_T itself, nothing to continue
-            resume = None
-            if x_T.shape[0] == 1:
-                x_T = x_T.expand(kw["batch"], *x_T.shape[1:]).clone()
+    x_T, resume = start_latent(kw["init_latent"], method, backend, kw["batch"])
     click.echo(f"{task} with {method}; {backend.describe_prompt(prompt)}", err=True)
     res = run_control(backend, method, ctrl, prompt, seed=seed, batch=kw["batch"], x_T=x_T, settings=settings, task=task,
                       resume=resume)
     res.report.update(task_reports(task, backend, ctrl, res, prompt, settings, opts, x_T))
-    out = Path(out)
-    paths = [out] if len(res.audio) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")
-                                               for i in range(len(res.audio))]
-    for p, a in zip(paths, res.audio):
-        save_wav(p, a, res.sr)
-    if not no_png:
-        from dittomusic.control.plots import plot_control
-
-        paths.append(plot_control(
-            ctrl, {method: (res.clip_audio[0], res.audio[0] if "stitch_boundaries_s" in res.report else None)},
-            res.sr, out.with_suffix(".png"), title=f"{task} — {method} (seed {seed})",
-            boundaries=res.report.get("stitch_boundaries_s"),
-            loss_history={method: [h[0] for h in res.report["loss_history"]]} if "loss_history" in res.report else None))
-    if save_latent and res.result.optim is not None:
-        write_latent(save_latent, res.result.optim, {"task": task, "method": method, "seed": seed})
-    if report:
-        atomic_write_text(report, json.dumps(res.report, indent=1))
+    written = write_outputs(res, ctrl, kw["out"], task=task, seed=seed, png=not kw["no_png"], report=kw["report"],
+                            latent=kw["save_latent"])
     for k, val in res.report["metrics"].items():
         click.echo(f"  {k}: {val:.4g}", err=True)
     click.echo(f"  wall {res.report['wall_s']:.1f} s, {res.report['model_calls']} model calls, "
                f"{res.report['iterations']} iterations", err=True)
-    for p in paths:
+    for p in [*written.audio, *([written.plot] if written.plot else [])]:
         click.echo(str(p))
     fast_exit_ok()

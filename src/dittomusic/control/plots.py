@@ -1,5 +1,5 @@
-"""Target vs achieved, measured on the final waveform, plus the optimization loss curve. Each
-task draws its own panel (TaskSpec.plot)."""
+"""Target vs achieved, measured on the final waveform, plus the optimization loss curve; and the
+target alone, before a run. Each task draws its own panels (TaskSpec.plot, TaskSpec.preview)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,32 @@ def plot_control(control: Control, runs: dict[str, tuple[np.ndarray, np.ndarray 
         ax.set_xlabel("optimization step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out_png
+
+
+def plot_target(control: Control, out_png, title: str = "") -> Path:
+    """The target of each control (one panel per control that has a preview), before any run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ctrls = [(c, w) for c, w in control.items] if isinstance(control, MultiControl) else [(control, None)]
+    ctrls = [(c, w) for c, w in ctrls if get_task(c.task).preview is not None]
+    if not ctrls:
+        from dittomusic.errors import DittoError
+
+        raise DittoError(f"{control.name} has no target preview")
+    fig, axes = plt.subplots(len(ctrls), 1, figsize=(9, 2.6 * len(ctrls)), squeeze=False, layout="constrained")
+    for ax, (c, w) in zip(axes[:, 0], ctrls):
+        get_task(c.task).preview(ax, c)
+        ax.set_title(f"{c.name} target" + ("" if w is None else f" (weight {w:.3g})"), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     out_png = Path(out_png)

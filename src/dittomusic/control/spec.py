@@ -3,7 +3,7 @@ task, declared once beside the task's Control (one module per task in control/ta
 there by name: adding a task is adding a module).
 
 A spec says how to build the control from options and which options (with their help) the CLI
-offers for it, which targets the eval runs, how a result is plotted, which report metric the
+offers for it, which targets the eval runs, how a target and a result are plotted, which report metric the
 eval tables lead with, and the task's defaults: method, iterations and per-method settings.
 """
 
@@ -42,6 +42,8 @@ class TaskSpec:
     eval_targets: Callable[..., tuple[list, list[str]]]
     # (ax, control, audio, sr, item, label, stitched audio or None, stitch boundaries) draws one panel
     plot: Callable[..., None]
+    # (ax, control) draws the target alone, before anything runs (the web app's preview); None: none
+    preview: Callable[..., None] | None = None
     options: tuple[TaskOption, ...] = ()
     help: str = ""  # what the task steers, one line
     order: int = 100  # position in listings (CLI help, eval)

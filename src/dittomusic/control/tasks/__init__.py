@@ -63,16 +63,25 @@ def build_control(task: str, frames: int, options: TaskOptions | None = None, cf
     cfg = cfg or MelConfig()
     parts = split_task(task)
     ctrls = [get_task(p).build(frames, o, cfg, multiple) for p in parts]
-    if len(ctrls) == 1:
-        return ctrls[0]
     # App. H: next to a painting task the others constrain only the new material
     masks = next((c.masks for c in ctrls if getattr(c, "masks", None) is not None), None)
-    if masks is not None:
+    if masks is not None and len(ctrls) > 1:
         for c in ctrls:
             if hasattr(c, "free_frames"):
                 c.free_frames(masks.gen_idx)
-    m = len(ctrls)
-    return MultiControl([(c, get_task(p).weight(set(parts) - {p}) / m) for p, c in zip(parts, ctrls)])
+    return combine(list(zip(parts, ctrls)))
+
+
+def combine(parts: list[tuple[str, Control]], scales: list[float] | None = None) -> Control:
+    """(task, control) pairs as one control: a single one itself, several a weighted sum with each
+    spec's `weight` next to the others (DITTO App. H) times its scale (default 1)."""
+    names = [p for p, _ in parts]
+    split_task("+".join(names))  # the same checks as a '+' task
+    if len(parts) == 1:
+        return parts[0][1]
+    scales = scales or [1.0] * len(parts)
+    m = len(parts)
+    return MultiControl([(c, get_task(p).weight(set(names) - {p}) / m * k) for (p, c), k in zip(parts, scales)])
 
 
 def task_reports(task: str, backend, control: Control, out, prompt, settings, options: TaskOptions,
@@ -96,5 +105,5 @@ def default_method(task: str) -> str:
     return next((t.method for t in specs if t.painting), specs[0].method)
 
 
-__all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "default_iters", "default_method", "get_task",
-           "split_task", "task_names", "task_options", "task_reports"]
+__all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "combine", "default_iters", "default_method",
+           "get_task", "split_task", "task_names", "task_options", "task_reports"]

@@ -129,8 +129,15 @@ def plot(ax, ctrl: IntensityControl, audio: np.ndarray, sr: int, item: int, labe
     ax.legend(fontsize=7)
 
 
+def preview(ax, ctrl: IntensityControl) -> None:
+    y = target_row(ctrl.target, 0, 1)
+    ax.plot(np.arange(len(y)) / ctrl.cfg.frame_rate, y, "k-", lw=1.5, label="target")
+    ax.set_ylabel("dB")
+    ax.set_xlabel("s")
+
+
 register_task(TaskSpec(
-    "intensity", build, eval_targets, plot, order=0, overlay=True, metric="intensity_mse_db2",
+    "intensity", build, eval_targets, plot, preview=preview, order=0, overlay=True, metric="intensity_mse_db2",
     help="loudness over time (a dB curve)",
     # its dB^2 loss is ~10-100x the others': App. H weighs it 1/4 next to melody, 1/40 otherwise
     weight=lambda others: 0.25 if others == {"melody"} else 1 / 40,

@@ -109,8 +109,17 @@ def plot(ax, ctrl: MelodyControl, audio: np.ndarray, sr: int, item: int, label: 
     ax.legend(fontsize=7, loc="upper right")
 
 
+def preview(ax, ctrl: MelodyControl) -> None:
+    y = target_row(ctrl.target, 0, 1).astype(float)
+    y[y < 0] = np.nan
+    ax.plot(np.arange(len(y)) / ctrl.cfg.frame_rate, y, "r.", ms=3, label="target")
+    ax.set_ylim(-0.5, 11.5)
+    ax.set_yticks(range(12), feat.PITCH_CLASSES, fontsize=6)
+    ax.set_xlabel("s")
+
+
 register_task(TaskSpec(
-    "melody", build, eval_targets, plot, order=1, iters=150, metric="melody_accuracy_pct", metric_label="Acc % ↑",
+    "melody", build, eval_targets, plot, preview=preview, order=1, iters=150, metric="melody_accuracy_pct", metric_label="Acc % ↑",
     metric_cell=lambda value, median: f"{value:.1f}", help="the top line's pitch class over time",
     # DITTO-2 decodes with the teacher's DDIM: it kept melody (99.4 vs 94.4 % frame accuracy with the
     # student's 4-step decode; benchmarks/ditto2_speed.py, 2 targets, lr 1e-2)

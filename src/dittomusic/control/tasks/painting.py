@@ -154,12 +154,35 @@ def plot(ax, ctrl: PaintControl, audio: np.ndarray, sr: int, item: int, label: s
     ax.set_ylabel("mel bin")
 
 
+def preview(ax, ctrl: PaintControl) -> None:
+    """The reference's mel with the frames the new clip must match shaded (and an inpaint gap)."""
+    m, fr = ctrl.masks, ctrl.cfg.frame_rate
+    if m.ref_mel is None:
+        ax.text(0.5, 0.5, f"a {m.frames / fr:.2f} s clip that loops on itself\n(its last {m.overlap / fr:.2f} s "
+                "run into its start)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    ref = m.ref_mel.numpy()
+    ax.imshow(ref, origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1,
+              extent=(0, ref.shape[1] / fr, 0, ref.shape[0]))
+    idx = m.ref_idx.numpy()
+    runs = np.split(idx, np.nonzero(np.diff(idx) != 1)[0] + 1)
+    for i, r in enumerate(runs):
+        ax.axvspan(r[0] / fr, (r[-1] + 1) / fr, color="cyan", alpha=0.3, label="matched" if i == 0 else None)
+    if m.kind == "inpaint":
+        ax.axvspan((m.window_start + m.gap[0]) / fr, (m.window_start + m.gap[1]) / fr, color="white", alpha=0.4,
+                   label="gap to fill")
+    ax.set_xlabel(f"s (reference; a new {m.frames / fr:.2f} s clip)")
+    ax.set_ylabel("mel bin")
+    ax.legend(fontsize=7, loc="upper right")
+
+
 REFERENCE = TaskOption("--reference", "reference", None,
                        "Audio to outpaint / inpaint / loop (loop without it: a self-loop).", "path")
 OVERLAP = TaskOption("--overlap", "overlap_s", 1.0, "Outpaint/loop overlap in seconds.", "float")
 # ditto_draft by default: on the control eval's 15 painted clips it kept every seam ratio <= 1.24
 # (ditto: 14 of 15, max 1.64) at a 4x lower masked mel MSE, for a slightly higher pooled FAD (397 vs 376)
-PAINT = dict(plot=plot, painting=True, method="ditto_draft")
+PAINT = dict(plot=plot, preview=preview, painting=True, method="ditto_draft")
 SPECS = {s.name: register_task(s) for s in (
     TaskSpec("outpaint", build_outpaint, _eval_targets("outpaint"), order=3, help="continue a reference recording",
              options=(REFERENCE, OVERLAP), eval_settings={"overlap_s": 1.0},

@@ -82,8 +82,16 @@ def plot(ax, ctrl: StructureControl, audio: np.ndarray, sr: int, item: int, labe
     ax.set_xlabel(f"target  |  {label}")
 
 
+def preview(ax, ctrl: StructureControl) -> None:
+    y = target_row(ctrl.target, 0, 2)
+    secs = y.shape[-1] / ctrl.cfg.frame_rate
+    ax.imshow(y, origin="lower", cmap="RdBu_r", vmin=-1, vmax=1, extent=(0, secs, 0, secs))
+    ax.set_xlabel("s")
+    ax.set_ylabel("s")
+
+
 register_task(TaskSpec(
-    "structure", build, eval_targets, plot, order=2, iters=150, metric="structure_mse",
+    "structure", build, eval_targets, plot, preview=preview, order=2, iters=150, metric="structure_mse",
     help="repetition and contrast between phrases (a pattern such as ABBA)",
     # DITTO-2's teacher decode, chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored
     # 0.0053 against DITTO's 0.0041, DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held
