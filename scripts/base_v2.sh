@@ -6,7 +6,7 @@
 #   scripts/base_v2.sh ae_long     # (a') the same VAE trained 4x longer (10k steps, 1.3 CPU-hours): the
 #                                  #      bake-off AE's val loss was still falling when its LR schedule ended
 #   scripts/base_v2.sh cache       # ae_long's latents of the training crops, encoded once (EPOCHS crops per clip,
-#                                  #      default 2): latent_long then skips the encoder, ~40 % of a step
+#                                  #      default 2): latent_long then skips the encoder, 12 % of a bf16 step
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR

@@ -74,9 +74,11 @@ class App:
     """The model (loaded once) and the page around it."""
 
     def __init__(self, pipe, *, student: str | None = None, out_dir: str | Path | None = None,
-                 defaults: dict | None = None):
+                 defaults: dict | None = None, default_model: bool = False, vocoder: str | None = None):
         self.pipe = pipe
         self.backend = pipe.backend
+        # started on the bundled model: ditto2 runs on its student's own teacher when that differs
+        self.default_model, self.vocoder, self._teachers = default_model, vocoder, {}
         self.cfg = self.backend.mel_cfg
         self.student = student
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="dittomusic-ui-"))
@@ -95,6 +97,19 @@ class App:
         if c.seconds is None or not 1 <= c.seconds <= inp.MAX_AUDIO_S:
             raise DittoError(f"the clip length must be 1-{inp.MAX_AUDIO_S:g} s")
         return c
+
+    def backend_for(self, method: str):
+        """The backend a method runs on (control/runs.py model_for), each loaded once."""
+        from dittomusic.control.runs import model_for
+
+        path = model_for(method, None, None, self.student) if self.default_model else None
+        if path is None:
+            return self.backend
+        if path not in self._teachers:
+            from dittomusic.generate import Pipeline
+
+            self._teachers[path] = Pipeline(path, self.backend.device, self.vocoder).backend
+        return self._teachers[path]
 
     def prompt(self, c: Common):
         return self.backend.parse_prompt(caption=(c.caption or "").strip() or None, collection=c.collection or None,
@@ -216,10 +231,11 @@ class App:
             total = settings.optim.iters
             settings.callback = job.optimizer_callback(total, lambda k, n, loss: progress(
                 (k, n), desc=f"iteration {k}/{n} · loss {loss:.4g}"))
-            x_T, resume = start_latent(latent, method, self.backend) if latent else (None, None)
+            backend = self.backend_for(method)
+            x_T, resume = start_latent(latent, method, backend) if latent else (None, None)
             job.check()
             progress(0, desc=f"{task} with {method}")
-            res = run_control(self.backend, method, ctrl, self.prompt(c), seed=int(c.seed), x_T=x_T,
+            res = run_control(backend, method, ctrl, self.prompt(c), seed=int(c.seed), x_T=x_T,
                               settings=settings, task=task, resume=resume)
         except JobCancelled as e:
             return f"Cancelled ({e}).", *[gr.skip()] * 6

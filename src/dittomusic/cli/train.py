@@ -46,7 +46,7 @@ from .core import FINITE, FiniteFloat, cli, friendly, int_list
               help="Start from a release's weights (e.g. the bundled model) with a fresh optimizer and LR schedule. "
                    "The architecture options must match it; a latent release also serves as --autoencoder.")
 @click.option("--latent-cache", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Latent models: the crops' latents from `dittomusic autoencoder cache` (skips the encoder).")
+              help="Latent models: the crops' latents from `dittomusic autoencoder cache` (skips the encoder each step).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: forward pass under bfloat16 autocast (2.2x faster on CPUs with AVX512-BF16).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -31,6 +31,7 @@ def ui_cmd(host, port, model_path, student, outputs, device, vocoder):
     pipe = Pipeline(model_path, device, vocoder)
     from dittomusic.app.ui import build_app, launch
 
-    app, demo = build_app(pipe, student=student, out_dir=outputs)
+    app, demo = build_app(pipe, student=student, out_dir=outputs, default_model=model_path is None,
+                          vocoder=vocoder)
     click.echo(f"dittomusic ui: http://{host}:{port}  (results in {app.out_dir}; Ctrl+C stops it)", err=True)
     launch(demo, app, host=host, port=port)
