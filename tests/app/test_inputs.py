@@ -233,6 +233,10 @@ def test_write_outputs_is_what_the_cli_writes(tiny_model_path, tmp_path):
     assert json.loads(out.report.read_text())["iterations"] == 1
     x_T, resume = start_latent(out.latent, "ditto", pipe.backend)
     assert torch.equal(x_T, resume["x_T"])
-    with pytest.raises(DittoError, match="continues an optimization"):
-        start_latent(out.latent, "freedom", pipe.backend)
+    # a method that cannot continue it samples the saved x_T as it is (latent reuse, App. I), per batch item
+    x3, none = start_latent(out.latent, "freedom", pipe.backend, batch=3)
+    from dittomusic.control.optimize import load_latent
+
+    best = load_latent(out.latent)[0]
+    assert none is None and x3.shape[0] == 3 and all(torch.equal(row, best[0]) for row in x3)
     assert start_latent(None, "freedom", pipe.backend) == (None, None)

@@ -7,6 +7,7 @@ TaskOptions fields); the control itself is built by control.tasks.build_control.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from dittomusic.control.targets import INTENSITY_PRESETS
 from dittomusic.errors import DittoError
 
 from . import inputs as inp
+
+log = logging.getLogger("dittomusic.app")
 
 
 @dataclass
@@ -258,5 +261,10 @@ def task_tabs() -> list[Tab]:
     if modes:
         tabs.append(PaintingTab(modes))
     covered = {t for tab in tabs for t in tab.tasks}
-    tabs += [GenericTab(t) for t in all_tasks() if t.name not in covered]
+    for t in all_tasks():
+        why = t.ready() if t.ready is not None else None
+        if why:
+            log.info("no %s tab: %s", t.name, why)
+        elif t.name not in covered:
+            tabs.append(GenericTab(t))
     return tabs

@@ -62,6 +62,9 @@ class TaskSpec:
     # (backend, control, run_control output, prompt, settings, options, starting x_T or None) -> entries
     # added to a run's report (text: the CLAP score before and after, and the second opinions)
     report: Callable[..., dict] | None = None
+    # () -> None when the task can run with its defaults, else why not (text: no bundled CLAP yet); the
+    # web app shows no tab for a task that is not ready rather than one that can only fail
+    ready: Callable[[], str | None] | None = None
 
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -194,11 +194,18 @@ def report(backend, control: Control, out, prompt, settings, o, x_T=None) -> dic
         "clap_score": audio_score, "clap_score_mel": mel_score, "second_opinion": second}}
 
 
+def _bundled_clap_missing() -> str | None:
+    from dittomusic.clap.scorer import TRAIN_COMMANDS
+    from dittomusic.models.loading import bundled_path
+
+    return None if bundled_path("clap").is_file() else f"no bundled CLAP: train it with `{TRAIN_COMMANDS['clap']}`"
+
+
 register_task(TaskSpec(
     "text", build, eval_targets, plot, order=5, metric="text_clap", metric_label="CLAP ↑",
     metric_cell=lambda value, median: f"{value:.3f}", help="a free-text description, scored by a CLAP",
     # DITTO-2's application; its surrogate makes a clip cost seconds, not minutes (issue #21: <= 10 s)
-    method="ditto2", control_eval=False, report=report,
+    method="ditto2", control_eval=False, report=report, ready=_bundled_clap_missing,
     options=(
         TaskOption("--prompt", "prompt", None, f'Text: what the clip should sound like, e.g. "{EXAMPLE}".'),
         TaskOption("--clap", "clap", None, "Text: the CLAP that scores it, a dittomusic CLAP .safetensors or a folder "
