@@ -8,7 +8,7 @@ import torch
 from dittomusic.distill import load_student, student_from_teacher
 from dittomusic.errors import DittoError
 from dittomusic.models import MelDiT, ModelConfig
-from dittomusic.models.loading import load_model
+from dittomusic.models.loading import bundled_path, load_model
 
 from ..conftest import make_vocab
 from .conftest import random_teacher
@@ -18,7 +18,7 @@ def test_old_configs_and_checkpoints_load_without_the_new_key():
     old = ModelConfig(width=32, depth=2).to_dict()
     del old["target_time"]
     assert ModelConfig.from_dict(old).target_time is False
-    model, meta = load_model()  # the bundled model was saved before target_time existed
+    model, meta = load_model(bundled_path("base_v1"))  # saved before target_time existed
     assert "target_time" not in meta["model_config"] and not hasattr(model, "s_mlp")
     with pytest.raises(ValueError, match="no target-time embedding"):
         model(torch.zeros(1, 160, 64), torch.tensor([10.0]), None, None, torch.tensor([5.0]))

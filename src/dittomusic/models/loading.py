@@ -15,7 +15,8 @@ from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
 
 AE_PREFIX = "autoencoder."  # a latent model's file holds its autoencoder under this prefix
 
-BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors",
+# base_v1: the mel-space model the bundled DITTO-2 students were distilled from (until they are re-distilled)
+BUNDLED = {"base": "base.safetensors", "base_v1": "base_v1.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors",
            "clap2": "clap2.safetensors"}
 
 
