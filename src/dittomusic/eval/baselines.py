@@ -98,7 +98,8 @@ def baselines_checks(rows: list[dict]) -> dict:
         checks["doodl_memory_ratio_max_vs_min_steps"] = hi / lo
     for st in steps:
         if ("doodl", st) in by and ("ditto", st) in by:
-            checks[f"doodl_vs_ditto_s_per_step_at_{st}"] = by[("doodl", st)]["s_per_step"] / by[("ditto", st)]["s_per_step"]
+            doodl, ditto = by[("doodl", st)]["s_per_step"], by[("ditto", st)]["s_per_step"]
+            checks[f"doodl_vs_ditto_s_per_step_at_{st}"] = doodl / ditto
     return checks
 
 
@@ -119,7 +120,8 @@ def baselines_markdown(rows: list[dict], paper_steps: dict[int, int] | None = No
         if p:
             cuda += f" ({p['gb']:g} GB)"
         lines.append(f"| {r['method']} | {r['steps']} | {_cell(r['final_loss'], '.3f', p.get('mse'))} | "
-                     f"{_cell(r['ms2c'], '.2f', p.get('ms2c'))} | {_cell(r['s_per_step'], '.3f', p.get('s_per_step'))} | "
+                     f"{_cell(r['ms2c'], '.2f', p.get('ms2c'))} | "
+                     f"{_cell(r['s_per_step'], '.3f', p.get('s_per_step'))} | "
                      f"{r['peak_saved_mib']:.1f} | {cuda} | {r['model_calls']} |")
     checks = baselines_checks(rows)
     if checks:

@@ -39,8 +39,8 @@ TITLES = {"control": "Tables 1-3: control adherence and audio quality",
           "appf": "App. F: structure transfer from a recording, SSM smoothed or not"}
 
 # settings by mode; None in PaperEvalConfig takes these (iters None: the task's, 70 or 150)
-FULL = {"targets": 5, "steps": 20, "iters": None, "t5_steps": (20, 50), "t5_iters": 70, "guidances": (0.0, 1.0, 4.0, 7.5),
-        "batch": 10, "sets": 5}
+FULL = {"targets": 5, "steps": 20, "iters": None, "t5_steps": (20, 50), "t5_iters": 70,
+        "guidances": (0.0, 1.0, 4.0, 7.5), "batch": 10, "sets": 5}
 # 2 CPU cores, bundled model: under 20 min (README); 2 clips, the fewest a FAD takes
 QUICK = {"targets": 2, "steps": 8, "iters": 4, "t5_steps": (8, 20), "t5_iters": 3, "guidances": (0.0, 1.0, 4.0, 7.5),
          "batch": 3, "sets": 1}
@@ -220,13 +220,14 @@ def _control_parts(b: _Bench, out: Path):
 
         c = b.cfg
         tasks = {"tasks": tuple(c.control_tasks)} if c.control_tasks else {}
-        cc = ControlEvalConfig(data=c.data, out=str(out / "control"), **tasks, targets=b.s["targets"], steps=b.s["steps"],
-                               guidance=c.guidance, iters=b.s["iters"], seed=c.seed, model=c.model,
+        cc = ControlEvalConfig(data=c.data, out=str(out / "control"), **tasks, targets=b.s["targets"],
+                               steps=b.s["steps"], guidance=c.guidance, iters=b.s["iters"], seed=c.seed, model=c.model,
                                classifier=c.classifier, device=c.device, vocoder=c.vocoder,
                                methods=QUICK_CONTROL_METHODS if c.quick else None,
                                extra_methods=() if c.quick else ("doodl", "gg"))
         r = evaluate_control(cc, progress=c.progress)
-        return {"tables": r["tables"], "tasks": list(cc.tasks), "methods": {t: list(cc.methods_for(t)) for t in cc.tasks}}
+        return {"tables": r["tables"], "tasks": list(cc.tasks),
+                "methods": {t: list(cc.methods_for(t)) for t in cc.tasks}}
 
     return [("control", run)]
 
@@ -302,15 +303,16 @@ def _table10_parts(b: _Bench, out: Path):
         return {f: b.targets(f)[0] for f in REUSE_FEATURES}
 
     def reuse(f):
-        rows = reuse_table(b.backend, {f: controls()[f]}, b.refs[1][0], random_tags(b.pipe.vocab, b.s["batch"], b.cfg.seed),
-                           batch=b.s["batch"], steps=b.s["steps"], guidance=b.cfg.guidance, iters=b.s["iters"],
-                           seed=b.cfg.seed, progress=b.cfg.progress)
+        rows = reuse_table(b.backend, {f: controls()[f]}, b.refs[1][0],
+                           random_tags(b.pipe.vocab, b.s["batch"], b.cfg.seed), batch=b.s["batch"],
+                           steps=b.s["steps"], guidance=b.cfg.guidance, iters=b.s["iters"], seed=b.cfg.seed,
+                           progress=b.cfg.progress)
         return {"rows": rows}
 
     def variance():
-        return {"rows": intra_batch_variance(b.backend, controls(), random_tags(b.pipe.vocab, b.s["batch"], b.cfg.seed + 1),
-                                             sets=b.s["sets"], steps=b.s["steps"], guidance=b.cfg.guidance,
-                                             seed=b.cfg.seed)}
+        prompts = random_tags(b.pipe.vocab, b.s["batch"], b.cfg.seed + 1)
+        return {"rows": intra_batch_variance(b.backend, controls(), prompts, sets=b.s["sets"], steps=b.s["steps"],
+                                             guidance=b.cfg.guidance, seed=b.cfg.seed)}
 
     return [(f"table10/{f}", lambda f=f: reuse(f)) for f in REUSE_FEATURES] + [("appj", variance)]
 
@@ -386,6 +388,11 @@ def _v(x, nd: int = 3, paper=None) -> str:
     return s + ("" if paper is None else f" ({paper:.{nd}f})")
 
 
+def _g(x) -> str:
+    """A FAD: ours spans ~0.01 (a random model) to hundreds (the classifier yardstick)."""
+    return "–" if x is None else f"{x:.3g}"
+
+
 def _ran(c: dict, what: str) -> str:
     return f"*Ran:* {what}; model {c['model'] or 'bundled'}; seed {c['seed']}; CFG {c['guidance']:g}."
 
@@ -419,7 +426,7 @@ def _md_control(c, parts) -> list[str]:
                 mk = next(k for k in v if k.endswith("_mse") and not k.endswith("_median"))
                 metric = f"{_v(v[mk], 4)} masked mel MSE"
                 fad_p = PAPER_T12.get(task, {}).get(m)
-            lines.append(f"| {task} | {m} | {metric} | {_v(v['fad'], 1)}" + ("" if fad_p is None else f" ({fad_p:.3f})")
+            lines.append(f"| {task} | {m} | {metric} | {_g(v['fad'])}" + ("" if fad_p is None else f" ({fad_p:.3f})")
                          + " |")
     lines += ["", "Melody in % frame accuracy. Our FAD is the tag-classifier yardstick over a few clips (compare rows; "
               "the paper's is on a CLAP-like scale around 0.7). The paper's ControlNet row has no counterpart here. "
@@ -458,7 +465,7 @@ def _md_table6(c, parts):
         ("Method", lambda k, r: f"DITTO ({'L2' if k.endswith('mse') else '−ρ'} loss)"),
         ("MSE dB² ↓, ours (paper)", lambda k, r: _v(r["metrics"]["intensity_mse_db2"], 4, PAPER_T6[k[7:]]["mse"])),
         ("ρ ↑, ours (paper)", lambda k, r: _v(r["metrics"].get("intensity_rho"), 4, PAPER_T6[k[7:]]["rho"])),
-        ("FAD ↓, ours (paper)", lambda k, r: f"{_v(r['fad'], 1)} ({PAPER_T6[k[7:]]['fad']:g})"),
+        ("FAD ↓, ours (paper)", lambda k, r: f"{_g(r['fad'])} ({PAPER_T6[k[7:]]['fad']:g})"),
         ("s/clip", lambda k, r: _v(r["wall_per_clip_s"], 1))],
         f"DITTO on {c['targets']} intensity target(s), `--intensity-loss mse` vs `corr`, DDIM {c['steps']} steps, "
         f"{_iters(c)}")
@@ -500,7 +507,7 @@ def _md_table8(c, parts):
     return _md_rows(c, parts, keys, [
         ("Task", lambda k, r: r["task"]), ("Sampler", lambda k, r: "DDIM" if r["sampler"] == "ddim" else "DPM++ (2M)"),
         ("MSE, ours (paper)", metric),
-        ("FAD, ours (paper)", lambda k, r: f"{_v(r['fad'], 1)} ({PAPER_T8[tuple(k.split('/')[1:])][1]:g})"),
+        ("FAD, ours (paper)", lambda k, r: f"{_g(r['fad'])} ({PAPER_T8[tuple(k.split('/')[1:])][1]:g})"),
         ("s/clip", lambda k, r: _v(r["wall_per_clip_s"], 1))],
         f"DITTO on {c['targets']} target(s) per task, `--sampler ddim` vs `dpmpp_2m`, {c['steps']} steps, {_iters(c)}")
 
@@ -522,7 +529,7 @@ def _md_table9(c, parts):
     return _md_rows(c, parts, keys, [
         ("Task", lambda k, r: r["task"]), ("Method", lambda k, r: r["method"]),
         ("control metrics, ours (paper)", metrics),
-        ("FAD, ours (paper)", lambda k, r: f"{_v(r['fad'], 1)} ({PAPER_T9[tuple(k.split('/')[1:])][1]:g})"),
+        ("FAD, ours (paper)", lambda k, r: f"{_g(r['fad'])} ({PAPER_T9[tuple(k.split('/')[1:])][1]:g})"),
         ("s/clip", lambda k, r: _v(r["wall_per_clip_s"], 1))],
         f"{c['targets']} target(s) per task, App. H's weights (λ_intensity 1/40, 1/4 next to melody; outpainting "
         f"o = {MULTI_OVERLAP_S:g} s, intensity on the new part only), DDIM {c['steps']} steps, {_iters(c)}") + (
@@ -554,7 +561,7 @@ def _md_appf(c, parts):
         ("SSM smoothing", lambda k, r: "2-D Savitzky-Golay (sg)" if k.endswith("sg") else "none (App. F)"),
         ("structure MSE (own smoothing)", lambda k, r: _v(r["metrics"]["structure_mse"], 4)),
         ("raw-SSM MSE", lambda k, r: _v(r["raw_ssm_mse"], 4)),
-        ("FAD", lambda k, r: _v(r["fad"], 1)), ("s/clip", lambda k, r: _v(r["wall_per_clip_s"], 1))],
+        ("FAD", lambda k, r: _g(r["fad"])), ("s/clip", lambda k, r: _v(r["wall_per_clip_s"], 1))],
         f"DITTO toward the MFCC SSM of {c['targets']} vocoded test clip(s) (`--target-audio`), "
         f"`--ssm-smoothing sg` vs `none`, DDIM {c['steps']} steps, {_iters(c)}")
     return lines + (["", "The paper shows App. F only as figures (no table). Raw-SSM MSE puts both rows on one "
