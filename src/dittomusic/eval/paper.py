@@ -390,7 +390,7 @@ def _v(x, nd: int = 3, paper=None) -> str:
 
 def _g(x) -> str:
     """A FAD: ours spans ~0.01 (a random model) to hundreds (the classifier yardstick)."""
-    return "–" if x is None else f"{x:.3g}"
+    return "–" if x is None else f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _ran(c: dict, what: str) -> str:
