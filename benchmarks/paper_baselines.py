@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
-# DITTO Table 5 (intensity, K = 70, tau = 2 dB, one 40 GB A100)
-PAPER = {("ditto", 20): {"mse": 4.758, "ms2c": 44.466, "s_per_step": 1.859, "gb": 5.002},
-         ("doodl", 20): {"mse": 4.785, "ms2c": 49.203, "s_per_step": 4.177, "gb": 8.274},
-         ("ditto", 50): {"mse": 7.640, "ms2c": 46.855, "s_per_step": 4.472, "gb": 5.094},
-         ("doodl", 50): {"mse": 8.894, "ms2c": 47.834, "s_per_step": 10.036, "gb": 8.311}}
-METHODS = ("ditto", "doodl", "gg", "freedom")
-PRESETS = [("linear-rise", -38.0, -18.0), ("tanh-fall", -18.0, -36.0), ("cosine-rise", -36.0, -20.0)]
+# the measuring is the library's: `dittomusic eval paper` runs the same
+from dittomusic.eval.baselines import METHODS, PAPER, baselines_checks, baselines_table, ms2c  # noqa: F401
 
 
 def tiny_backend(device):
@@ -47,51 +41,9 @@ def tiny_backend(device):
     return DenoiserBackend(net)
 
 
-def ms2c(history: list[list[float]], tau: float) -> tuple[list[int], list[bool]]:
-    """Per item: the first optimization step whose loss is below tau (len(history) if none)."""
-    steps, reached = [], []
-    for b in range(len(history[0])):
-        k = next((k for k, h in enumerate(history) if h[b] < tau), None)
-        steps.append(len(history) if k is None else k)
-        reached.append(k is not None)
-    return steps, reached
-
-
-def measure(backend, method: str, steps: int, ctrl, cond, x_T, settings, tau: float) -> dict:
-    from dittomusic.control.memory import SavedTensorMeter
-    from dittomusic.control.methods import get_method
-
-    cuda = backend.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    t0 = time.perf_counter()
-    with SavedTensorMeter() as meter:
-        res = get_method(method)(backend, ctrl, cond, x_T, settings)
-    if cuda:
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
-    with torch.no_grad():
-        loss = ctrl.loss(res.mel).float().cpu().tolist()
-    row = {"method": method, "steps": steps, "final_loss": sum(loss) / len(loss), "per_target": loss,
-           "wall_s": wall, "model_calls": res.model_calls, "peak_saved_mib": meter.peak_bytes / 2 ** 20,
-           "peak_cuda_mib": (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if cuda else None}
-    if res.optim is not None:
-        o = res.optim
-        k, ok = ms2c(o.history, tau)
-        row.update(iterations=o.iters, s_per_step=o.wall_s / max(1, o.evaluations),
-                   ms2c=sum(k) / len(k), reached=sum(ok) / len(ok))
-    else:  # a guidance method is one sampling pass: no optimization steps
-        row.update(iterations=0, s_per_step=None, ms2c=None, reached=None)
-    return row
-
-
 def main() -> None:
-    from dittomusic.control import intensity_preset
-    from dittomusic.control.base import BatchedControl, get_control
-    from dittomusic.control.methods import Settings
-    from dittomusic.control.optimize import OptimConfig
+    from dittomusic.control.base import BatchedControl
+    from dittomusic.control.spec import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a tiny random model, 1.5-s clips, K = 5, one target")
@@ -116,28 +68,15 @@ def main() -> None:
 
         backend = open_backend(None, device=device)
     frames = backend.frames_for(a.seconds if a.seconds is not None else (1.5 if a.quick else None))
-    ctrls = [get_control("intensity", target=intensity_preset(p, frames, lo, hi), cfg=backend.mel_cfg)
-             for p, lo, hi in PRESETS[:n]]
+    ctrls, _ = get_task("intensity").eval_targets(n, frames, None, backend.mel_cfg)
     ctrl = ctrls[0] if n == 1 else BatchedControl(ctrls)
     cond = backend.make_cond(None, n)
     x_T = backend.noise(n, frames, a.seed)
-    with torch.no_grad():  # warm-up, so the first method timed does not pay for first-call setup
-        backend.sample(x_T, cond, steps=2, guidance=a.guidance)
-    rows = []
-    for steps in a.steps:
-        for method in a.methods.split(","):
-            s = Settings(steps=steps, guidance=a.guidance, optim=OptimConfig(iters=iters, lr=a.lr))
-            rows.append(measure(backend, method, steps, ctrl, cond, x_T, s, a.tau))
-            print(json.dumps({k: rows[-1][k] for k in ("method", "steps", "final_loss", "s_per_step",
-                                                        "peak_saved_mib")}), flush=True)
-    by = {(r["method"], r["steps"]): r for r in rows}
-    checks = {}
-    if len(a.steps) > 1 and all(("doodl", st) in by for st in a.steps):
-        lo, hi = (by[("doodl", st)]["peak_saved_mib"] for st in (min(a.steps), max(a.steps)))
-        checks["doodl_memory_ratio_max_vs_min_steps"] = hi / lo
-    for st in a.steps:
-        if ("doodl", st) in by and ("ditto", st) in by:
-            checks[f"doodl_vs_ditto_s_per_step_at_{st}"] = by[("doodl", st)]["s_per_step"] / by[("ditto", st)]["s_per_step"]
+    report = lambda r: print(json.dumps({k: r[k] for k in ("method", "steps", "final_loss", "s_per_step",  # noqa: E731
+                                                          "peak_saved_mib")}), flush=True)
+    rows = baselines_table(backend, ctrl, cond, x_T, steps=a.steps, methods=a.methods.split(","), iters=iters,
+                           lr=a.lr, guidance=a.guidance, tau=a.tau, on_row=report)
+    checks = baselines_checks(rows)
     print(json.dumps({
         "settings": {"quick": a.quick, "device": str(device), "steps": a.steps, "iters": iters, "targets": n,
                      "frames": frames, "tau": a.tau, "lr": a.lr, "guidance": a.guidance, "seed": a.seed,

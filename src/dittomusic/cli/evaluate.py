@@ -144,6 +144,46 @@ def eval_control(data, out, tasks, targets, methods, extra_methods, steps, guida
     click.echo((Path(out) / "README.md").read_text())
 
 
+@eval_group.command("paper")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Built dataset: its test clips are the references, inversion targets and FAD reference set.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for README.md (the report), paper_eval.json and control/ (resumes after a kill).")
+@click.option("--quick", is_flag=True,
+              help="2 clips per table, 8-step DDIM, K = 4 (Table 5: 8 and 20 steps, K = 3), B = 3: "
+                   "under 20 minutes on 2 CPU cores.")
+@click.option("--tables", default=None,
+              help="Comma-separated subset of control, table5, table6, table7, table8, table9, table10, appf "
+                   "[default: all].")
+@click.option("--targets", type=click.IntRange(min=2, max=6), default=None,
+              help="Clips / targets per table [default: 5; 2 with --quick].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Sampling steps outside Table 5 [default: 20; 8 with --quick].")
+@click.option("--iters", type=click.IntRange(min=0), default=None,
+              help="Optimization steps [default: 70, 150 for melody/structure; 4 with --quick].")
+@click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Model checkpoint [default: bundled].")
+@click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tag classifier (FAD yardstick) [default: the bundled one].")
+@click.option("--device", default=None)
+@vocoder_option
+@friendly
+def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, model_path, classifier, device,
+               vocoder):
+    """Every DITTO table this project reproduces (Tables 1-3, 5-10, App. F and J) in one Markdown report,
+    the paper's published value beside each of ours."""
+    from dittomusic.eval.paper import TABLES, PaperEvalConfig, evaluate_paper
+
+    chosen = tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else TABLES
+    cfg = PaperEvalConfig(data=data, out=out, quick=quick, tables=chosen, targets=targets, steps=steps, iters=iters,
+                          guidance=guidance, seed=seed, model=model_path, classifier=classifier, device=device,
+                          vocoder=vocoder, progress=True)
+    evaluate_paper(cfg)
+    click.echo((Path(out) / "README.md").read_text())
+
+
 @eval_group.command("text")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Built dataset: prompts come from its test clips' metadata, which are also the realism reference.")

@@ -92,3 +92,20 @@ def edit_tags(backend, ref_mel: Tensor, source_tags, target_tags, *, steps: int 
         edited = backend.sample(inv.x_T, backend.make_cond(target_tags, 1), steps=steps, guidance=guidance)
         return {"x_T": inv.x_T, "inverted": inv.mel, "edited": edited,
                 "mse_inverted": float(ctrl.loss(inv.mel)[0]), "mse_edited": float(ctrl.loss(edited)[0])}
+
+
+def inversion_realism(mels: dict, real: Tensor) -> list[dict]:
+    """The realism yardstick (eval/realism.py, no C2ST: a few clips cannot train its critic) on
+    each inversion's regenerated mels against real clips. mels: {(method, w): [N, n_mels, F]}
+    (inversion_table's). -> rows {method, guidance, grain_ratio, flatness_ratio, texture_fad
+    (None under 2 clips: no covariance)}."""
+    from dittomusic.eval.realism import compare, measures, texture_fad
+
+    real_m = measures(real)
+    rows = []
+    for (m, w), mel in mels.items():
+        ratio, _ = compare(real_m, measures(mel))
+        rows.append({"method": m, "guidance": float(w), "grain_ratio": ratio["grain"],
+                     "flatness_ratio": ratio["flatness_mean"],
+                     "texture_fad": texture_fad(real, mel) if mel.shape[0] > 1 else None})
+    return rows

@@ -62,14 +62,18 @@ def build_control(task: str, frames: int, options: TaskOptions | None = None, cf
     o = options or TaskOptions()
     cfg = cfg or MelConfig()
     parts = split_task(task)
-    ctrls = [get_task(p).build(frames, o, cfg, multiple) for p in parts]
-    # App. H: next to a painting task the others constrain only the new material
-    masks = next((c.masks for c in ctrls if getattr(c, "masks", None) is not None), None)
-    if masks is not None and len(ctrls) > 1:
-        for c in ctrls:
+    return join([(p, get_task(p).build(frames, o, cfg, multiple)) for p in parts])
+
+
+def join(parts: list[tuple[str, Control]]) -> Control:
+    """(task, control) pairs built for one '+' task, as one control (see `combine`); next to a
+    painting task the others constrain only the new material (App. H)."""
+    masks = next((c.masks for _, c in parts if getattr(c, "masks", None) is not None), None)
+    if masks is not None and len(parts) > 1:
+        for _, c in parts:
             if hasattr(c, "free_frames"):
                 c.free_frames(masks.gen_idx)
-    return combine(list(zip(parts, ctrls)))
+    return combine(parts)
 
 
 def combine(parts: list[tuple[str, Control]], scales: list[float] | None = None) -> Control:
@@ -106,4 +110,4 @@ def default_method(task: str) -> str:
 
 
 __all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "combine", "default_iters", "default_method",
-           "get_task", "split_task", "task_names", "task_options", "task_reports"]
+           "get_task", "join", "split_task", "task_names", "task_options", "task_reports"]
