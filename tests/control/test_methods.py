@@ -16,20 +16,9 @@ from dittomusic.control.methods import Settings, available_methods, default_lr, 
 from dittomusic.control.optimize import OptimConfig
 from dittomusic.control.tasks import TaskOptions, build_control, default_iters, default_method, split_task
 from dittomusic.errors import DittoError
-from dittomusic.generate import Pipeline, make_tags
 from dittomusic.sampling.samplers import sample_ddim
 
 FR = 128  # 1.5 s clips keep the tiny model fast
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_model_path):
-    return Pipeline(tiny_model_path, "cpu")
-
-
-@pytest.fixture(scope="module")
-def tags(pipe):
-    return make_tags(pipe.vocab, collection="chorale")
 
 
 def intensity(frames=FR):
