@@ -10,14 +10,17 @@
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
-#                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine
+#                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine.
+#                                  #      Encodes the bundled autoencoder's latent cache first ($RUNS/latents_bundled)
 #   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
 #                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
+#   scripts/base_v2.sh ae_gan2     # the bundled decoder's GAN fine-tune continued (ADV weight, default 1.0; STEPS
+#                                  #      default 6000), encoder frozen: the bundled diffusion model stays valid
 #   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
 #   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
 #   scripts/base_v2.sh eval NAME   # export a run and score it: `dittomusic eval model` with the realism block
-#                                  # (NAME v1: the bundled model; PER_COLLECTION clips per collection, default 20;
+#                                  # (NAME v1 or bundled: the bundled v1 or v2; PER_COLLECTION clips per collection, default 20;
 #                                  #  AE=name embeds that autoencoder, e.g. a decoder fine-tune)
 #   scripts/base_v2.sh table       # the bake-off table (benchmarks/base_bakeoff.py over every eval)
 #
@@ -59,8 +62,16 @@ case "${1:-}" in
       --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   continue)
     LR=${LR:-1.5e-4}; COMMON[7]=$LR  # a gentler peak for a model that has trained before
+    python3 -m dittomusic autoencoder cache --ae "$BUNDLED" --data "$DATA" --out "$RUNS/latents_bundled" \
+      --epochs "${EPOCHS:-2}"
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_cont" --steps "${STEPS:-4000}" \
-      --init "$BUNDLED" --autoencoder "$BUNDLED" --patch-frames 1 --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
+      --init "$BUNDLED" --autoencoder "$BUNDLED" --latent-cache "$RUNS/latents_bundled" --patch-frames 1 \
+      --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
+  ae_gan2)
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan2" --init "$BUNDLED" \
+      --freeze-encoder --adversarial --adv-weight "${ADV:-1.0}" --steps "${STEPS:-6000}" --batch-size 16 --lr 1e-4 \
+      --crop-frames 128 --max-cpu-hours "${BUDGET:-0.6}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_gan2" --out "$RUNS/ae_gan2.safetensors" ;;
   ae_gan)
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
       --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \
@@ -82,7 +93,8 @@ case "${1:-}" in
       --max-cpu-hours "${BUDGET:-0.5}" ;;
   eval)
     name=${2:?give a run name: latent, unet, dit_p2, or v1 for the bundled model}
-    if [ "$name" = v1 ]; then model=src/dittomusic/assets/base.safetensors; else
+    if [ "$name" = v1 ]; then model=src/dittomusic/assets/base_v1.safetensors
+    elif [ "$name" = bundled ]; then model=$BUNDLED; else
       model="$RUNS/$name.safetensors"
       python3 -m dittomusic export "$RUNS/$name" --out "$model" ${AE:+--autoencoder "$RUNS/$AE.safetensors"}
     fi
@@ -91,5 +103,5 @@ case "${1:-}" in
   table)
     python3 benchmarks/base_bakeoff.py "$RUNS"/eval_*.json ;;
   *)
-    sed -n '2,18p' "$0"; exit 2 ;;
+    sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 2 ;;
 esac

@@ -18,6 +18,11 @@ def test_caption_to_tags():
     assert t.tempo == "very fast" and t.mode == "minor"
     t = caption_to_tags("slow chorale for strings", v)
     assert t.collection == "chorale" and t.tempo == "slow" and t.instruments == ["string ensemble"]
+    # longer phrases consume their words; plurals and the CLAP captions' training phrasings count
+    t = caption_to_tags("Reed organ and double basses, very fast", v)
+    assert set(t.instruments) == {"reed organ", "contrabass"} and t.tempo == "very fast"
+    t = caption_to_tags("a calm folk song with guitars and voices", v)
+    assert (t.collection, t.tempo) == ("folk song", "slow") and set(t.instruments) == {"acoustic guitar", "choir"}
     t = caption_to_tags("something", v)
     assert (t.collection, t.instruments, t.tempo, t.mode) == (None, [], None, None)
 

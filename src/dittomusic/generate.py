@@ -11,7 +11,7 @@ import torch
 
 from dittomusic.errors import DittoError
 
-# caption words -> collection (checked in order; the first match wins)
+# caption words -> collection (with the CLAP captions' phrasings; the longest match wins)
 COLLECTION_WORDS: dict[str, tuple[str, ...]] = {
     "Irish folk tune": ("irish", "reel", "jig", "hornpipe", "fiddle tune", "celtic"),
     "chorale": ("chorale", "bach", "hymn"),
@@ -73,16 +73,51 @@ def make_tags(vocab: dict, collection=None, instruments=None, tempo=None, mode=N
                 _match(mode, vocab["modes"], "mode"))
 
 
+def _caption_keywords(vocab: dict) -> dict[str, list[tuple[str, str]]]:
+    """kind -> [(phrase, tag value)], longest phrase first: this module's keywords plus the training
+    phrasings of the CLAP captions (clap.captions), so a caption in the captions' words maps to the
+    same tags. Their held-out phrasings stay out, as they do in CLAP training."""
+    from dittomusic.clap import captions as cap
+
+    def train(table):
+        return [(w.lower(), v) for v, (words, _held) in table.items() for w in words]
+
+    kw = {
+        "collection": [(w, c) for c, ws in COLLECTION_WORDS.items() for w in ws] + train(cap.COLLECTION_WORDS),
+        "instrument": [(i.lower(), i) for i in vocab["instruments"]] + train(cap.INSTRUMENT_WORDS)
+        + list(FAMILY_WORDS.items()) + [(w, FAMILY_WORDS[f]) for w, f in train(cap.FAMILY_WORDS)],
+        "tempo": list(TEMPO_WORDS.items()) + train(cap.TEMPO_WORDS),
+    }
+    allowed = {"collection": vocab["collections"], "instrument": vocab["instruments"], "tempo": vocab["tempo_buckets"]}
+    return {k: sorted({(w, v) for w, v in pairs if v in allowed[k]}, key=lambda p: (-len(p[0]), p))
+            for k, pairs in kw.items()}
+
+
 def caption_to_tags(caption: str, vocab: dict) -> Tags:
-    """Keyword mapping from a free caption to tags (the model has no text encoder)."""
-    text = " " + caption.lower() + " "
-    coll = next((c for c, words in COLLECTION_WORDS.items() if c in vocab["collections"]
-                 and any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)), None)
-    insts = [i for i in vocab["instruments"] if re.search(rf"\b{re.escape(i)}s?\b", text)]
-    insts += [FAMILY_WORDS[f] for f in FAMILY_WORDS if re.search(rf"\b{f}\b", text) and FAMILY_WORDS[f] not in insts]
+    """Keyword mapping from a free caption to tags (the model has no text encoder; the `text` control
+    task steers by a CLAP score instead). Longer phrases win and consume their words, so "reed organ"
+    is not also "organ" (a church organ), nor "very fast" also "fast"; plurals are allowed."""
+    text = " " + re.sub(r"[^a-z0-9#\- ]+", " ", caption.lower()) + " "
+    kw = _caption_keywords(vocab)
+
+    def take(kind: str, many: bool = False):
+        nonlocal text
+        found = []
+        for phrase, value in kw[kind]:
+            rx = rf"\b{re.escape(phrase)}(?:e?s)?\b"
+            if re.search(rx, text):
+                text = re.sub(rx, " ", text)
+                if value not in found:
+                    found.append(value)
+                if not many:
+                    break
+        return found if many else (found[0] if found else None)
+
     m = re.search(r"(\d{2,3})\s*bpm", text)
-    tempo = tempo_to_bucket(m.group(1), vocab) if m else next(
-        (b for w, b in sorted(TEMPO_WORDS.items(), key=lambda kv: -len(kv[0])) if re.search(rf"\b{w}\b", text)), None)
+    tempo = tempo_to_bucket(m.group(1), vocab) if m else None
+    coll = take("collection")
+    insts = take("instrument", many=True)
+    tempo = tempo or take("tempo")
     mode = next((md for md in vocab["modes"] if re.search(rf"\b{md}\b", text)), None)
     return Tags(coll, insts, tempo, mode)
 

@@ -113,7 +113,8 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
               help="Folder for control_eval.json, README.md tables, png/ and audio/ (resumes).")
 @click.option("--tasks", default=None,
               help="Comma-separated [default: every registered task but text and invert, which have their own evals].")
-@click.option("--targets", type=click.IntRange(min=1), default=5, show_default=True, help="Targets per task.")
+@click.option("--targets", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Targets per task (at least 2: FAD compares sets).")
 @click.option("--methods", default=None,
               help="Comma-separated [default: default,freedom,ditto; painting adds naive and MultiDiffusion].")
 @click.option("--extra-methods", default="", help="Added to every task's methods, e.g. ditto2.")

@@ -60,8 +60,8 @@ class ControlEvalConfig:
         bad = [t for t in self.tasks if t not in ALL_TASKS]
         if bad:
             raise DittoError(f"unknown eval task(s) {bad}; choose from {', '.join(ALL_TASKS)}")
-        if not 1 <= self.targets <= MAX_TARGETS:
-            raise DittoError(f"--targets must be 1-{MAX_TARGETS}, got {self.targets}")
+        if not 2 <= self.targets <= MAX_TARGETS:  # FAD compares sets of at least 2 clips
+            raise DittoError(f"--targets must be 2-{MAX_TARGETS}, got {self.targets}")
 
     def methods_for(self, task: str) -> tuple[str, ...]:
         base = self.methods or (PAINT_METHODS if task in PAINT_SETTINGS else ADHERENCE_METHODS)
