@@ -121,6 +121,18 @@ def test_c2st_sees_clearly_degraded_clips(c2st_sets):
     assert r["accuracy"] >= 0.9 and r["clip_accuracy"] >= 0.9 and r["clip_p_value"] < 1e-4, r
 
 
+def test_c2st_repeats_average_independent_splits(c2st_sets):
+    a, b = c2st_sets
+    b = R.degrade(b, "jitter", 2.0)
+    singles = [R.c2st(a, b, seed=s, **FAST)["accuracy"] for s in (3, 4, 5)]
+    r = R.c2st(a, b, seed=3, repeats=3, **FAST)
+    assert r["accuracies"] == singles and r["repeats"] == 3
+    assert r["accuracy"] == pytest.approx(sum(singles) / 3)
+    assert r["split_sd"] == pytest.approx(float(torch.tensor(singles).std()))
+    md = R.realism_markdown(R.realism_report(a, b, c2st_kwargs=dict(FAST, steps=5, repeats=2)))
+    assert "mean of 2 splits" in md
+
+
 def test_c2st_split_keeps_groups_together():
     groups = [i // 3 for i in range(30)]  # 10 pieces of 3 clips
     for seed in range(5):

@@ -62,7 +62,7 @@ def generate_mels(pipe: Pipeline, tags: list[Tags] | None, n: int, seed: int, ba
 def evaluate_model(model: str | Path | None, data: str | Path, classifier: str | Path, *, per_collection: int = 40,
                    sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, seed: int = 0, batch: int = 16,
                    device: str | None = None, progress: bool = True, realism: bool = True,
-                   c2st_steps: int | None = None) -> dict:
+                   c2st_steps: int | None = None, c2st_repeats: int = 5) -> dict:
     """The report of `dittomusic eval model`; `realism=False` skips the realism block (and its C2ST
     training, ~1-2 min for 240 + 240 clips on 2 cores)."""
     t0 = time.time()
@@ -102,14 +102,15 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
     }
     if realism:
         report["realism"] = realism_block(real, gen, stack_clips(val, val_idx, "mel"), seed=seed, device=pipe.device,
-                                          c2st_steps=c2st_steps,
+                                          c2st_steps=c2st_steps, c2st_repeats=c2st_repeats,
                                           real_groups=[test.rows[i].get("piece_id", i) for i in idx])
     report["seconds"] = {"total": round(time.time() - t0, 1), "conditional_generation": round(t_gen, 1)}
     return report
 
 
 def realism_block(real: torch.Tensor, gen: torch.Tensor, val: torch.Tensor | None = None, *, seed: int = 0,
-                  device=None, c2st_steps: int | None = None, real_groups: list | None = None) -> dict:
+                  device=None, c2st_steps: int | None = None, real_groups: list | None = None,
+                  c2st_repeats: int = 5) -> dict:
     """realism_report(real test clips, generated), plus the validation clips' ratios and texture
     FAD against the same test clips as a reference (no C2ST for them). `real_groups` (piece ids)
     keep each piece's clips on one side of the C2ST's train / held-out split."""
@@ -117,7 +118,7 @@ def realism_block(real: torch.Tensor, gen: torch.Tensor, val: torch.Tensor | Non
 
     rm = measures(real)
     out = realism_report(real, gen, seed=seed, device=device, real_measures=rm,
-                         c2st_kwargs={"steps": c2st_steps, "groups": (real_groups, None)})
+                         c2st_kwargs={"steps": c2st_steps, "groups": (real_groups, None), "repeats": c2st_repeats})
     if val is not None and len(val) >= 2:
         vm = measures(val)
         ratio, delta = compare(rm, vm)
