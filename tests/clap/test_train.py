@@ -1,9 +1,6 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -11,6 +8,8 @@ import torch
 from dittomusic.checkpoint import load_tensors
 from dittomusic.clap.train import CKPT, ClapTrainConfig, contrastive_loss, export_clap, train_clap
 from dittomusic.errors import DittoError
+
+from ..runs import assert_same_run, child_env, kill_after_checkpoint, losses
 
 from .conftest import TINY_CLAP, WordHashEncoder
 
@@ -21,16 +20,6 @@ def _cfg(synth, out, steps=6, **kw):
     root, caps = synth
     kw = {"warmup": 2, "batch_size": 8, "crop_frames": 48, "val_every": 3, "val_clips": 8, "model": TINY_CLAP, **kw}
     return ClapTrainConfig(data=str(root), captions=str(caps), out=str(out), steps=steps, log_every=1, **kw)
-
-
-def _losses(run):
-    return [h["loss"] for h in json.loads((run / "history.json").read_text()) if "loss" in h]
-
-
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def test_contrastive_loss_is_low_for_matching_pairs_and_multi_positive_counts_true_matches():
@@ -53,8 +42,8 @@ def test_training_raises_retrieval_above_chance(synth, tmp_path):
     res = train_clap(_cfg(synth, tmp_path / "r", steps=150, lr=3e-3, warmup=10, batch_size=16, val_every=50),
                      progress=False)
     assert res["step"] == 150 and (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    losses = _losses(tmp_path / "r")
-    assert sum(losses[-20:]) / 20 < 0.7 * sum(losses[:10]) / 10, (losses[:10], losses[-20:])
+    hist = losses(tmp_path / "r")
+    assert sum(hist[-20:]) / 20 < 0.7 * sum(hist[:10]) / 10, (hist[:10], hist[-20:])
     rep = evaluate_clap(tmp_path / "r", root, caps, classifier=False, encoder=WordHashEncoder(), split="val",
                         progress=False)
     seen = rep["retrieval"]["seen"]
@@ -83,21 +72,9 @@ def _kill_and_resume(synth, ref, tmp_path):
     cmd = [sys.executable, "-m", "dittomusic", "clap", "train", "--data", str(root), "--captions", str(caps),
            "--out", str(run), "--steps", "10", "--batch-size", "8", "--crop-frames", "48", "--warmup", "2",
            "--log-every", "1", "--val-every", "3", "--val-clips", "8", "--ckpt-minutes", "0.0001", *CLI_MODEL]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (run / CKPT).exists() and load_tensors(run / CKPT)[1]["step"] >= 3:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    err = proc.communicate()[1]
-    assert (run / CKPT).exists(), err.decode()[-2000:]
-    killed_at = load_tensors(run / CKPT)[1]["step"]
-    assert 3 <= killed_at < 10, "the run finished before it could be killed; make it longer"
+    kill_after_checkpoint(cmd, run, steps=10)
     train_clap(_cfg(synth, run, steps=10, ckpt_minutes=0.0001), progress=False)
-    assert _losses(run) == _losses(ref)
-    a, b = load_tensors(ref / CKPT)[0], load_tensors(run / CKPT)[0]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(ref, run)
 
 
 def test_resume_refuses_changed_settings(synth, tmp_path):
@@ -118,10 +95,10 @@ def test_ddp_two_processes_match_one_process(synth, tmp_path):
            "-m", "dittomusic", "clap", "train", "--data", str(root), "--captions", str(caps), "--out",
            str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "8", "--crop-frames", "48", "--warmup", "2",
            "--log-every", "1", "--val-every", "3", "--val-clips", "8", *CLI_MODEL]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert load_tensors(tmp_path / "ddp" / CKPT)[1]["world"] == 2
-    torch.testing.assert_close(torch.tensor(_losses(tmp_path / "ddp")), torch.tensor(_losses(tmp_path / "single")),
+    torch.testing.assert_close(torch.tensor(losses(tmp_path / "ddp")), torch.tensor(losses(tmp_path / "single")),
                                rtol=1e-4, atol=1e-5)
     hist = [[h["grad_norm"] for h in json.loads((tmp_path / r / "history.json").read_text()) if "loss" in h]
             for r in ("ddp", "single")]

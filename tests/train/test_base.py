@@ -1,9 +1,5 @@
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -11,6 +7,8 @@ import torch
 from dittomusic.checkpoint import load_tensors
 from dittomusic.models.loading import load_model
 from dittomusic.train.base import CKPT, TrainConfig, export_release, train
+
+from ..runs import assert_same_run, child_env, kill_after_checkpoint, losses
 
 TINY_MODEL = {"width": 32, "depth": 2, "heads": 2, "patch_frames": 8, "denoise_head": 64}
 CLI_MODEL = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-frames", "8", "--denoise-head", "64"]
@@ -20,16 +18,6 @@ def _cfg(data, out, steps=6, **kw):
     kw = {"warmup": 2, "model": TINY_MODEL, **kw}
     return TrainConfig(data=str(data), out=str(out), steps=steps, batch_size=4, log_every=1,
                        val_every=3, val_clips=4, **kw)
-
-
-def _losses(run):
-    return [h["loss"] for h in json.loads((run / "history.json").read_text()) if "loss" in h]
-
-
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _fixed_eval_loss(model, root):
@@ -53,7 +41,7 @@ def test_training_reduces_loss_and_writes_curve(tiny_dataset, tmp_path):
 
     root, _ = tiny_dataset
     res = train(_cfg(root, tmp_path / "r", steps=100, lr=3e-3, warmup=5), progress=False)
-    assert res["step"] == 100 and len(_losses(tmp_path / "r")) == 100
+    assert res["step"] == 100 and len(losses(tmp_path / "r")) == 100
     tensors, meta = load_tensors(tmp_path / "r" / CKPT)
     trained = MelDiT(ModelConfig.from_dict(meta["model_config"]))
     trained.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -74,21 +62,10 @@ def test_resume_after_kill_follows_the_same_trajectory(tiny_dataset, tmp_path):
     cmd = [sys.executable, "-m", "dittomusic", "train", "--data", str(root), "--out", str(run), "--steps", "8",
            "--batch-size", "4", "--warmup", "2", "--log-every", "1", "--val-every", "3", "--ckpt-minutes", "0.0001",
            *CLI_MODEL]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (run / CKPT).exists() and load_tensors(run / CKPT)[1]["step"] >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = load_tensors(run / CKPT)[1]["step"]
-    assert 3 <= killed_at < 8, "the run finished before it could be killed; make it longer"
+    kill_after_checkpoint(cmd, run, steps=8)
     # the test config must match the CLI defaults used above for the resume to be accepted
     train(_cfg(root, run, steps=8, ckpt_minutes=0.0001), progress=False)
-    assert _losses(run) == _losses(ref)
-    a, b = load_tensors(ref / CKPT)[0], load_tensors(run / CKPT)[0]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(ref, run)
 
 
 def test_resume_refuses_changed_settings(tiny_dataset, tmp_path):
@@ -108,12 +85,12 @@ def test_ddp_two_processes_match_one_process(tiny_dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "dittomusic", "train", "--data", str(root), "--out", str(ddp), "--steps", "4", "--batch-size", "4",
            "--warmup", "2", "--log-every", "1", "--val-every", "3", *CLI_MODEL]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = load_tensors(ddp / CKPT)[1]
     assert meta["world"] == 2 and meta["step"] == 4
     # same global batch, same draws: gradient averaging over ranks == the full-batch gradient
-    torch.testing.assert_close(torch.tensor(_losses(ddp)), torch.tensor(_losses(single)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(losses(ddp)), torch.tensor(losses(single)), rtol=1e-4, atol=1e-5)
 
 
 def test_export_release_fp16_loads_and_matches_ema(tiny_dataset, tmp_path):
@@ -155,7 +132,7 @@ def test_bf16_autocast_follows_the_fp32_run(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     train(_cfg(root, tmp_path / "fp32", steps=8, lr=1e-3), progress=False)
     train(_cfg(root, tmp_path / "bf16", steps=8, lr=1e-3, precision="bf16"), progress=False)
-    a, b = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    a, b = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
     assert a != b  # the forward really ran in bfloat16
     assert all(abs(x - y) < 0.05 * x for x, y in zip(a, b))
     tensors, _ = load_tensors(tmp_path / "bf16" / CKPT)

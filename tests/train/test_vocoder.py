@@ -1,9 +1,6 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -11,6 +8,8 @@ import torch
 from dittomusic.audio.neural import load_vocoder
 from dittomusic.checkpoint import load_tensors
 from dittomusic.train.vocoder import CKPT, SpectralLoss, VocoderTrainConfig, export_vocoder, train_vocoder
+
+from ..runs import assert_same_run, child_env, kill_after_checkpoint, losses
 
 from ..conftest import TINY_VOCODER
 
@@ -22,16 +21,6 @@ def _cfg(pairs, out, steps=6, **kw):
     kw = {"warmup": 2, "batch_size": 4, "segment_frames": 32, "val_every": 3, "model": TINY_VOCODER, **kw}
     return VocoderTrainConfig(data=str(root), audio=str(audio), out=str(out), steps=steps, log_every=1, val_clips=4,
                               **kw)
-
-
-def _losses(run):
-    return [h["loss"] for h in json.loads((run / "history.json").read_text()) if "loss" in h]
-
-
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _fixed_loss(net, pairs):
@@ -52,7 +41,7 @@ def test_training_reduces_the_loss_and_writes_its_curve(tiny_pairs, tmp_path):
     model = dict(TINY_VOCODER, magnitude_prior=False)
     res = train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=80, lr=1e-2, warmup=5, val_every=40, model=model),
                         progress=False)
-    assert res["step"] == 80 and len(_losses(tmp_path / "r")) == 80 and res["train_hours"] > 0
+    assert res["step"] == 80 and len(losses(tmp_path / "r")) == 80 and res["train_hours"] > 0
     trained, meta = load_vocoder(tmp_path / "r" / CKPT)
     trained_online = ConvNeXtVocoder(VocoderConfig.from_dict(meta["vocoder_config"]))
     tensors, _ = load_tensors(tmp_path / "r" / CKPT)
@@ -74,20 +63,9 @@ def test_resume_after_kill_gives_bit_identical_weights(tiny_pairs, tmp_path):
     cmd = [sys.executable, "-m", "dittomusic", "vocoder", "train", "--data", str(root), "--audio", str(audio),
            "--out", str(run), "--steps", "8", "--batch-size", "4", "--segment-frames", "32", "--warmup", "2",
            "--log-every", "1", "--val-every", "3", "--val-clips", "4", "--ckpt-minutes", "0.0001", *CLI_MODEL]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (run / CKPT).exists() and load_tensors(run / CKPT)[1]["step"] >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = load_tensors(run / CKPT)[1]["step"]
-    assert 3 <= killed_at < 8, "the run finished before it could be killed; make it longer"
+    kill_after_checkpoint(cmd, run, steps=8)
     train_vocoder(_cfg(tiny_pairs, run, steps=8, ckpt_minutes=0.0001), progress=False)
-    assert _losses(run) == _losses(ref)
-    a, b = load_tensors(ref / CKPT)[0], load_tensors(run / CKPT)[0]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(ref, run)
 
 
 def test_resume_refuses_changed_settings(tiny_pairs, tmp_path):
@@ -126,12 +104,12 @@ def test_ddp_two_processes_match_one_process(tiny_pairs, tmp_path):
            "-m", "dittomusic", "vocoder", "train", "--data", str(root), "--audio", str(audio), "--out",
            str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "4", "--segment-frames", "32", "--warmup", "2",
            "--log-every", "1", "--val-every", "3", "--val-clips", "4", *CLI_MODEL]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = load_tensors(tmp_path / "ddp" / CKPT)[1]
     assert meta["world"] == 2 and meta["step"] == 3
     # losses are per-sample means over the same global batch, so averaging over ranks matches one process
-    torch.testing.assert_close(torch.tensor(_losses(tmp_path / "ddp")), torch.tensor(_losses(single)),
+    torch.testing.assert_close(torch.tensor(losses(tmp_path / "ddp")), torch.tensor(losses(single)),
                                rtol=1e-3, atol=1e-4)
 
 
