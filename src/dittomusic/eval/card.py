@@ -115,11 +115,16 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
         f"- {tr['steps']} steps, global batch {tc['batch_size']}, AdamW lr {tc['lr']} with {tc['warmup']} warm-up "
         f"steps and cosine decay over {tc['steps']} steps, EMA {tc['ema_decay']}, tag dropout {tc['tag_drop']} "
         f"per tag + {tc['all_drop']} all tags.",
-        f"- Compute: {tr['cpu_hours']:.2f} CPU-hours ({tr['wall_hours']:.2f} h wall, {tr['processes']} processes "
-        "DDP on 2 CPU cores).",
+        f"- Compute: {tr['cpu_hours']:.2f} CPU-hours ({tr['wall_hours']:.2f} h wall, {tr['processes']} "
+        f"process{'es' if tr['processes'] != 1 else ''} on 2 CPU cores).",
         f"- Final training loss (v-MSE, last log interval) {tr['final_loss']:.4f}; last validation loss (EMA "
         f"weights, {tc.get('val_clips', 64)} fixed val clips, step {tr.get('final_val_step', '?')}) {tr['final_val_loss']:.4f}.",
     ]
+    prev = tr.get("continued_from")
+    if isinstance(prev, dict):  # `train --init`: this run continued an earlier release
+        lines[-3] = f"- Continued from a release trained {prev.get('steps', '?')} steps ({prev.get('cpu_hours', 0):.2f} " \
+            f"CPU-hours), then: " + lines[-3][2:]
+        lines[-2] += f" Total compute, every phase: {tr.get('total_cpu_hours', 0):.2f} CPU-hours."
     if "loss.png" in imgs:
         lines += ["", "![loss curve](loss.png)"]
     lines += ["", "## Evaluation", "", "Yardstick: a tag classifier trained on real clips "
