@@ -16,6 +16,10 @@
 #                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
 #   scripts/base_v2.sh ae_gan2     # the bundled decoder's GAN fine-tune continued (ADV weight, default 1.0; STEPS
 #                                  #      default 6000), encoder frozen: the bundled diffusion model stays valid
+#   scripts/base_v2.sh ae_wide     # the C2ST route of session 29: ae_long's recipe with 128 latent channels (5x
+#                                  #      compression instead of 10x; the critic reads detail across frequency)
+#   scripts/base_v2.sh ae_wide_gan # ae_wide's decoder + PatchGAN, encoder frozen (ae_gan's recipe)
+#   scripts/base_v2.sh latent_wide # latent DiT in ae_wide_gan's latent (cache first), latent_long's recipe
 #   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
 #   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
@@ -53,6 +57,21 @@ case "${1:-}" in
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_long" --steps 10000 --batch-size 32 \
       --crop-frames 128 --max-cpu-hours "${BUDGET:-1.3}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_long" --out "$RUNS/ae_long.safetensors" ;;
+  ae_wide)
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_wide" --steps 10000 --batch-size 32 \
+      --latent-channels 128 --crop-frames 128 --max-cpu-hours "${BUDGET:-1.3}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_wide" --out "$RUNS/ae_wide.safetensors" ;;
+  ae_wide_gan)
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_wide_gan" --init "$RUNS/ae_wide.safetensors" \
+      --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \
+      --max-cpu-hours "${BUDGET:-1.0}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_wide_gan" --out "$RUNS/ae_wide_gan.safetensors" ;;
+  latent_wide)
+    python3 -m dittomusic autoencoder cache --ae "$RUNS/ae_wide_gan.safetensors" --data "$DATA" \
+      --out "$RUNS/latents_ae_wide" --epochs "${EPOCHS:-2}"
+    "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_wide" --steps "${STEPS:-10000}" \
+      --autoencoder "$RUNS/ae_wide_gan.safetensors" --latent-cache "$RUNS/latents_ae_wide" --patch-frames 1 \
+      --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   cache)
     python3 -m dittomusic autoencoder cache --ae "$RUNS/ae_long.safetensors" --data "$DATA" \
       --out "$RUNS/latents_ae_long" --epochs "${EPOCHS:-2}" ;;
