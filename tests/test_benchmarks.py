@@ -100,3 +100,28 @@ def test_paper_baselines_ms2c_counts_steps_to_threshold():
     hist = [[9.0, 9.0], [3.0, 8.0], [1.5, 7.0], [1.0, 6.0]]
     steps, reached = mod.ms2c(hist, 2.0)
     assert steps == [2, 4] and reached == [True, False]  # a clip that never gets there counts K + 1
+
+
+def test_app_latency_sorts_checkpoint_loads_by_phase():
+    app = _load("app_latency")
+    loads = [(1.0, 0.5, "/a/base.safetensors"), (5.0, 0.2, "/a/student_cd.safetensors"),
+             (5.5, 0.3, "/a/base_v1.safetensors"), (6.0, 0.2, "/a/student_cd.safetensors")]
+    s = app.load_summary(loads, interactive_at=4.0, later_jobs_at=7.0)
+    assert s["startup"] == ["base.safetensors"] and s["startup_load_s"] == 0.5 and s["later_jobs"] == []
+    assert s["to_first_job_done"] == ["student_cd.safetensors", "base_v1.safetensors", "student_cd.safetensors"]
+    assert s["loaded_once"] and s["files_read_twice"] == ["student_cd.safetensors"]
+    assert not app.load_summary(loads + [(9.0, 0.1, "/a/student_cd.safetensors")], 4.0, 7.0)["loaded_once"]
+    assert app.served_in_order([11, 12, 13], [11, 12, 13]) and not app.served_in_order([11, 12, 13], [11, 13, 12])
+
+
+def test_app_latency_measures_a_process_tree():
+    import os
+
+    app = _load("app_latency")
+    pid = os.getpid()
+    assert app.tree_pids(pid)[0] == pid and app.cpu_s(pid) > 0
+    before = app.tree_rss_mb(pid)
+    with app.RssSampler(pid) as mem:
+        buf = np.ones(8 << 20)  # 64 MB, written
+    del buf
+    assert mem.peak_mb >= before + 60

@@ -161,6 +161,20 @@ def test_jobs_are_cancelled_while_waiting_or_running():
         board.start("nope")
 
 
+def test_the_model_of_each_method_is_chosen_once(monkeypatch):
+    """model_for reads DITTO-2's student checkpoint and hashes the bundled models: once a method, not every job."""
+    from types import SimpleNamespace
+
+    from dittomusic.app.ui import App
+    from dittomusic.control import runs
+
+    calls = []
+    monkeypatch.setattr(runs, "model_for", lambda method, *a: calls.append(method))  # None: the app's own model
+    app = SimpleNamespace(default_model=True, student=None, backend="base", _teachers={}, _model_files={})
+    assert [App.backend_for(app, m) for m in ("ditto2", "ditto2", "ditto", "ditto2")] == ["base"] * 4
+    assert calls == ["ditto2", "ditto"]
+
+
 def test_a_cancelled_optimization_keeps_its_best_iterate():
     from dittomusic.control.optimize import OptimConfig, optimize_latent
 

@@ -79,6 +79,7 @@ class App:
         self.backend = pipe.backend
         # started on the bundled model: ditto2 runs on its student's own teacher when that differs
         self.default_model, self.vocoder, self._teachers = default_model, vocoder, {}
+        self._model_files: dict = {}  # method -> model_for's answer
         self.cfg = self.backend.mel_cfg
         self.student = student
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="dittomusic-ui-"))
@@ -102,7 +103,11 @@ class App:
         """The backend a method runs on (control/runs.py model_for), each loaded once."""
         from dittomusic.control.runs import model_for
 
-        path = model_for(method, None, None, self.student) if self.default_model else None
+        # model_for reads the student's checkpoint and hashes the bundled models (ditto2): once per
+        # method, not on every job (benchmarks/app_latency.py counts the loads)
+        if method not in self._model_files:
+            self._model_files[method] = model_for(method, None, None, self.student) if self.default_model else None
+        path = self._model_files[method]
         if path is None:
             return self.backend
         if path not in self._teachers:
