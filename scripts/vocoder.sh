@@ -38,8 +38,8 @@ pairs() {
 
 train() {
   python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic vocoder train \
-    --data "$DATA" --audio "$AUDIO" --out "$RUNS/vocoder" --steps "$STEPS" --batch-size 16 --segment-frames 64 \
-    --lr 5e-4 --warmup 500 --val-every 500 --val-clips 32 --log-every 10 --ckpt-minutes 5 \
+    --data "$DATA" --audio "$AUDIO" --out "$RUNS/vocoder" --steps "$STEPS" --batch-size 16 --segment-frames 128 \
+    --lr 1e-3 --warmup 300 --val-every 500 --val-clips 32 --log-every 10 --ckpt-minutes 5 \
     --max-minutes "$MAX_MINUTES" --max-cpu-hours "$MAX_CPU_HOURS" $EXTRA
 }
 

@@ -63,6 +63,13 @@ def test_gradient_flows_from_audio_back_to_the_mel(tmp_path):
     assert mel.grad.abs().sum() > 0 and not any(p.requires_grad for p in v.net.parameters())
 
 
+def assert_same_vocoder(a, b, mel):
+    """fp16 weights: the learned magnitudes agree closely; the locked phase follows the magnitude's peaks,
+    so a peak that moves by a rounding error changes a few samples: the audio is compared as a spectrum."""
+    torch.testing.assert_close(a.magnitude(mel), b.magnitude(mel), rtol=2e-2, atol=2e-3)
+    assert mel_spectral_convergence(b(mel), a(mel)) < 0.03
+
+
 def test_release_file_round_trip_in_fp16(tmp_path):
     net = _net(seed=3)
     path = _save(net, tmp_path / "v.safetensors")
@@ -70,7 +77,7 @@ def test_release_file_round_trip_in_fp16(tmp_path):
     assert meta["vocoder_config"]["dim"] == TINY_VOCODER["dim"] and loaded.cfg.n_fft == 512
     mel = torch.rand(160, 48) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(loaded(mel), net(mel), rtol=2e-2, atol=2e-2)
+        assert_same_vocoder(loaded, net, mel)
 
 
 def test_neural_vocoder_refuses_other_mels_and_missing_weights(tmp_path):

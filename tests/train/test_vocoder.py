@@ -7,10 +7,12 @@ import torch
 
 from dittomusic.audio.neural import load_vocoder
 from dittomusic.checkpoint import load_tensors
+from dittomusic.errors import DittoError
 from dittomusic.train.vocoder import CKPT, SpectralLoss, VocoderTrainConfig, export_vocoder, train_vocoder
 
 from ..runs import assert_same_run, child_env, kill_after_checkpoint, losses
 
+from ..audio.test_neural_vocoder import assert_same_vocoder
 from ..conftest import TINY_VOCODER
 
 CLI_MODEL = ["--dim", "32", "--intermediate", "64", "--layers", "2", "--n-fft", "512"]
@@ -69,7 +71,6 @@ def test_resume_after_kill_gives_bit_identical_weights(tiny_pairs, tmp_path):
 
 
 def test_resume_refuses_changed_settings(tiny_pairs, tmp_path):
-    from dittomusic.errors import DittoError
 
     train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=2), progress=False)
     with pytest.raises(DittoError, match="different settings \\(segment_frames\\)"):
@@ -124,4 +125,19 @@ def test_export_carries_the_config_and_matches_the_ema(tiny_pairs, tmp_path):
     ema, _ = load_vocoder(tmp_path / "r")  # a run folder loads its EMA weights
     mel = torch.rand(1, 160, 40) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(fp16(mel), ema(mel), rtol=2e-2, atol=2e-2)
+        assert_same_vocoder(fp16, ema, mel)
+
+
+def test_loss_recipes_log_their_parts_and_an_empty_recipe_is_refused(tiny_pairs, tmp_path):
+    # the default (locked) recipe regresses the head's magnitude: validation reports the spectrum's parts
+    # and the vocoded audio's distances, but no phase terms (its phase is not learned)
+    train_vocoder(_cfg(tiny_pairs, tmp_path / "locked", steps=3), progress=False)
+    val = [h for h in json.loads((tmp_path / "locked" / "history.json").read_text()) if "val_spec_sc" in h][-1]
+    assert {"val_spec_logmag", "val_spec_mel", "val_mel_l1", "val_sc"} <= set(val) and "val_if" not in val
+    # a learned phase head under the spectrum loss also gets the instantaneous-frequency and group-delay terms
+    model = dict(TINY_VOCODER, phase="recurrent")
+    train_vocoder(_cfg(tiny_pairs, tmp_path / "rec", steps=3, model=model), progress=False)
+    val = [h for h in json.loads((tmp_path / "rec" / "history.json").read_text()) if "val_if" in h][-1]
+    assert val["val_if"] > 0 and val["val_gd"] > 0
+    with pytest.raises(DittoError, match="nothing to train"):
+        train_vocoder(_cfg(tiny_pairs, tmp_path / "none", spectrum_weight=0.0), progress=False)

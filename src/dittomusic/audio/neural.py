@@ -1,24 +1,23 @@
 """A neural vocoder trained here: ConvNeXt over mel frames with an iSTFT head (the Vocos design).
 
-The network never upsamples in time: it stays at the mel frame rate and predicts, per frame,
-the log-magnitude and phase of an STFT at the same hop (256), which `torch.istft` turns into
-audio. That keeps it cheap on a CPU (no transposed convolutions at audio rate) and it is
-differentiable end to end, from the waveform back to the input mel.
+The network never upsamples in time: it stays at the mel frame rate and predicts, per frame, an
+STFT row at the same hop (256), which an inverse STFT turns into audio. That keeps it cheap on a
+CPU (no transposed convolutions at audio rate) and differentiable from the waveform back to the mel.
 
-Phase. A steady tone at f Hz needs its STFT phase to advance by 2*pi*f*hop/sr every frame. A
-convolutional net maps identical input frames to identical output frames, so the Vocos head
-(phase predicted per frame, `phase="direct"`) can only sustain tones whose advance is a whole
-turn: multiples of sr/hop = 86 Hz. Measured: a 441 Hz sine came back at 431 and 345 Hz. The
-default head (`phase="recurrent"`) carries the phase from frame to frame instead:
-
-    z_t = normalize(g_t * exp(i * 2*pi*hop/n_fft * (k + u_t)) * z_{t-1} + (1 - g_t) * exp(i * phi_t))
-
-per bin k. The net predicts u (the instantaneous frequency's offset from the bin centre, in
-bins, as a phase vocoder estimates it), a local phase phi and a gate g: g near 1 continues a
-partial coherently at any frequency, g near 0 restarts from phi at onsets, where the relative
-phase across bins places the attack. The bin-centre advance is built in, so u = 0 already gives
-coherent tones at bin centres. With g = 0 everywhere it is the Vocos head, so it loses nothing;
-at inference the loop costs ~5 ms per 512 frames, in training ~17 % more time per step.
+Phase (measured on val renders, docs/vocoder/training_log.md). A learned phase did not come within
+this project's CPU budget: trained through the waveform (session 28's recurrent head), the head
+predicted magnitudes with spectral convergence 0.99 against the truth whose phases cancelled in the
+overlap-add; with its spectrum supervised directly (`SpectrumLoss`), its phase steps across bins stayed
+uniformly random (a partial's true steps concentrate at pi, resultant 0.81; the net's 0.005). With the
+*true* magnitude, phase locking (audio/phase.py) plus 16 Griffin-Lim projections gives a mel spectral
+convergence of 0.042, against 0.114 for the shipped Griffin-Lim from the mel. So the default head
+(`phase="locked"`) learns only the magnitude, a well-posed regression from the mel (trained on the
+magnitude alone, no inverse STFT in the loop), and takes its phase from the predicted magnitude's
+partials. The learned heads remain for comparison: `phase="direct"` (Vocos: per frame; it can only
+sustain tones whose advance per hop is a whole turn, multiples of sr/hop = 86 Hz) and
+`phase="recurrent"` (the phase carried frame to frame, z_t = normalize(g_t * exp(i * 2*pi*hop/n_fft *
+(k + u_t)) * z_{t-1} + (1 - g_t) * exp(i * phi_t)) per bin k, with a predicted frequency offset u,
+local phase phi and gate g).
 
 Magnitude. The head predicts log-magnitude as a correction to the mel's pseudo-inverse at its own
 resolution (`magnitude_prior`, as FreeV starts from it): training begins with the right spectral
@@ -35,8 +34,10 @@ import torch
 from torch import nn
 
 from dittomusic.audio.mel import MelConfig
+from dittomusic.audio.phase import griffin_lim, locked_phase, to_stft_phase
 from dittomusic.errors import DittoError
 
+PHASES = ("locked", "recurrent", "direct")
 # mel settings a vocoder must share with the mels it is given
 MEL_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "db_max", "db_range")
 
@@ -46,13 +47,14 @@ class VocoderConfig:
     n_mels: int = 160
     sample_rate: int = 22050
     hop_length: int = 256
-    n_fft: int = 1024  # of the iSTFT head (4x overlap at hop 256)
+    n_fft: int = 2048  # of the iSTFT head: the mel's own window (8x overlap at hop 256)
     dim: int = 256
     intermediate: int = 768
     layers: int = 8
     kernel: int = 7
     layer_scale: float | None = None  # None: 1 / layers, as Vocos
-    phase: str = "recurrent"  # "recurrent": carried frame to frame; "direct": per frame, as Vocos
+    phase: str = "locked"  # "locked": from the predicted magnitude (audio/phase.py); "recurrent"; "direct" (Vocos)
+    gl_iters: int = 16  # "locked": Griffin-Lim projections after phase locking (magnitudes fixed)
     magnitude_prior: bool = True  # predict log-magnitude as a correction to the mel's pseudo-inverse
     mel: dict | None = None  # the MelConfig the input mels follow (MEL_KEYS)
 
@@ -60,8 +62,8 @@ class VocoderConfig:
         # a Hann window needs at least 2x overlap for the inverse STFT to be defined everywhere
         if self.n_fft < 2 * self.hop_length:
             raise DittoError(f"the vocoder's n_fft {self.n_fft} must be at least twice the hop ({self.hop_length})")
-        if self.phase not in ("recurrent", "direct"):
-            raise DittoError(f"the vocoder's phase head is 'recurrent' or 'direct', not {self.phase!r}")
+        if self.phase not in PHASES:
+            raise DittoError(f"the vocoder's phase head is one of {', '.join(PHASES)}, not {self.phase!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,11 +108,12 @@ class ConvNeXtBlock(nn.Module):
 class ISTFTHead(nn.Module):
     """Per frame: log-magnitude and phase of an STFT bin row -> audio by inverse STFT."""
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, phase: str = "recurrent"):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, phase: str = "locked", gl_iters: int = 16):
         super().__init__()
-        self.n_fft, self.hop, self.phase = n_fft, hop_length, phase
+        self.n_fft, self.hop, self.phase, self.gl_iters = n_fft, hop_length, phase, gl_iters
         bins = n_fft // 2 + 1
-        self.proj = nn.Linear(dim, bins * (4 if phase == "recurrent" else 2))
+        self.parts = {"locked": 1, "recurrent": 4, "direct": 2}[phase]
+        self.proj = nn.Linear(dim, bins * self.parts)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         # phase advance per frame of each bin's centre frequency
         self.register_buffer("bin_advance", torch.arange(bins) * (2 * torch.pi * hop_length / n_fft),
@@ -130,21 +133,35 @@ class ISTFTHead(nn.Module):
             out.append(z)
         return torch.stack(out, -1)
 
-    def spectrum(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, T, dim] (+ prior log-magnitude [B, bins, T]) -> complex STFT [B, n_fft//2+1, T]."""
-        parts = self.proj(x).transpose(1, 2).chunk(4 if self.phase == "recurrent" else 2, dim=1)
-        logmag = parts[0] if prior is None else parts[0] + prior
+    def magnitude(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, dim] (+ prior log-magnitude [B, bins, T]) -> linear magnitude [B, bins, T]."""
+        logmag = self.proj(x).transpose(1, 2)[:, : self.n_fft // 2 + 1]
+        logmag = logmag if prior is None else logmag + prior
         # a full-scale sine peaks at n_fft / 4: the clamp leaves 4x headroom and stops an untrained net's overflow
+        return logmag.exp().clamp(max=float(self.n_fft))
+
+    def spectrum(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, dim] (+ prior log-magnitude [B, bins, T]) -> complex STFT [B, n_fft//2+1, T]
+        ("locked": before the Griffin-Lim refinement, which `forward` applies)."""
+        if self.phase == "locked":
+            mag = self.magnitude(x, prior)
+            return torch.polar(mag, to_stft_phase(locked_phase(mag, self.n_fft, self.hop)))
+        parts = self.proj(x).transpose(1, 2).chunk(self.parts, dim=1)
+        logmag = parts[0] if prior is None else parts[0] + prior
         mag = logmag.exp().clamp(max=float(self.n_fft))
         if self.phase == "recurrent":
             return mag * self._carry(parts[2], parts[1], parts[3])
         return torch.complex(mag * torch.cos(parts[1]), mag * torch.sin(parts[1]))
 
+    def synthesize(self, spec: torch.Tensor) -> torch.Tensor:
+        """The spectrum -> audio. center=True: output sample 0 sits at frame 0's centre, (T - 1) * hop samples
+        in all, the same length and alignment as Griffin-Lim and as the mels' own STFT."""
+        if self.phase == "locked" and self.gl_iters:
+            return griffin_lim(spec.abs(), spec.angle(), self.n_fft, self.hop, self.gl_iters, window=self.window)
+        return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True)
+
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-        s = self.spectrum(x, prior)
-        # center=True: output sample 0 sits at frame 0's centre, (T - 1) * hop samples in all,
-        # the same length and alignment as Griffin-Lim and as the mels' own STFT
-        return torch.istft(s, self.n_fft, self.hop, window=self.window, center=True)
+        return self.synthesize(self.spectrum(x, prior))
 
 
 class ConvNeXtVocoder(nn.Module):
@@ -159,7 +176,7 @@ class ConvNeXtVocoder(nn.Module):
         self.blocks = nn.ModuleList(ConvNeXtBlock(cfg.dim, cfg.intermediate, cfg.kernel, scale)
                                     for _ in range(cfg.layers))
         self.norm_out = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, cfg.phase)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, cfg.phase, cfg.gl_iters)
         self.apply(self._init)
         if cfg.phase == "recurrent":
             with torch.no_grad():  # start by carrying the phase (g = 0.95): coherent bin-centre tones
@@ -202,14 +219,29 @@ class ConvNeXtVocoder(nn.Module):
             x = b(x)
         return self.norm_out(x)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        shape = mel.shape[:-2]
+    def _check(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.shape[-1] < 2:
             raise DittoError(f"the vocoder needs at least 2 mel frames, got {mel.shape[-1]}")
-        mel = mel.reshape(-1, *mel.shape[-2:])
+        return mel.reshape(-1, *mel.shape[-2:])
+
+    def magnitude(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] -> the head's linear STFT magnitude [B, n_fft // 2 + 1, T] (what "locked" learns)."""
+        mel = self._check(mel)
+        return self.head.magnitude(self.features(mel), self.prior_logmag(mel) if self.cfg.magnitude_prior else None)
+
+    def forward(self, mel: torch.Tensor, return_spectrum: bool = False, magnitude_only: bool = False):
+        """Audio; with `return_spectrum`, (audio, the head's complex spectrum [B, n_fft//2+1, T]) for
+        losses that supervise the spectrum before the inverse STFT; with `magnitude_only`, just the head's
+        magnitude (what a "locked" head learns; through forward so that DDP syncs its gradients)."""
+        if magnitude_only:
+            return self.magnitude(mel)
+        shape = mel.shape[:-2]
+        mel = self._check(mel)
         prior = self.prior_logmag(mel) if self.cfg.magnitude_prior else None
-        wav = self.head(self.features(mel), prior)
-        return wav.reshape(*shape, wav.shape[-1])
+        spec = self.head.spectrum(self.features(mel), prior)
+        wav = self.head.synthesize(spec)
+        wav = wav.reshape(*shape, wav.shape[-1])
+        return (wav, spec) if return_spectrum else wav
 
 
 def load_vocoder(path: str | Path, device: str | torch.device | None = None) -> tuple[ConvNeXtVocoder, dict]:

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 import torch
 
 from dittomusic.audio.mel import MelConfig, unit_to_db
+from dittomusic.audio.phase import griffin_lim
 from dittomusic.errors import DittoError
 
 log = logging.getLogger("dittomusic.audio")
@@ -155,32 +156,15 @@ class GriffinLimVocoder:
             power_lin = power_lin * numer / (torch.matmul(basis.T, torch.matmul(basis, power_lin)) + 1e-12)
         return power_lin.sqrt()
 
-    def _stft(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.cfg
-        return torch.stft(x, c.n_fft, c.hop_length, window=self._window.to(x.device), center=True,
-                          pad_mode="constant", return_complex=True)
-
-    def _istft(self, s: torch.Tensor, length: int) -> torch.Tensor:
-        c = self.cfg
-        return torch.istft(s, c.n_fft, c.hop_length, window=self._window.to(s.device), center=True,
-                           length=length)
-
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         shape = mel.shape[:-2]
         mag = self.magnitude(mel.reshape(-1, *mel.shape[-2:]))
         length = (mag.shape[-1] - 1) * self.cfg.hop_length
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * torch.pi)
-        angles = torch.polar(torch.ones_like(mag), phase)
-        rebuilt = torch.zeros_like(angles)
-        eps = 1e-16
-        beta = self.momentum / (1 + self.momentum)
-        for _ in range(self.n_iter):
-            tprev = rebuilt
-            rebuilt = self._stft(self._istft(mag * angles, length))
-            angles = rebuilt - beta * tprev
-            angles = angles / (angles.abs() + eps)
-        wav = self._istft(mag * angles, length)
+        c = self.cfg
+        wav = griffin_lim(mag, phase, c.n_fft, c.hop_length, self.n_iter, self.momentum,
+                          self._window.to(mag.device), length)
         return wav.reshape(*shape, wav.shape[-1])
 
 

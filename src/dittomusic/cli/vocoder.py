@@ -58,12 +58,26 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--warmup", type=click.IntRange(min=0), default=500, show_default=True)
 @click.option("--adversarial", is_flag=True,
               help="Add multi-period + multi-resolution discriminators (about 10x slower per step on a CPU).")
+@click.option("--mel-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the mel L1 loss on the vocoded audio.")
+@click.option("--stft-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the multi-resolution STFT loss on the vocoded audio.")
+@click.option("--spectrum-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the loss on the head's own spectrum (magnitude, instantaneous frequency, group delay) "
+                   "against the true STFT; 0 trains through the waveform only.")
+@click.option("--consistency-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="The spectrum loss's mel-consistency term (the head magnitude's energy per mel band).")
+@click.option("--phase-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="The spectrum loss's phase terms, relative to its magnitude terms.")
 @click.option("--dim", type=click.IntRange(min=8), default=None, help="ConvNeXt width [default: 256].")
 @click.option("--intermediate", type=click.IntRange(min=8), default=None, help="ConvNeXt MLP width [default: 768].")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="ConvNeXt blocks [default: 8].")
 @click.option("--n-fft", type=click.IntRange(min=64), default=None, help="iSTFT head's FFT size [default: 1024].")
-@click.option("--phase", type=click.Choice(["recurrent", "direct"]), default=None,
-              help="Phase head: carried frame to frame, or per frame as Vocos [default: recurrent].")
+@click.option("--phase", type=click.Choice(["locked", "recurrent", "direct"]), default=None,
+              help="Phase: locked to the predicted magnitude's partials (not learned), or a learned head carried "
+                   "frame to frame, or per frame as Vocos [default: locked].")
+@click.option("--gl-iters", type=click.IntRange(min=0), default=None,
+              help="Locked phase: Griffin-Lim projections after phase locking [default: 16].")
 @click.option("--magnitude-prior/--no-magnitude-prior", default=None,
               help="Predict log-magnitude as a correction to the mel's pseudo-inverse [default: on].")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -78,8 +92,10 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
-def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, dim, intermediate,
-                  layers, n_fft, phase, magnitude_prior, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every,
+def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, mel_weight,
+                  stft_weight, spectrum_weight,
+                  consistency_weight, phase_weight, dim, intermediate,
+                  layers, n_fft, phase, gl_iters, magnitude_prior, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every,
                   seed, device):
     """Train the neural vocoder. Multi-process: torchrun --nproc_per_node 2 -m dittomusic vocoder train ..."""
     import os
@@ -87,9 +103,11 @@ def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmu
     from dittomusic.train.vocoder import VocoderTrainConfig, train_vocoder
 
     model = {k: v for k, v in dict(dim=dim, intermediate=intermediate, layers=layers, n_fft=n_fft, phase=phase,
-                                   magnitude_prior=magnitude_prior).items() if v is not None}
+                                   gl_iters=gl_iters, magnitude_prior=magnitude_prior).items() if v is not None}
     cfg = VocoderTrainConfig(data=data, audio=audio, out=out, steps=steps, batch_size=batch_size,
                              segment_frames=segment_frames, lr=lr, warmup=warmup, adversarial=adversarial, model=model,
+                             mel_weight=mel_weight, stft_weight=stft_weight, spectrum_weight=spectrum_weight,
+                             phase_weight=phase_weight, consistency_weight=consistency_weight,
                              max_minutes=max_minutes, max_cpu_hours=max_cpu_hours, ckpt_minutes=ckpt_minutes, val_every=val_every,
                              val_clips=val_clips, log_every=log_every, seed=seed, device=device)
     res = train_vocoder(cfg)

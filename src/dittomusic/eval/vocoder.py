@@ -236,13 +236,16 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
         "installed as `assets/vocoder.safetensors`; `--vocoder griffinlim` keeps the old Griffin-Lim).", "",
         "## Model", "",
         f"- Vocos design: {vc['layers']} ConvNeXt blocks (width {vc['dim']}, MLP {vc['intermediate']}, kernel "
-        f"{vc['kernel']}) at the mel frame rate, and an iSTFT head that predicts log-magnitude and phase of a "
+        f"{vc['kernel']}) at the mel frame rate, and an iSTFT head that predicts the log-magnitude"
+        f"{'' if vc.get('phase') == 'locked' else ' and phase'} of a "
         f"{vc['n_fft']}-point STFT at hop {vc['hop_length']}, inverted with `torch.istft`. "
         f"{params / 1e6:.2f} M parameters; differentiable from the waveform back to the mel.",
-        ("- Phase: carried from frame to frame (per bin: instantaneous-frequency offset, local phase, reset "
-         "gate), so sustained tones keep their pitch between the 86 Hz lines a per-frame head is held to."
-         if vc.get("phase", "recurrent") == "recurrent" else
-         "- Phase: predicted per frame (the Vocos head)."),
+        {"locked": f"- Phase: not learned. Identity phase locking on the predicted magnitude (each bin takes the "
+                   f"phase of its nearest peak, which advances at the peak's interpolated frequency), then "
+                   f"{vc.get('gl_iters', 16)} Griffin-Lim projections (`dittomusic.audio.phase`).",
+         "recurrent": "- Phase: carried from frame to frame (per bin: instantaneous-frequency offset, local phase, reset "
+                      "gate), so sustained tones keep their pitch between the 86 Hz lines a per-frame head is held to.",
+         "direct": "- Phase: predicted per frame (the Vocos head)."}[vc.get("phase", "recurrent")],
         ("- Magnitude: a learned correction to the mel's pseudo-inverse at the head's resolution."
          if vc.get("magnitude_prior", True) else "- Magnitude: predicted directly."),
         f"- Input: the dataset's {vc['n_mels']}-bin scaled log-mel (window 2048, hop {vc['hop_length']}, "
@@ -252,8 +255,15 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
         "clip rows and checked against the stored mels (`dittomusic vocoder pairs`); random "
         f"{tc.get('segment_frames', '?')}-frame segments, batch {tr.get('batch_size', '?')}. Test pieces were "
         "never rendered for training.",
-        f"- Losses: {tc.get('mel_weight', 1):g} × mel L1 (log mel magnitude) + {tc.get('stft_weight', 1):g} × "
-        "multi-resolution STFT (spectral convergence + log-magnitude L1 at n_fft 512/1024/2048)"
+        "- Losses: " + " + ".join(
+            [f"{tc.get('mel_weight', 1):g} × mel L1 (log mel magnitude)"] * bool(tc.get("mel_weight", 1))
+            + [f"{tc.get('stft_weight', 1):g} × multi-resolution STFT (spectral convergence + log-magnitude L1 at "
+               "n_fft 512/1024/2048)"] * bool(tc.get("stft_weight", 1))
+            + [f"{tc.get('spectrum_weight', 0):g} × the head's own "
+               f"{'magnitude' if vc.get('phase') == 'locked' else 'spectrum'} against the true {vc['n_fft']}-point STFT "
+               "(spectral convergence + log-magnitude L1"
+               + (", + instantaneous-frequency and group-delay terms)" if vc.get("phase") != "locked" else ")")]
+            * bool(tc.get("spectrum_weight", 0)))
         + (f"; adversarial: multi-period + multi-resolution discriminators, hinge × {tc.get('adv_weight'):g}, "
            f"feature matching × {tc.get('fm_weight'):g}." if tc.get("adversarial") else
            "; no adversarial loss."),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from dittomusic.audio.losses import MelL1Loss, MultiResolutionSTFTLoss
+from dittomusic.audio.losses import MelL1Loss, MultiResolutionSTFTLoss, SpectrumLoss
 from dittomusic.audio.neural import ConvNeXtVocoder, VocoderConfig
 from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.pairs import PairedSegments
@@ -46,8 +46,13 @@ class VocoderTrainConfig(LoopConfig):
     weight_decay: float = 0.01
     grad_clip: float = 10.0
     ema_decay: float = 0.999
-    mel_weight: float = 1.0
-    stft_weight: float = 1.0  # on spectral convergence + log-magnitude, each averaged over resolutions
+    # the default recipe (a "locked" head) regresses the head's magnitude only; session 28's run used
+    # mel_weight = stft_weight = 1 and spectrum_weight = 0
+    mel_weight: float = 0.0  # mel L1 on the vocoded audio
+    stft_weight: float = 0.0  # on spectral convergence + log-magnitude, each averaged over resolutions
+    spectrum_weight: float = 1.0  # SpectrumLoss on the head's own spectrum (or magnitude, for a locked head)
+    phase_weight: float = 1.0  # its instantaneous-frequency and group-delay terms, relative to its magnitude terms
+    consistency_weight: float = 1.0  # its mel-consistency term (energy per mel band of the head's magnitude)
     adversarial: bool = False
     adv_weight: float = 0.1  # adversarial and feature-matching weights, relative to the spectral losses
     fm_weight: float = 0.2
@@ -55,25 +60,45 @@ class VocoderTrainConfig(LoopConfig):
     model: dict = field(default_factory=dict)  # VocoderConfig overrides (dim, intermediate, layers, n_fft)
 
     FIXED = ("data", "audio", "batch_size", "segment_frames", "lr", "warmup", "weight_decay", "grad_clip",
-             "ema_decay", "mel_weight", "stft_weight", "adversarial", "adv_weight", "fm_weight", "disc_width",
+             "ema_decay", "mel_weight", "stft_weight", "spectrum_weight", "phase_weight", "consistency_weight", "adversarial", "adv_weight", "fm_weight", "disc_width",
              "seed", "model", "steps")
 
 
 class SpectralLoss(torch.nn.Module):
-    """mel_weight * mel L1 + stft_weight * (spectral convergence + log-magnitude L1)."""
+    """mel_weight * mel L1 + stft_weight * (spectral convergence + log-magnitude L1) on the waveform,
+    + spectrum_weight * SpectrumLoss on the head's spectrum or magnitude (when one is given)."""
 
-    def __init__(self, mel_cfg, mel_weight: float = 1.0, stft_weight: float = 1.0):
+    def __init__(self, mel_cfg, mel_weight: float = 1.0, stft_weight: float = 1.0, spectrum_weight: float = 0.0,
+                 vocoder: VocoderConfig | None = None, phase_weight: float = 1.0, consistency_weight: float = 0.0):
         super().__init__()
         self.mel, self.stft = MelL1Loss(mel_cfg), MultiResolutionSTFTLoss()
-        self.mel_weight, self.stft_weight = mel_weight, stft_weight
+        self.mel_weight, self.stft_weight, self.spectrum_weight = mel_weight, stft_weight, spectrum_weight
+        self.spectrum = (SpectrumLoss(vocoder.n_fft, vocoder.hop_length, phase_weight=phase_weight, mel=mel_cfg,
+                                      mel_weight=consistency_weight) if vocoder is not None else None)
 
-    def parts(self, est: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
-        sc, mag = self.stft(est, ref)
-        return {"mel_l1": self.mel(est, ref), "sc": sc, "logmag": mag}
+    @property
+    def needs_audio(self) -> bool:
+        return bool(self.mel_weight or self.stft_weight)
 
-    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        p = self.parts(est, ref)
-        return self.mel_weight * p["mel_l1"] + self.stft_weight * (p["sc"] + p["logmag"])
+    def parts(self, est: torch.Tensor | None, ref: torch.Tensor, spec: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = {}
+        if est is not None:
+            sc, mag = self.stft(est, ref)
+            out = {"mel_l1": self.mel(est, ref), "sc": sc, "logmag": mag}
+        if self.spectrum is not None and spec is not None:
+            out.update(self.spectrum.parts(spec, ref))
+        return out
+
+    def total(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = 0.0
+        if "mel_l1" in p and self.needs_audio:
+            loss = self.mel_weight * p["mel_l1"] + self.stft_weight * (p["sc"] + p["logmag"])
+        if "spec_sc" in p and self.spectrum_weight:
+            loss = loss + self.spectrum_weight * self.spectrum.total(p)
+        return loss
+
+    def forward(self, est: torch.Tensor | None, ref: torch.Tensor, spec: torch.Tensor | None = None) -> torch.Tensor:
+        return self.total(self.parts(est, ref, spec))
 
 
 def segment_positions(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
@@ -92,6 +117,8 @@ def train_vocoder(cfg: VocoderTrainConfig, progress: bool = True) -> dict:
         raise DittoError(f"--batch-size {cfg.batch_size} must be divisible by the {d.world} processes")
     if cfg.segment_frames < 8:
         raise DittoError(f"--segment-frames {cfg.segment_frames} is too short; give at least 8")
+    if not (cfg.mel_weight or cfg.stft_weight or cfg.spectrum_weight):
+        raise DittoError("every loss weight is 0 (--mel-weight, --stft-weight, --spectrum-weight): nothing to train")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = PairedSegments(cfg.data, cfg.audio, "train", cfg.segment_frames)
@@ -122,7 +149,9 @@ def train_vocoder(cfg: VocoderTrainConfig, progress: bool = True) -> dict:
                          f"({meta.get('segments')} -> {len(ds)} segment starts); use a new --out")
     net = ddp(model, d)
     dnet = ddp(disc, d) if disc is not None else None
-    loss_fn = SpectralLoss(ds.mel_cfg, cfg.mel_weight, cfg.stft_weight).to(d.device)
+    loss_fn = SpectralLoss(ds.mel_cfg, cfg.mel_weight, cfg.stft_weight, cfg.spectrum_weight, vcfg,
+                           cfg.phase_weight, cfg.consistency_weight).to(d.device)
+    locked = vcfg.phase == "locked"
 
     val_batch = None
     if d.main and val_ds is not None:
@@ -141,9 +170,10 @@ def train_vocoder(cfg: VocoderTrainConfig, progress: bool = True) -> dict:
     @torch.no_grad()
     def val_loss() -> float:
         mel, audio = val_batch
-        parts = loss_fn.parts(ema(mel), audio)
+        wav, spec = ema(mel, return_spectrum=True)
+        parts = loss_fn.parts(wav, audio, spec.abs() if locked else spec)
         counters.history.append({"step": counters.step, **{f"val_{k}": float(v) for k, v in parts.items()}})
-        return float(cfg.mel_weight * parts["mel_l1"] + cfg.stft_weight * (parts["sc"] + parts["logmag"]))
+        return float(loss_fn.total(parts))
 
     per = cfg.batch_size // d.world
 
@@ -151,8 +181,14 @@ def train_vocoder(cfg: VocoderTrainConfig, progress: bool = True) -> dict:
         pos = segment_positions(cfg.seed, step, cfg.batch_size, len(ds))[d.rank * per:(d.rank + 1) * per]
         mel, audio = (t.to(d.device) for t in ds.batch(pos))
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
-        fake = net(mel)
-        loss = loss_fn(fake, audio)
+        if loss_fn.needs_audio or disc is not None:
+            fake, spec = net(mel, return_spectrum=True)
+            spec = spec.abs() if locked else spec  # a locked head's phase is not learned
+        elif locked:  # magnitude losses only: no phase, no inverse STFT
+            fake, spec = None, net(mel, magnitude_only=True)
+        else:
+            fake, spec = None, net(mel, return_spectrum=True)[1]
+        loss = loss_fn(fake, audio, spec)
         if disc is not None:
             from dittomusic.audio.discriminators import discriminator_loss, generator_losses
 

@@ -1,0 +1,79 @@
+"""Phase from magnitude: identity phase locking, then Griffin-Lim refinement.
+
+A mel fixes (roughly) the magnitude of an STFT but not its phase, and the phase decides whether
+the overlap-add keeps each partial's energy. Measured on val renders (8 segments of 128 frames,
+`benchmarks/vocoder.py` and docs/vocoder/training_log.md): with the *true* magnitude at n_fft 1024,
+random phases give a mel spectral convergence of 0.63, 32 iterations of fast Griffin-Lim from random
+phases ~0.2, phase locking alone 0.081, and phase locking followed by 16 Griffin-Lim iterations 0.042.
+
+Phase locking (Laroche & Dolson 1999, "identity phase locking", without an analysis phase): in each
+frame the magnitude's peaks are the partials. A peak's frequency comes from a parabola through the
+log-magnitudes of its bin and its neighbours, its phase advances from the previous frame at that
+frequency, and every bin takes the phase of its nearest peak, so the bins of one partial stay
+coherent however long it lasts. Phases are relative to each frame's centre; `to_stft_phase` adds
+the (-1)^k that torch.stft's frame-start convention needs.
+
+Both steps are differentiable in the magnitude (peak assignment is discrete, the frequencies and
+the Griffin-Lim projections are not), so a control can backpropagate from audio through them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def locked_phase(mag: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Magnitudes [B, n_fft // 2 + 1, T] -> frame-centred phases [B, bins, T] by identity phase locking."""
+    b, k, t = mag.shape
+    logm = mag.clamp_min(1e-7).log()
+    left, mid, right = logm[:, :-2], logm[:, 1:-1], logm[:, 2:]
+    peak = torch.zeros_like(mag, dtype=torch.bool)
+    peak[:, 1:-1] = (mid > left) & (mid >= right)
+    curv = left - 2 * mid + right
+    offset = torch.zeros_like(mag)
+    offset[:, 1:-1] = torch.where(curv.abs() > 1e-9, 0.5 * (left - right) / torch.where(curv.abs() > 1e-9, curv, 1.0),
+                                  torch.zeros_like(curv)).clamp(-0.5, 0.5)
+    bins = torch.arange(k, device=mag.device)
+    advance = (bins[None, :, None] + offset) * (2 * math.pi * hop / n_fft)  # phase advance per hop at the peak
+    # every bin follows its nearest peak (a frame without peaks: every bin its own)
+    idx = bins[None, :, None].expand(b, k, t)
+    big = 1 << 30
+    last = torch.where(peak, idx, torch.full_like(idx, -big)).cummax(dim=1).values
+    nxt = torch.where(peak, idx, torch.full_like(idx, big)).flip(1).cummin(dim=1).values.flip(1)
+    owner = torch.where(idx - last <= nxt - idx, last, nxt).clamp(0, k - 1)
+    owner = torch.where(peak.any(dim=1, keepdim=True), owner, idx)
+    step = 0.5 * (advance[..., 1:] + advance[..., :-1])  # the mean of the two frames' frequency estimates
+    owner = owner.permute(2, 0, 1).contiguous()
+    step = step.permute(2, 0, 1).contiguous()
+    psi = torch.zeros(b, k, device=mag.device, dtype=mag.dtype)
+    out = [psi]
+    for i in range(1, t):
+        psi = torch.gather(psi + step[i - 1], 1, owner[i])
+        out.append(psi)
+    return torch.stack(out, -1)
+
+
+def to_stft_phase(psi: torch.Tensor) -> torch.Tensor:
+    """Frame-centred phases -> torch.stft's convention (phase measured from the frame's first sample)."""
+    k = psi.shape[-2]
+    return psi + math.pi * (torch.arange(k, device=psi.device) % 2).to(psi.dtype)[:, None]
+
+
+def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_fft: int, hop: int, iters: int, momentum: float = 0.0,
+                window: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
+    """`iters` Griffin-Lim projections from `phase` (fast Griffin-Lim for momentum > 0), magnitudes
+    fixed; returns the audio. `window` defaults to a Hann window of n_fft."""
+    window = torch.hann_window(n_fft, device=mag.device, dtype=mag.dtype) if window is None else window
+    length = (mag.shape[-1] - 1) * hop if length is None else length
+    angles = torch.polar(torch.ones_like(mag), phase)
+    rebuilt = torch.zeros_like(angles)
+    beta = momentum / (1 + momentum)
+    for _ in range(iters):
+        prev = rebuilt
+        wav = torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
+        rebuilt = torch.stft(wav, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
+        angles = rebuilt - beta * prev if momentum else rebuilt
+        angles = angles / (angles.abs() + 1e-16)
+    return torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
