@@ -12,16 +12,19 @@ Start-up: `python -m dittomusic ui --port P` as a new process, with headless Chr
 /usr/bin/chromium, driven by Playwright) launched before it and not counted, after one unmeasured
 start and CLI run (--warmup: the file cache). Seconds from the process start to the first HTTP 200
 of the page, and to the page interactive (Chromium loaded it and the Generate tab's button is there
-and enabled); the server's CPU seconds at both, which on a shared machine say what the wall time
-cannot. Every checkpoint file the server loads is logged by a probe (a sitecustomize on the
-server's PYTHONPATH that wraps dittomusic.checkpoint.load_tensors): the model is loaded once per
-process when no job after the first (which loads DITTO-2's student and teacher) loads anything.
+and enabled); the server's CPU seconds at both (with those of the children it has waited for: the
+process that reads the task and method registries for the page), which on a shared machine say
+what the wall time cannot. Every checkpoint file the server loads is logged by a probe (a
+sitecustomize on the server's PYTHONPATH that wraps dittomusic.checkpoint.load_tensors): the model
+is loaded once per process when no job after the first (which loads DITTO-2's student and teacher)
+loads anything. The base model loads in the background once a page is open: its load is in the
+start-up phase or the first job's, by when it began.
 
 Jobs: the same DITTO-2 intensity job (preset, seed, clip length and optimizer steps alike) through
 the page's own API route (/intensity: gradio's queue, the page's job code) with gradio_client, and
 as `dittomusic control intensity` in a new process; app and CLI take turns, run by run. The app's
-first job, sent as soon as the page is interactive, loads DITTO-2's student and teacher and is
-timed apart. The target
+first job, sent as soon as the page is interactive, loads DITTO-2's student and teacher (and waits
+for the base model if its background load is not done) and is timed apart. The target
 compares the app's job, submit to audio downloaded, with the CLI command's wall time; the app's
 overhead over the CLI's own in-process run time (its report's wall_s) is printed beside it, and the
 CPU seconds of each (the server's for the app's job, the child's for the CLI).
@@ -158,11 +161,11 @@ def reset_hwm(root: int) -> bool:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process."""
+    """User + system CPU seconds of a live process and of the children it has waited for."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
 
@@ -394,7 +397,8 @@ def served_in_order(submitted: list, completed: list) -> bool:
 
 def load_summary(loads: list[tuple[float, float, str]], interactive_at: float, later_jobs_at: float) -> dict:
     """Checkpoint loads by phase: until the page is interactive, from then to the end of the first job
-    (DITTO-2's student and its teacher, loaded on first use), and later jobs. Loaded once per process: no job after the first loads anything. A file read twice is
+    (DITTO-2's student and its teacher, loaded on first use; the base model, if its background load
+    ends after the page is interactive), and later jobs. Loaded once per process: no job after the first loads anything. A file read twice is
     listed apart (DITTO-2's student is read for its metadata by distill/student.py bundled_teacher)."""
     def names(rows):
         return [Path(p).name for _, _, p in rows]

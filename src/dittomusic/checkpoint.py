@@ -1,20 +1,37 @@
 """Checkpoints as safetensors only: tensors plus a JSON header in the file's metadata.
 
-Nothing is ever unpickled, so loading a file a user hands us cannot run code.
+Nothing is ever unpickled, so loading a file a user hands us cannot run code. read_meta reads the
+metadata alone without torch (the web app builds its page from it while torch loads).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+from importlib import resources
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from dittomusic.errors import DittoError
 from dittomusic.utils import atomic_path
 
+if TYPE_CHECKING:
+    import torch
+
 META_KEY = "dittomusic"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+TAG_KINDS = ("collections", "instruments", "tempo_buckets", "modes")  # a model's tag vocabulary
+
+# base_v1: the mel-space model the bundled DITTO-2 students were distilled from (until they are re-distilled)
+BUNDLED = {"base": "base.safetensors", "base_v1": "base_v1.safetensors", "classifier": "classifier.safetensors",
+           "clap": "clap.safetensors", "clap2": "clap2.safetensors"}
+
+
+def bundled_path(name: str = "base") -> Path:
+    """A file shipped in the package: "base" (the diffusion model), "classifier" (the FAD yardstick),
+    "clap" (text control's scorer) or "clap2" (the second-opinion CLAP that judges it)."""
+    return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -25,6 +42,66 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return path
+
+
+def model_file(path: str | os.PathLike | None = None) -> Path:
+    """The diffusion model file to open: `path`, or the bundled base model (a DittoError if it is missing)."""
+    if path is not None:
+        return Path(path)
+    path = bundled_path()
+    if not path.exists():
+        raise DittoError(f"the bundled base model is missing ({path}); reinstall dittomusic or pass --model FILE")
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """A checkpoint's dittomusic metadata, read from the safetensors header alone (an 8-byte
+    little-endian length, then JSON whose "__metadata__" holds string values): no tensor is read
+    and torch is not imported. Errors as load_tensors's."""
+    path = Path(path)
+    if not path.is_file():
+        raise DittoError(f"checkpoint not found: {path}")
+
+    def bad(why: str) -> DittoError:
+        return DittoError(f"{path} is not a dittomusic safetensors checkpoint ({why})")
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad("shorter than a safetensors header")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+                raise bad(f"its header claims {n} bytes")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise bad(f"its header is a {type(header).__name__}, not a JSON object")
+        meta = json.loads((header.get("__metadata__") or {}).get(META_KEY, "{}"))
+    except DittoError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise bad(f"{type(e).__name__}: {e}") from None
+    if not isinstance(meta, dict):
+        raise bad(f"its {META_KEY!r} metadata is a {type(meta).__name__}, not a JSON object")
+    return meta
+
+
+def check_model_meta(meta: dict, path, *, tags: str | None = None) -> dict:
+    """`meta` if it is a diffusion model's (load_model's first checks), else a DittoError saying why
+    not. tags: also require the tag vocabulary that generating needs (Pipeline's check), naming the
+    model so in the error."""
+    if "model_config" not in meta:
+        raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
+    if meta.get("kind") == "autoencoder":
+        raise DittoError(f"{path} is an autoencoder, not a diffusion model")
+    if tags is not None:
+        cfg = meta["model_config"] if isinstance(meta["model_config"], dict) else {}
+        vocab = cfg.get("vocab") if isinstance(cfg.get("vocab"), dict) else {}
+        missing = [k for k in TAG_KINDS if not isinstance(vocab.get(k), list)]
+        if missing:
+            raise DittoError(f"{tags} has no tag vocabulary ({', '.join(missing)} missing): not a model dittomusic "
+                             "can generate with")
+    return meta
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
@@ -49,6 +126,8 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Flatten an optimizer's per-parameter state into named tensors (no pickling)."""
+    import torch
+
     out = {}
     for i, state in opt.state_dict()["state"].items():
         for k, v in state.items():

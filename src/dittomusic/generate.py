@@ -156,15 +156,11 @@ class Pipeline:
         the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.backends import DenoiserBackend
+        from dittomusic.checkpoint import check_model_meta
         from dittomusic.models.loading import bundled_path, load_model
 
         self.model, self.meta = load_model(model_path, device)
-        vocab = self.model.cfg.vocab
-        missing = [k for k in ("collections", "instruments", "tempo_buckets", "modes")
-                   if not isinstance(vocab.get(k), list)]
-        if missing:
-            raise DittoError(f"{model_path or 'the bundled model'} has no tag vocabulary ({', '.join(missing)} "
-                             "missing): not a model dittomusic can generate with")
+        check_model_meta(self.meta, model_path, tags=str(model_path or "the bundled model"))
         self.backend = DenoiserBackend(self.model, model_file=Path(model_path) if model_path is not None
                                        else bundled_path())
         self.backend.vocoder = get_vocoder(vocoder, self.backend.mel_cfg, device=self.backend.device)

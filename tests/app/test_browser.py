@@ -1,5 +1,6 @@
 """The page in headless Chromium: it loads, a preset is steered end to end, a drawn curve becomes
-the target, a corrupt upload is refused in the page, and concurrent jobs are served in order."""
+the target, a corrupt upload is refused in the page, concurrent jobs are served in order, and the
+model loads once a page is open, a first job waiting for it."""
 
 from __future__ import annotations
 
@@ -102,3 +103,50 @@ def test_four_concurrent_jobs_complete_in_order(served, tmp_path):
         raise AssertionError("the bad job ran")
     except Exception as e:
         assert "less than minimum value 1" in str(e)  # gradio's own check of the slider's range
+
+
+def test_the_model_loads_once_a_page_is_open_and_a_first_job_waits_for_it(browser, tiny_model_path, tmp_path,
+                                                                          monkeypatch):
+    import dittomusic.app.ui as ui
+    import dittomusic.generate as gen
+    from dittomusic.app.catalog import read_catalog
+    from dittomusic.app.model import ModelLoader
+
+    from .conftest import _free_port
+
+    gate, loads, real = threading.Event(), [], gen.Pipeline
+
+    class Held(real):  # the load takes as long as the test says
+        def __init__(self, *a, **kw):
+            loads.append(a)
+            assert gate.wait(300), "the test never released the model"
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(gen, "Pipeline", Held)
+    monkeypatch.setattr(ui, "MODEL_START_S", 3600.0)  # only the page starts it here
+    app, demo = ui.build_app(ModelLoader(tiny_model_path, "cpu", "griffinlim"),
+                             catalog=read_catalog(tiny_model_path, "griffinlim"), out_dir=tmp_path,
+                             defaults={"steps": 2, "iters": 2, "seconds": SECONDS})
+    port = _free_port()
+    ui.launch(demo, app, port=port, block=False)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1600})
+    try:
+        assert not loads
+        pg = ctx.new_page()
+        pg.set_default_timeout(180_000)
+        pg.goto(f"http://127.0.0.1:{port}/")
+        pg.wait_for_selector("#generate-run")
+        for _ in range(600):  # the page's load event starts it
+            if loads:
+                break
+            threading.Event().wait(0.05)
+        assert len(loads) == 1 and not app.model.ready
+        pg.click("#generate-run")
+        pg.wait_for_function("() => document.body.innerText.includes('loading the model')")
+        gate.set()
+        pg.wait_for_selector("#generate-result audio[src]", state="attached")
+        assert "Generated" in pg.locator("#generate-status").inner_text() and len(loads) == 1
+    finally:
+        gate.set()
+        ctx.close()
+        demo.close()

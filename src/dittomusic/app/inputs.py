@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
 from dittomusic.utils import atomic_write_text
+
+if TYPE_CHECKING:  # dittomusic.audio imports torch, which the page is served without
+    from dittomusic.audio.mel import MelConfig
 
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -41,6 +44,7 @@ def check_audio(path, what: str = "recording", cfg: MelConfig | None = None) -> 
     import soundfile as sf
 
     from dittomusic.audio.io import SUPPORTED, load_audio
+    from dittomusic.audio.mel import MelConfig
 
     p = check_file(path, what)
     try:
@@ -148,6 +152,8 @@ def write_curve(points: list[tuple[float, float]], path) -> Path:
 def melody_notes(target, cfg: MelConfig | None = None) -> list[tuple[float, float, int]]:
     """A melody target [frames] of pitch classes (-1 free) as (start s, duration s, pitch class)
     notes, one per run of equal frames."""
+    from dittomusic.audio.mel import MelConfig
+
     cfg = cfg or MelConfig()
     y = np.asarray(target).reshape(-1)
     notes, start = [], 0
@@ -162,6 +168,7 @@ def melody_notes(target, cfg: MelConfig | None = None) -> list[tuple[float, floa
 def render_melody(target, cfg: MelConfig | None = None, octave: int = 5) -> np.ndarray:
     """The melody target played on a piano by FluidSynth (pitch classes in `octave`; the control
     reads pitch classes only), mono float32 at cfg's rate and as long as the target."""
+    from dittomusic.audio.mel import MelConfig
     from dittomusic.data.arrange import INSTRUMENTS, Arrangement, RenderPart
     from dittomusic.data.render import FluidRenderer
 

@@ -76,6 +76,12 @@ class JobBoard:
             job.started = True
             return job
 
+    def cancelled(self, job_id: str | None) -> bool:
+        """Whether a job not yet finished was cancelled."""
+        with self._lock:
+            job = self._jobs.get(job_id or "")
+            return job is not None and job.cancelled.is_set()
+
     def finish(self, job_id: str) -> None:
         with self._lock:
             self._jobs.pop(job_id, None)

@@ -2,23 +2,26 @@
 TaskOptions. A registered task without a tab of its own here gets a form built from its
 TaskSpec.options, so a new task (e.g. text control) appears in the app once it is registered.
 
-A tab's `options(values, ctx)` checks the uploads (app/inputs.py) and returns (task name,
-TaskOptions fields); the control itself is built by control.tasks.build_control."""
+The tabs are built from the registries' catalog (app/catalog.py), not the registries themselves,
+which import torch. A tab's `options(values, ctx)` checks the uploads (app/inputs.py) and returns
+(task name, TaskOptions fields); the control itself is built by control.tasks.build_control."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from dittomusic.audio.mel import MelConfig
-from dittomusic.control.spec import TaskSpec, all_tasks
-from dittomusic.control.targets import INTENSITY_PRESETS
 from dittomusic.errors import DittoError
 
 from . import inputs as inp
+from .catalog import Catalog, TaskEntry
+
+if TYPE_CHECKING:
+    from dittomusic.audio.mel import MelConfig
 
 log = logging.getLogger("dittomusic.app")
 
@@ -65,6 +68,10 @@ class IntensityTab(Tab):
     id, label, tasks = "intensity", "Intensity", ("intensity",)
     SOURCES = ("preset", "drawing", "CSV file", "recording")
 
+    def __init__(self, presets: tuple[str, ...]):
+        super().__init__()
+        self.presets = presets  # control.targets.INTENSITY_PRESETS
+
     def build(self) -> None:
         gr.Markdown("Loudness over time. Draw the curve (left to right is the clip, the top edge the loud end, the "
                     "bottom edge the quiet end), pick a preset, or upload a `time_s,db` CSV or a recording.")
@@ -72,7 +79,7 @@ class IntensityTab(Tab):
             with gr.Column(scale=1):
                 self.source = gr.Radio(list(self.SOURCES), value="preset", label="Target from",
                                        elem_id="intensity-source")
-                self.preset = gr.Dropdown(list(INTENSITY_PRESETS), value="tanh-rise", label="Preset")
+                self.preset = gr.Dropdown(list(self.presets), value="tanh-rise", label="Preset")
                 self.low = gr.Slider(-60, 0, value=-38, step=0.5, label="Quiet end (dB)")
                 self.high = gr.Slider(-60, 0, value=-18, step=0.5, label="Loud end (dB)")
             with gr.Column(scale=2):
@@ -223,7 +230,7 @@ class PaintingTab(Tab):
 class GenericTab(Tab):
     """A form of a task's own options (TaskSpec.options), for a task without a tab above."""
 
-    def __init__(self, spec: TaskSpec):
+    def __init__(self, spec: TaskEntry):
         super().__init__()
         self.spec = spec
         self.id, self.label, self.tasks = spec.name, spec.name.capitalize(), (spec.name,)
@@ -253,18 +260,18 @@ class GenericTab(Tab):
         return self.spec.name, out
 
 
-def task_tabs() -> list[Tab]:
+def task_tabs(catalog: Catalog) -> list[Tab]:
     """The tabs of the registered tasks, in the tasks' order; each task in one tab."""
-    names = [t.name for t in all_tasks()]
-    tabs: list[Tab] = [cls() for cls in (IntensityTab, MelodyTab, StructureTab) if cls.tasks[0] in names]
+    names = [t.name for t in catalog.tasks]
+    tabs: list[Tab] = [IntensityTab(catalog.intensity_presets)] if "intensity" in names else []
+    tabs += [cls() for cls in (MelodyTab, StructureTab) if cls.tasks[0] in names]
     modes = [m for m in PaintingTab.tasks if m in names]
     if modes:
         tabs.append(PaintingTab(modes))
     covered = {t for tab in tabs for t in tab.tasks}
-    for t in all_tasks():
-        why = t.ready() if t.ready is not None else None
-        if why:
-            log.info("no %s tab: %s", t.name, why)
+    for t in catalog.tasks:
+        if t.unready:
+            log.info("no %s tab: %s", t.name, t.unready)
         elif t.name not in covered:
             tabs.append(GenericTab(t))
     return tabs

@@ -3,9 +3,11 @@
 and the result (audio, target vs achieved, spectrogram, downloads).
 
 Jobs share one queue slot on the model (concurrency_id "model", limit 1): gradio serves them
-first come first served and shows each waiting page its position. Every handler turns a
-DittoError into a message in the page (gr.Error); anything else is logged on the server and
-shown as one line, never a traceback."""
+first come first served and shows each waiting page its position. The page is built from the
+catalog (app/catalog.py) and the model loads in the background once a page is open (app/model.py):
+a job or a target preview that comes first waits for it. Every handler turns a DittoError into a
+message in the page (gr.Error); anything else is logged on the server and shown as one line,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import functools
 import itertools
 import logging
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,9 @@ import gradio as gr
 from dittomusic.errors import DittoError
 
 from . import inputs as inp
+from .catalog import Catalog, read_catalog
 from .jobs import JobBoard, JobCancelled
+from .model import ModelLoader
 from .tabs import Ctx, Tab, task_tabs
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,11 @@ METHOD_LABELS = {"ditto2": "DITTO-2 (fast)", "ditto": "DITTO (the paper's method
                  "multidiffusion50": "MultiDiffusion-50 (painting baseline)"}
 METHOD_ORDER = ("ditto2", "ditto", "ditto_draft")
 JOB = dict(concurrency_id="model", concurrency_limit=1)  # every job shares the model's one slot
+# Loading the model (torch's import most of all) holds the GIL the server needs to serve the page:
+# started at launch, it made the page interactive 2.5-4.7 s later on 2 cores busy with training
+# (17-25 s, not 13-21 s), so it starts when a page is open (its load event), a job comes, or this
+# long after launch
+MODEL_START_S = 10.0
 
 
 def shown(fn):
@@ -73,14 +83,19 @@ class Common:
 class App:
     """The model (loaded once) and the page around it."""
 
-    def __init__(self, pipe, *, student: str | None = None, out_dir: str | Path | None = None,
-                 defaults: dict | None = None, default_model: bool = False, vocoder: str | None = None):
-        self.pipe = pipe
-        self.backend = pipe.backend
+    def __init__(self, model, *, catalog: Catalog | None = None, student: str | None = None,
+                 out_dir: str | Path | None = None, defaults: dict | None = None, default_model: bool = False,
+                 vocoder: str | None = None):
+        """model: a ModelLoader (loading or not), or a loaded generate.Pipeline; catalog: what the page
+        shows of the registries and the model [default: read here, which imports torch]."""
+        self.model = model if isinstance(model, ModelLoader) else ModelLoader.loaded(model)
+        if catalog is None:
+            catalog = (read_catalog(pipe=self.model.get()) if self.model.ready
+                       else read_catalog(self.model.model_path, self.model.vocoder))
+        self.catalog = catalog
         # started on the bundled model: ditto2 runs on its student's own teacher when that differs
         self.default_model, self.vocoder, self._teachers = default_model, vocoder, {}
         self._model_files: dict = {}  # method -> model_for's answer
-        self.cfg = self.backend.mel_cfg
         self.student = student
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="dittomusic-ui-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +103,21 @@ class App:
         self.history: list[tuple[str, int]] = []  # (job id, seed) of each job, in the order they started
         self._previews = itertools.count(1)
         self.defaults = {"seed": 0, "steps": 20, "guidance": 3.0, "iters": None,
-                         "seconds": round(self.cfg.clip_frames / self.cfg.frame_rate, 2), **(defaults or {})}
-        self.tabs: list[Tab] = task_tabs()
+                         "seconds": round(catalog.clip_seconds, 2), **(defaults or {})}
+        self.tabs: list[Tab] = task_tabs(catalog)
+
+    # the model's parts wait for it to be loaded (a DittoError if that failed)
+    @property
+    def pipe(self):
+        return self.model.get()
+
+    @property
+    def backend(self):
+        return self.pipe.backend
+
+    @property
+    def cfg(self):
+        return self.backend.mel_cfg
 
     # ------------------------------------------------------------------ helpers
 
@@ -121,9 +149,16 @@ class App:
                                          instruments=",".join(c.instruments or []) or None,
                                          tempo=c.tempo or None, mode=c.mode or None)
 
-    def start(self, job_id: str | None, kind: str, c: Common):
-        """The job (an API call that skipped the page's submit step gets its id here)."""
-        job = self.board.start(job_id or self.board.submit(kind))
+    def start(self, job_id: str | None, kind: str, c: Common, progress=None):
+        """The job (an API call that skipped the page's submit step gets its id here), once the model
+        is loaded; cancelling it while it waits for the model stops it there."""
+        job_id = job_id or self.board.submit(kind)
+        try:
+            self.model.wait(progress, cancelled=lambda: self.board.cancelled(job_id))
+        except BaseException:
+            self.board.finish(job_id)
+            raise
+        job = self.board.start(job_id)
         self.history.append((job.id, int(c.seed)))
         log.info("job %s started", job.id)
         return job
@@ -200,7 +235,7 @@ class App:
         from dittomusic.spectrogram import plot_mels
 
         c = self.common(values)
-        job = self.start(job_id, "generate", c)
+        job = self.start(job_id, "generate", c, progress)
         try:
             tags = self.prompt(c)
             steps = int(c.steps)
@@ -226,7 +261,7 @@ class App:
 
         n = len(self.common_inputs)
         c = self.common(values[:n])
-        job = self.start(job_id, tab.id, c)
+        job = self.start(job_id, tab.id, c, progress)
         try:
             d = self.job_dir(job.id)
             task, ctrl, _ = self.control(tab, self._split(values[n:]), c, d, second or None, weight)
@@ -265,7 +300,7 @@ class App:
     # ------------------------------------------------------------------ the page
 
     def build(self) -> gr.Blocks:
-        v = self.backend.vocab
+        v = self.catalog.vocab
         d = self.defaults
         with gr.Blocks(title="dittomusic", analytics_enabled=False) as demo:
             gr.Markdown("# dittomusic\nSteer music generation: draw, type or upload a control, hear the result.")
@@ -306,6 +341,8 @@ class App:
             else:
                 for p in [gen, *panels.values()]:
                     p["use"].visible = False
+            # the model loads once a page is open (model.py); a job that comes before waits for it
+            demo.load(self.model.start, None, None, queue=False, show_progress="hidden", api_visibility="private")
         return demo
 
     def _results(self, tab_id: str, control: bool) -> dict:
@@ -340,15 +377,13 @@ class App:
         return p
 
     def _control_panel(self, t: Tab) -> dict:
-        from dittomusic.control.methods import all_methods
-
         with gr.Row():
             p = {"target": gr.Image(label="Target", type="filepath", interactive=False, elem_id=f"{t.id}-target",
                                     scale=2)}
             p["note"] = gr.Textbox(label="The target", lines=4, max_lines=8, interactive=False,
                                    elem_id=f"{t.id}-note", scale=1)
         p["show"] = gr.Button("Show the target", size="sm", elem_id=f"{t.id}-show")
-        names = [m.name for m in all_methods()]
+        names = list(self.catalog.methods)
         names = [m for m in METHOD_ORDER if m in names] + [m for m in names if m not in METHOD_ORDER]
         with gr.Row():
             p["method"] = gr.Dropdown([(METHOD_LABELS.get(m, m), m) for m in names],
@@ -402,21 +437,30 @@ def _constant(value):
     return lambda: value
 
 
-def build_app(pipe, **kw) -> tuple[App, gr.Blocks]:
-    """The app around a loaded generate.Pipeline, and its page (queue: one job at a time)."""
-    app = App(pipe, **kw)
+def build_app(model, **kw) -> tuple[App, gr.Blocks]:
+    """The app around a ModelLoader or a loaded generate.Pipeline (App's arguments), and its page
+    (queue: one job at a time)."""
+    app = App(model, **kw)
     demo = app.build()
     demo.queue(default_concurrency_limit=1)
     return app, demo
 
 
 def launch(demo: gr.Blocks, app: App, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **kw):
-    """Serve the page (uploads capped at MAX_UPLOAD_MB); block=False returns once it is up."""
+    """Serve the page (uploads capped at MAX_UPLOAD_MB); the model loads in the background once a
+    page is open or a job comes, or MODEL_START_S after launch without either. block=False returns
+    once the page is up."""
     # local fonts: the default theme's come from a web font service, which a local app must not need
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
     # _frontend=False skips gradio's start-up probe of its own page (5 HEAD requests of 3 s each), which
     # fails the launch on a machine busy enough to answer slower; the page is served all the same
-    return demo.launch(server_name=host, server_port=port, max_file_size=inp.MAX_UPLOAD_BYTES,
-                       allowed_paths=[str(app.out_dir)], prevent_thread_lock=not block, quiet=not block,
-                       footer_links=[], theme=theme, _frontend=False, **kw)
+    out = demo.launch(server_name=host, server_port=port, max_file_size=inp.MAX_UPLOAD_BYTES,
+                      allowed_paths=[str(app.out_dir)], prevent_thread_lock=True, quiet=not block,
+                      footer_links=[], theme=theme, _frontend=False, **kw)
+    timer = threading.Timer(MODEL_START_S, app.model.start)  # no page opened: load it all the same
+    timer.daemon = True
+    timer.start()
+    if block:
+        demo.block_thread()
+    return out

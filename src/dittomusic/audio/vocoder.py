@@ -71,6 +71,19 @@ def _accepts(cls, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def resolve_vocoder(name: str | None) -> tuple[str, str | None]:
+    """(registered vocoder, its weights or None) that get_vocoder builds for `name` (None: the
+    default); an unknown one is a DittoError."""
+    if name is None:
+        name = default_vocoder()
+    if name not in _VOCODERS and (str(name).endswith(".safetensors") or Path(name).is_dir()):
+        return "neural", name
+    if name not in _VOCODERS:
+        raise DittoError(f"unknown vocoder {name!r}; available: {', '.join(sorted(_VOCODERS))} "
+                         f"(or a vocoder .safetensors file)")
+    return name, None
+
+
 def get_vocoder(name: str | None = None, cfg: MelConfig | None = None, *, device=None,
                 weights: str | os.PathLike | None = None, **kwargs) -> Vocoder:
     """A vocoder by name (None: `default_vocoder()`), or "neural" with the weights at a .safetensors path.
@@ -78,13 +91,8 @@ def get_vocoder(name: str | None = None, cfg: MelConfig | None = None, *, device
     device: where it runs (vocoders that take no device are built as they are); weights: a weights
     file for vocoders that load one (the neural one: a release file or a training run).
     """
-    if name is None:
-        name = default_vocoder()
-    if name not in _VOCODERS and (str(name).endswith(".safetensors") or Path(name).is_dir()):
-        name, weights = "neural", name
-    if name not in _VOCODERS:
-        raise DittoError(f"unknown vocoder {name!r}; available: {', '.join(sorted(_VOCODERS))} "
-                         f"(or a vocoder .safetensors file)")
+    name, path = resolve_vocoder(name)
+    weights = path if path is not None else weights
     cls = _VOCODERS[name]
     if device is not None and _accepts(cls, "device"):
         kwargs["device"] = device

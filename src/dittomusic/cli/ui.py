@@ -24,14 +24,16 @@ from .core import cli, friendly, vocoder_option
 def ui_cmd(host, port, model_path, student, outputs, device, vocoder):
     """Start the web app: draw, type or upload a control, hear the result.
 
-    The model is loaded once; jobs run one at a time, the others wait in a queue that shows
-    their position."""
-    from dittomusic.generate import Pipeline
+    The page is served first and the model loads behind it, once; jobs run one at a time, the
+    others wait in a queue that shows their position."""
+    from dittomusic.app.catalog import start_catalog
+    from dittomusic.app.model import ModelLoader, check_model_file
 
-    pipe = Pipeline(model_path, device, vocoder)
+    check_model_file(model_path)  # the header only: a missing or foreign file fails here, at once
+    pending = start_catalog(model_path, vocoder)  # torch, in a child, while this process imports gradio
     from dittomusic.app.ui import build_app, launch
 
-    app, demo = build_app(pipe, student=student, out_dir=outputs, default_model=model_path is None,
-                          vocoder=vocoder)
+    app, demo = build_app(ModelLoader(model_path, device, vocoder), catalog=pending.result(), student=student,
+                          out_dir=outputs, default_model=model_path is None, vocoder=vocoder)
     click.echo(f"dittomusic ui: http://{host}:{port}  (results in {app.out_dir}; Ctrl+C stops it)", err=True)
     launch(demo, app, host=host, port=port)

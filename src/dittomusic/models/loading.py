@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from importlib import resources
 from pathlib import Path
 
 import torch
 
-from dittomusic.checkpoint import load_tensors
+from dittomusic.checkpoint import BUNDLED, bundled_path, check_model_meta, load_tensors, model_file  # noqa: F401
 from dittomusic.errors import DittoError
 from dittomusic.models import Denoiser, build_denoiser, config_from_dict
 from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
 
 AE_PREFIX = "autoencoder."  # a latent model's file holds its autoencoder under this prefix
-
-# base_v1: the mel-space model the bundled DITTO-2 students were distilled from (until they are re-distilled)
-BUNDLED = {"base": "base.safetensors", "base_v1": "base_v1.safetensors", "classifier": "classifier.safetensors", "clap": "clap.safetensors",
-           "clap2": "clap2.safetensors"}
-
-
-def bundled_path(name: str = "base") -> Path:
-    """A file shipped in the package: "base" (the diffusion model), "classifier" (the FAD yardstick),
-    "clap" (text control's scorer) or "clap2" (the second-opinion CLAP that judges it)."""
-    return Path(str(resources.files("dittomusic") / "assets" / BUNDLED[name]))
-
 
 _INITS = ("uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
           "trunc_normal_", "zeros_", "ones_", "constant_")
@@ -45,6 +33,22 @@ def _uninitialised():
             setattr(torch.nn.init, name, fn)
 
 
+def _config(meta: dict, path):
+    try:
+        return config_from_dict(meta["model_config"])
+    except DittoError as e:
+        raise DittoError(f"{path} is not a usable dittomusic model: {e}") from None
+
+
+def clip_frames(meta: dict, path) -> int:
+    """Mel frames of the model's clip from its checkpoint metadata, without building it (what its
+    DenoiserBackend's clip_frames is once loaded); a config load_model refuses is refused alike."""
+    cfg = _config(meta, path)
+    ae = meta.get("autoencoder")
+    return cfg.clip_frames * (AutoencoderConfig.from_dict(ae.get("model_config", {})).downsample
+                              if isinstance(ae, dict) else 1)
+
+
 def load_model(path: str | Path | None = None, device: str | torch.device | None = None) -> tuple[Denoiser, dict]:
     """A denoising network in eval mode (fp32) and its checkpoint metadata; path=None: the bundled model.
 
@@ -52,21 +56,12 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     from dittomusic.utils import resolve_device
 
     dev = resolve_device(device)
-    if path is None:
-        path = bundled_path()
-        if not path.exists():
-            raise DittoError(f"the bundled base model is missing ({path}); reinstall dittomusic or pass --model FILE")
+    path = model_file(path)
     tensors, meta = load_tensors(path)
-    if "model_config" not in meta:
-        raise DittoError(f"{path} carries no model config: not a dittomusic model checkpoint")
-    if meta.get("kind") == "autoencoder":
-        raise DittoError(f"{path} is an autoencoder, not a diffusion model")
+    check_model_meta(meta, path)
     if any(k.startswith("ema.") for k in tensors):  # a training checkpoint: use its EMA weights
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    try:
-        cfg = config_from_dict(meta["model_config"])
-    except DittoError as e:
-        raise DittoError(f"{path} is not a usable dittomusic model: {e}") from None
+    cfg = _config(meta, path)
     ae_tensors = {k[len(AE_PREFIX):]: v for k, v in tensors.items() if k.startswith(AE_PREFIX)}
     tensors = {k: v for k, v in tensors.items() if not k.startswith(AE_PREFIX)}
     with _uninitialised():
