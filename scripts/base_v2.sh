@@ -11,7 +11,8 @@
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
 #                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine.
-#                                  #      Encodes the bundled autoencoder's latent cache first ($RUNS/latents_bundled)
+#                                  #      Encodes the bundled autoencoder's latent cache first ($RUNS/latents_bundled;
+#                                  #      EPOCHS=N: N crops per clip, in latents_bundled_eN). OUT=name: another run folder
 #   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
 #                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
 #   scripts/base_v2.sh ae_gan2     # the bundled decoder's GAN fine-tune continued (ADV weight, default 1.0; STEPS
@@ -20,6 +21,9 @@
 #                                  #      compression instead of 10x; the critic reads detail across frequency)
 #   scripts/base_v2.sh ae_wide_gan # ae_wide's decoder + PatchGAN, encoder frozen (ae_gan's recipe)
 #   scripts/base_v2.sh latent_wide # latent DiT in ae_wide_gan's latent (cache first), latent_long's recipe
+#   scripts/base_v2.sh ae_post     # a 2-D post-net (16 ch, frequency dilations 1-16) on the bundled autoencoder,
+#                                  #      encoder and decoder frozen, mel PatchGAN: detail across mel bins (0.75 CPU-h)
+#   scripts/base_v2.sh sweep       # the bundled model's yardstick under other samplers / guidance scales
 #   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
 #   scripts/base_v2.sh dit         # (c) MelDiT with 2-frame patches           (0.5 CPU-hour)
@@ -81,16 +85,29 @@ case "${1:-}" in
       --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   continue)
     LR=${LR:-1.5e-4}; COMMON[7]=$LR  # a gentler peak for a model that has trained before
-    python3 -m dittomusic autoencoder cache --ae "$BUNDLED" --data "$DATA" --out "$RUNS/latents_bundled" \
+    CACHE=$RUNS/latents_bundled${EPOCHS:+_e$EPOCHS}  # more epochs = more distinct crops for a later phase
+    python3 -m dittomusic autoencoder cache --ae "$BUNDLED" --data "$DATA" --out "$CACHE" \
       --epochs "${EPOCHS:-2}"
-    "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/latent_cont" --steps "${STEPS:-4000}" \
-      --init "$BUNDLED" --autoencoder "$BUNDLED" --latent-cache "$RUNS/latents_bundled" --patch-frames 1 \
+    "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/${OUT:-latent_cont}" --steps "${STEPS:-4000}" \
+      --init "$BUNDLED" --autoencoder "$BUNDLED" --latent-cache "$CACHE" --patch-frames 1 \
       --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   ae_gan2)
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan2" --init "$BUNDLED" \
       --freeze-encoder --adversarial --adv-weight "${ADV:-1.0}" --steps "${STEPS:-6000}" --batch-size 16 --lr 1e-4 \
       --crop-frames 128 --max-cpu-hours "${BUDGET:-0.6}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_gan2" --out "$RUNS/ae_gan2.safetensors" ;;
+  ae_post)
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_post" --init "$BUNDLED" --freeze-encoder \
+      --freeze-decoder --post-channels 16 --adversarial --adv-weight 1.0 --steps "${STEPS:-3000}" --batch-size 16 \
+      --lr 2e-4 --crop-frames 128 --max-cpu-hours "${BUDGET:-0.75}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_post" --out "$RUNS/ae_post.safetensors" ;;
+  sweep)
+    mkdir -p "$RUNS/sweep"
+    for cfg in "ddim 2.0" "ddim 1.5" "ddpm 3.0" "dpmpp_2m 2.0"; do
+      set -- $cfg
+      python3 -m dittomusic eval model --model "$BUNDLED" --data "$DATA" --per-collection "${PER_COLLECTION:-20}" \
+        --sampler "$1" --guidance "$2" --out "$RUNS/sweep/eval_$1_g$2.json"
+    done ;;
   ae_gan)
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan" --init "$RUNS/ae_long.safetensors" \
       --freeze-encoder --adversarial --steps 4000 --batch-size 16 --lr 1e-4 --crop-frames 128 \

@@ -45,3 +45,23 @@ def test_overfits_a_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.25 * first
+
+
+def test_post_net_starts_as_the_identity_and_reads_across_bins():
+    """A new post-net leaves a finished decoder's output unchanged until trained; once its last layer
+    moves, a change in one mel bin reaches bins 15 apart (dilations 1, 2, 4, 8) but not 40 apart."""
+    torch.manual_seed(0)
+    plain = MelAutoencoder(AutoencoderConfig(**TINY)).eval()
+    post = MelAutoencoder(AutoencoderConfig(**TINY, post_channels=4, post_dilations=[1, 2, 4, 8])).eval()
+    missing, unexpected = post.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("post.") for k in missing)
+    z = torch.randn(1, 4, 32)
+    assert torch.equal(post.decode(z), plain.decode(z))
+    assert post.last_layer() is post.post.out.weight and plain.last_layer() is plain.decoder[-1].weight
+
+    net = MelAutoencoder(AutoencoderConfig(**{**TINY, "n_mels": 64}, post_channels=4)).post
+    torch.nn.init.normal_(net.out.weight)
+    mel = torch.zeros(1, 64, 16, requires_grad=True)
+    net(mel)[0, 20, 8].backward()
+    reach = mel.grad[0, :, 8].abs() > 0
+    assert reach[20 - 15] and reach[20 + 15] and not reach[20 + 40]

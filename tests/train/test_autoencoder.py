@@ -148,3 +148,29 @@ def test_adversarial_decoder_finetune_keeps_the_latent_space(tiny_dataset, tmp_p
         export_release(tmp_path / "ld", tmp_path / "m2.safetensors", autoencoder=other)
     with pytest.raises(DittoError, match="needs --init"):
         train_autoencoder(_cfg(root, tmp_path / "bad", steps=2, freeze_encoder=True), progress=False)
+
+
+def test_post_net_finetune_trains_only_the_post_net(tiny_dataset, tmp_path):
+    """--post-channels + --freeze-decoder: encoder and decoder stay bit-identical, the post-net moves,
+    and the exported autoencoder decodes through it; without --freeze-encoder it is refused."""
+    root, _ = tiny_dataset
+    train_autoencoder(_cfg(root, tmp_path / "ae", steps=3), progress=False)
+    base = export_autoencoder(tmp_path / "ae", tmp_path / "ae.safetensors")
+    post = {**TINY_AE, "post_channels": 4}
+    cfg = _cfg(root, tmp_path / "post", steps=4, init=str(base), freeze_encoder=True, freeze_decoder=True,
+               adversarial=True, disc_width=4, lr=3e-3)
+    cfg.model = post
+    train_autoencoder(cfg, progress=False)
+    tuned = export_autoencoder(tmp_path / "post", tmp_path / "post.safetensors")
+    t0, t1 = load_tensors(base)[0], load_tensors(tuned)[0]
+    assert all(torch.equal(t0[k], t1[k]) for k in t0)
+    assert any(k.startswith("post.") and v.abs().sum() > 0 for k, v in t1.items() if k.startswith("post.out"))
+    ae0, _ = load_autoencoder(base)
+    ae1, _ = load_autoencoder(tuned)
+    assert ae1.post is not None
+    z = torch.randn(1, TINY_AE["latent_channels"], 16)
+    assert not torch.equal(ae0.decode(z), ae1.decode(z))
+    bad = _cfg(root, tmp_path / "bad", steps=2, init=str(base), freeze_decoder=True)
+    bad.model = post
+    with pytest.raises(DittoError, match="--freeze-decoder"):
+        train_autoencoder(bad, progress=False)

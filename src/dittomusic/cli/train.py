@@ -116,6 +116,10 @@ def autoencoder() -> None:
 @click.option("--freeze-encoder", is_flag=True,
               help="Train the decoder only (needs --init): the latent space, and diffusion models trained in it, "
                    "stay valid.")
+@click.option("--post-channels", type=click.IntRange(min=1), default=None,
+              help="Add a 2-D post-net of this width over (mel bin, frame) after the decoder [default: none].")
+@click.option("--freeze-decoder", is_flag=True,
+              help="Train the new post-net only (needs --freeze-encoder, --init and --post-channels).")
 @click.option("--adversarial", is_flag=True, help="Add a mel PatchGAN (hinge loss) to the losses.")
 @click.option("--adv-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Adversarial weight, relative to the reconstruction gradient at the decoder's last layer.")
@@ -129,7 +133,7 @@ def autoencoder() -> None:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
-                      freeze_encoder, adversarial, adv_weight, max_minutes,
+                      freeze_encoder, post_channels, freeze_decoder, adversarial, adv_weight, max_minutes,
                       max_cpu_hours, ckpt_minutes, val_every, seed, device):
     """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
     from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
@@ -139,8 +143,11 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
         model["latent_channels"] = latent_channels
     if channels is not None:
         model["channels"] = int_list(channels, "--channels", "128,192,256")
+    if post_channels is not None:
+        model["post_channels"] = post_channels
     cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
-                        kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, adversarial=adversarial,
+                        kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, freeze_decoder=freeze_decoder,
+                        adversarial=adversarial,
                         adv_weight=adv_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
     res = train_autoencoder(cfg)

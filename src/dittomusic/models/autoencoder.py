@@ -6,6 +6,12 @@ Here a 1-D conv encoder over time (mel bins as channels) halves the frame rate a
 and a mirrored decoder maps the latent back to the mel. The encoder is a small VAE (mean and
 log-variance, a light KL term) so the latent space stays smooth enough to diffuse in.
 
+The decoder's last layer maps each frame's features to all mel bins at once, a rank-limited map
+that draws the detail *across* bins (what the realism critic reads) too smoothly. An optional
+2-D post-net (`post_channels` > 0) convolves over frequency and time and adds a residual to the
+decoded mel; its last layer starts at zero, so it can be trained onto a finished decoder (encoder
+and decoder frozen) and every diffusion model trained in that latent stays valid.
+
 `latent_scale` is set after training to 1 / std of the latent means on training clips, so the
 diffusion model sees data of unit scale (Stable Diffusion's scale factor).
 """
@@ -28,6 +34,8 @@ class AutoencoderConfig:
     blocks: int = 2
     groups: int = 32
     latent_scale: float = 1.0
+    post_channels: int = 0  # 0: no 2-D post-net
+    post_dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 16])  # over frequency (~ +-33 bins)
 
     arch = "mel_vae"
 
@@ -58,6 +66,25 @@ class _Res(nn.Module):
         return self.skip(x) + self.body(x)
 
 
+class PostNet(nn.Module):
+    """Residual 2-D refiner of a decoded log-mel [B, mels, frames]: 3x3 convs whose frequency
+    dilations widen the view across bins (harmonic neighbours) at full resolution."""
+
+    def __init__(self, channels: int, dilations):
+        super().__init__()
+        self.inp = nn.Conv2d(1, channels, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=(d, 1), dilation=(d, 1)) for d in dilations)
+        self.out = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        h = self.inp(mel.unsqueeze(1))
+        for conv in self.body:
+            h = h + conv(F.silu(h))
+        return mel + self.out(F.silu(h)).squeeze(1)
+
+
 class MelAutoencoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -85,6 +112,15 @@ class MelAutoencoder(nn.Module):
                 cur = chs[lvl - 1]
         dec += [_norm(cur, g), nn.SiLU(), nn.Conv1d(cur, cfg.n_mels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
+        self.post = PostNet(cfg.post_channels, cfg.post_dilations) if cfg.post_channels > 0 else None
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        mel = self.decoder(z)
+        return mel if self.post is None else self.post(mel)
+
+    def last_layer(self) -> torch.Tensor:
+        """The weight that produces the mel (the adversarial loss balances its gradients there)."""
+        return self.decoder[-1].weight if self.post is None else self.post.out.weight
 
     def check_mel(self, mel: torch.Tensor) -> None:
         if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels or mel.shape[-1] % self.cfg.downsample:
@@ -103,14 +139,14 @@ class MelAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latent -> mel (differentiable; controls backpropagate through it)."""
-        return self.decoder(z / self.cfg.latent_scale)
+        return self._decode(z / self.cfg.latent_scale)
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor | None = None):
         """Training pass: reconstruction from a posterior sample (or the mean if noise is None), and the KL."""
         mean, logvar = self.posterior(mel)
         z = mean if noise is None else mean + (0.5 * logvar).exp() * noise
         kl = 0.5 * (mean.square() + logvar.exp() - 1 - logvar).mean()
-        return self.decoder(z), kl
+        return self._decode(z), kl
 
 
 def reconstruction_loss(rec: torch.Tensor, mel: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -49,6 +49,9 @@ class AETrainConfig(LoopConfig):
     # space (and every diffusion model trained in it) stays valid while the decoder gets sharper.
     init: str | None = None
     freeze_encoder: bool = False
+    # Train only a new 2-D post-net (model.post_channels > 0) on top of the frozen init: the
+    # cheapest way to add detail across mel bins to a finished autoencoder.
+    freeze_decoder: bool = False
     # A mel PatchGAN (hinge + feature matching) against the blur that L1 losses leave behind.
     adversarial: bool = False
     adv_weight: float = 0.5  # relative to the reconstruction gradient (adaptive lambda), as in SD's VAE
@@ -57,7 +60,7 @@ class AETrainConfig(LoopConfig):
 
     FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
              "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps", "init", "freeze_encoder",
-             "adversarial", "adv_weight", "fm_weight", "disc_width")
+             "freeze_decoder", "adversarial", "adv_weight", "fm_weight", "disc_width")
 
 
 def _crops(cfg: AETrainConfig, step: int, mel: torch.Tensor, ds_factor: int,
@@ -92,6 +95,9 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
         mcfg = AutoencoderConfig(n_mels=ds[0]["mel"].shape[0], **cfg.model)
     if cfg.freeze_encoder and not cfg.init:
         raise DittoError("--freeze-encoder needs --init: an exported autoencoder whose encoder to keep")
+    if cfg.freeze_decoder and not (cfg.freeze_encoder and mcfg.post_channels > 0):
+        raise DittoError("--freeze-decoder trains only a 2-D post-net: it needs --freeze-encoder, --init and "
+                         "--post-channels > 0")
     if cfg.crop_frames % mcfg.downsample:
         raise DittoError(f"--crop-frames must be a multiple of the autoencoder's downsampling ({mcfg.downsample})")
     try:
@@ -101,9 +107,14 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     model = MelAutoencoder(mcfg).to(d.device)
     if init is not None:
-        model.load_state_dict(init.state_dict())
+        missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("post.") for k in missing):
+            raise DittoError(f"--init {cfg.init} does not fit this autoencoder config (missing "
+                             f"{missing[:3]}, unexpected {unexpected[:3]}): --channels/--latent-channels must match")
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
+    if cfg.freeze_decoder:
+        model.decoder.requires_grad_(False)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     modules = {"model": model, "ema": ema}
     disc = None
@@ -112,7 +123,9 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
 
         disc = MelDiscriminators(cfg.disc_width).to(d.device)
         modules["disc"] = disc
-    trainable = nn.ModuleList([model.decoder if cfg.freeze_encoder else model, *([disc] if disc else [])])
+    gen = model.post if cfg.freeze_decoder else nn.ModuleList([model.decoder, *([model.post] if model.post else [])]) \
+        if cfg.freeze_encoder else model
+    trainable = nn.ModuleList([gen, *([disc] if disc else [])])
     opt = adamw(trainable, cfg.lr, cfg.weight_decay)
     counters, _ = resume(out / CKPT, cfg, AETrainConfig.FIXED, modules, opt, d.device)
     net = ddp(model, d)
@@ -174,7 +187,7 @@ def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig) -> t
     disc.requires_grad_(True)
     parts = reconstruction_loss(rec, mel)
     rec_loss = parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
-    last = getattr(net, "module", net).decoder[-1].weight
+    last = getattr(net, "module", net).last_layer()
     g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
     g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
     lam = (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
