@@ -123,8 +123,12 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
 
         disc = MelDiscriminators(cfg.disc_width).to(d.device)
         modules["disc"] = disc
-    gen = model.post if cfg.freeze_decoder else nn.ModuleList([model.decoder, *([model.post] if model.post else [])]) \
-        if cfg.freeze_encoder else model
+    if cfg.freeze_decoder:
+        gen = model.post
+    elif cfg.freeze_encoder:
+        gen = nn.ModuleList([model.decoder, *([model.post] if model.post else [])])
+    else:
+        gen = model
     trainable = nn.ModuleList([gen, *([disc] if disc else [])])
     opt = adamw(trainable, cfg.lr, cfg.weight_decay)
     counters, _ = resume(out / CKPT, cfg, AETrainConfig.FIXED, modules, opt, d.device)
