@@ -23,6 +23,10 @@
 #   scripts/base_v2.sh latent_wide # latent DiT in ae_wide_gan's latent (cache first), latent_long's recipe
 #   scripts/base_v2.sh ae_post     # a 2-D post-net (16 ch, frequency dilations 1-16) on the bundled autoencoder,
 #                                  #      encoder and decoder frozen, mel PatchGAN: detail across mel bins (0.75 CPU-h)
+#   scripts/base_v2.sh texture     # the decoder's texture noise calibrated on 480 training clips, written into a copy
+#                                  #      of the bundled model ($RUNS/base_tex.safetensors; `cp` it over the bundled
+#                                  #      one to ship it) with the sweep's default sampler (dpmpp_2m, guidance 2.0);
+#                                  #      a recalibration ignores any texture the file already has
 #   scripts/base_v2.sh sweep       # the bundled model's yardstick under other samplers / guidance scales
 #   scripts/base_v2.sh recon NAME  # the autoencoder NAME's ceiling: benchmarks/ae_recon.py on 60 test clips
 #   scripts/base_v2.sh unet        # (b) MelUNet, full time resolution         (0.5 CPU-hour)
@@ -101,6 +105,11 @@ case "${1:-}" in
       --freeze-decoder --post-channels 16 --adversarial --adv-weight 1.0 --steps "${STEPS:-3000}" --batch-size 16 \
       --lr 2e-4 --crop-frames 128 --max-cpu-hours "${BUDGET:-0.75}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_post" --out "$RUNS/ae_post.safetensors" ;;
+  texture)
+    python3 -m dittomusic autoencoder texture "$BUNDLED" --data "$DATA" --out "$RUNS/base_tex.safetensors"
+    # the sampler and guidance that generation uses when none is named: the sweep's choice
+    python3 -c 'import sys; from dittomusic.checkpoint import set_sampling as s; s(sys.argv[1], sys.argv[1], "dpmpp_2m", 2.0, sys.argv[2])' \
+      "$RUNS/base_tex.safetensors" "sweep (docs/base_model/v2/sweep): FAD/validation 1.49 vs 2.13 for ddim at 3.0" ;;
   sweep)
     mkdir -p "$RUNS/sweep"
     for cfg in "ddim 2.0" "ddim 1.5" "ddpm 3.0" "dpmpp_2m 2.0"; do

@@ -124,3 +124,27 @@ def test_generate_no_png(tiny_model_path, tmp_path):
                                  "--no-png", "--out", str(tmp_path / "x.wav")])
     assert r.exit_code == 0, r.output
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"] and r.stdout.split() == [str(tmp_path / "x.wav")]
+
+
+def test_a_release_carries_its_default_sampler_and_guidance(tiny_model_path, tmp_path):
+    from dittomusic.checkpoint import read_meta, sampling_defaults, set_sampling
+
+    assert Pipeline(tiny_model_path).sampling == {"sampler": "ddim", "guidance": 3.0}  # a file that names none
+    out = set_sampling(tiny_model_path, tmp_path / "m.safetensors", "dpmpp_2m", 1.5, why="a test")
+    assert read_meta(out)["sampling"]["why"] == "a test"
+    pipe = Pipeline(out)
+    assert pipe.sampling == {"sampler": "dpmpp_2m", "guidance": 1.5}
+    default, _ = pipe.generate(None, seed=3, steps=3)
+    named, _ = pipe.generate(None, seed=3, steps=3, sampler="dpmpp_2m", guidance=1.5)
+    other, _ = pipe.generate(None, seed=3, steps=3, sampler="ddim", guidance=3.0)
+    assert torch.equal(default, named) and not torch.equal(default, other)
+    r = CliRunner().invoke(cli, ["generate", "--model", str(out), "--steps", "2", "--no-png",
+                                 "--out", str(tmp_path / "x.wav"), "--unconditional"])
+    assert r.exit_code == 0, r.output
+    assert sampling_defaults({"sampling": {"sampler": "from-the-future", "guidance": 2}}) == {"sampler": "ddim",
+                                                                                               "guidance": 3.0}
+    with pytest.raises(DittoError, match="unknown sampler"):
+        set_sampling(tiny_model_path, tmp_path / "bad.safetensors", "nope", 2.0)
+    with pytest.raises(DittoError, match="finite"):
+        set_sampling(tiny_model_path, tmp_path / "bad.safetensors", "ddim", float("nan"))
+    assert not (tmp_path / "bad.safetensors").exists()

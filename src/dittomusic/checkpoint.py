@@ -7,6 +7,7 @@ metadata alone without torch (the web app builds its page from it while torch lo
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from importlib import resources
@@ -84,6 +85,36 @@ def read_meta(path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict):
         raise bad(f"its {META_KEY!r} metadata is a {type(meta).__name__}, not a JSON object")
     return meta
+
+
+SAMPLING_DEFAULTS = {"sampler": "ddim", "guidance": 3.0}  # a model file that names none (v1, older releases)
+
+
+def sampling_defaults(meta: dict) -> dict:
+    """How a model generates when the user names no sampler or guidance: its release's "sampling"
+    block (chosen by a measured sweep, see `set_sampling`), else DDIM at guidance 3."""
+    from dittomusic.sampling.names import SAMPLER_NAMES
+
+    got = meta.get("sampling") if isinstance(meta.get("sampling"), dict) else {}
+    out = {**SAMPLING_DEFAULTS, **{k: v for k, v in got.items() if k in SAMPLING_DEFAULTS}}
+    if out["sampler"] not in SAMPLER_NAMES or not isinstance(out["guidance"], (int, float)):
+        return dict(SAMPLING_DEFAULTS)  # a file from a newer version: fall back rather than fail
+    return {"sampler": out["sampler"], "guidance": float(out["guidance"])}
+
+
+def set_sampling(path: str | os.PathLike, out: str | os.PathLike, sampler: str, guidance: float,
+                 why: str | None = None) -> Path:
+    """A copy of a model release whose default sampler and guidance are these (weights unchanged)."""
+    from dittomusic.sampling.names import SAMPLER_NAMES
+
+    if sampler not in SAMPLER_NAMES:
+        raise DittoError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise DittoError(f"guidance {guidance} must be a finite number >= 0")
+    tensors, meta = load_tensors(path)
+    check_model_meta(meta, path)
+    meta["sampling"] = {"sampler": sampler, "guidance": float(guidance), **({"why": why} if why else {})}
+    return save_tensors(out, tensors, meta)
 
 
 def check_model_meta(meta: dict, path, *, tags: str | None = None) -> dict:

@@ -156,11 +156,12 @@ class Pipeline:
         the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.backends import DenoiserBackend
-        from dittomusic.checkpoint import check_model_meta
+        from dittomusic.checkpoint import check_model_meta, sampling_defaults
         from dittomusic.models.loading import bundled_path, load_model
 
         self.model, self.meta = load_model(model_path, device)
         check_model_meta(self.meta, model_path, tags=str(model_path or "the bundled model"))
+        self.sampling = sampling_defaults(self.meta)  # sampler and guidance when the caller names none
         self.backend = DenoiserBackend(self.model, model_file=Path(model_path) if model_path is not None
                                        else bundled_path())
         self.backend.vocoder = get_vocoder(vocoder, self.backend.mel_cfg, device=self.backend.device)
@@ -187,24 +188,34 @@ class Pipeline:
     def model_fn(self, tags: Tags | list[Tags] | None, n: int, guidance: float):
         return self.backend.model_fn(self.cond(tags, n), guidance)
 
-    def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str = "ddim", steps: int = 20,
-               guidance: float = 3.0, checkpoint: bool = False, callback=None,
+    def resolve(self, sampler: str | None, guidance: float | None) -> tuple[str, float]:
+        """The sampler and guidance to use: the caller's, else the model's defaults (self.sampling)."""
+        return (sampler or self.sampling["sampler"],
+                self.sampling["guidance"] if guidance is None else guidance)
+
+    def sample(self, x_T: torch.Tensor, tags: Tags | list[Tags] | None, *, sampler: str | None = None,
+               steps: int = 20, guidance: float | None = None, checkpoint: bool = False, callback=None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller chooses
-        no_grad or not. generator: a stochastic sampler's (ddpm) noise."""
+        no_grad or not. sampler, guidance: None for the model's defaults. generator: a stochastic
+        sampler's (ddpm) noise, then the decoder's texture noise."""
+        sampler, guidance = self.resolve(sampler, guidance)
         return self.backend.sample(x_T, self.cond(tags, x_T.shape[0]), sampler=sampler, steps=steps,
                                    guidance=guidance, checkpoint=checkpoint, callback=callback, generator=generator)
 
     @torch.no_grad()
     def generate(self, tags: Tags | list[Tags] | None, *, n: int = 1, seconds: float | None = None, seed: int = 0,
-                 sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, progress: bool = False, callback=None):
-        """Returns (mel [n, n_mels, frames], audio [n, samples]). callback: the sampler's per-step callback."""
+                 sampler: str | None = None, steps: int = 20, guidance: float | None = None, progress: bool = False,
+                 callback=None):
+        """Returns (mel [n, n_mels, frames], audio [n, samples]). sampler, guidance: None for the model's
+        defaults (self.sampling). callback: the sampler's per-step callback."""
         from tqdm.auto import tqdm
 
         if steps < 1 or steps > 1000:
             raise DittoError(f"--steps {steps} is out of range; give 1-1000")
         if n < 1:
             raise DittoError(f"--batch {n} must be at least 1")
+        sampler, guidance = self.resolve(sampler, guidance)
         if not math.isfinite(guidance):
             raise DittoError(f"--guidance {guidance} must be a finite number")
         x_T = self.backend.noise(n, self.backend.frames_for(seconds), seed)

@@ -65,3 +65,21 @@ def test_post_net_starts_as_the_identity_and_reads_across_bins():
     net(mel)[0, 20, 8].backward()
     reach = mel.grad[0, :, 8].abs() > 0
     assert reach[20 - 15] and reach[20 + 15] and not reach[20 + 40]
+
+
+def test_texture_noise_is_seeded_level_dependent_and_absent_until_calibrated():
+    torch.manual_seed(0)
+    assert "texture_std" not in MelAutoencoder(AutoencoderConfig(**TINY)).state_dict()  # older files still load
+    ae = MelAutoencoder(AutoencoderConfig(**TINY, texture_edges=[0.0])).eval().requires_grad_(False)
+    z = torch.randn(2, 4, 16)
+    mean = ae.decode(z, texture=False)
+    assert torch.equal(ae.decode(z), mean)  # zero std until calibrated
+    ae.texture_std[:, 1] = 0.1  # only where the decoded value is above the edge
+    a = ae.decode(z)
+    assert torch.equal(a, ae.decode(z))  # a fixed seed by default: decode stays a function of z
+    assert not torch.equal(a, ae.decode(z, torch.Generator().manual_seed(5)))
+    d = a - mean
+    assert torch.all(d[mean <= 0] == 0) and float(d[mean > 0].std()) == pytest.approx(0.1, rel=0.2)
+    zz = z.clone().requires_grad_()
+    ae.decode(zz).square().sum().backward()
+    assert zz.grad.abs().sum() > 0

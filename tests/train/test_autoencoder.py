@@ -174,3 +174,59 @@ def test_post_net_finetune_trains_only_the_post_net(tiny_dataset, tmp_path):
     bad.model = post
     with pytest.raises(DittoError, match="--freeze-decoder"):
         train_autoencoder(bad, progress=False)
+
+
+class _Smoother(torch.nn.Module):
+    """A stand-in autoencoder whose 'decoder' is a 5-frame moving average: smoother than its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, mel):
+        return mel
+
+    def decode(self, z, generator=None, texture=True):
+        return torch.nn.functional.avg_pool1d(z, 5, 1, 2, count_include_pad=False)
+
+
+def test_texture_calibration_restores_the_frame_to_frame_variance():
+    from dittomusic.models.autoencoder import add_texture_noise
+    from dittomusic.train.autoencoder import calibrate_texture
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 6, 256)
+    base = 0.3 * torch.sin(t + torch.arange(12).view(-1, 1)).expand(16, -1, -1)  # slow partial levels
+    jitter = torch.linspace(0.005, 0.03, 12).view(1, -1, 1)  # 0.4-2.4 dB, more in high bins
+    real = base + jitter * torch.randn(base.shape, generator=g)
+    real[8:] -= 0.8  # quieter clips: another level bucket
+    edges = [-0.25]
+    std = calibrate_texture(_Smoother(), real, edges=edges, clip_db=100.0)
+    assert std.shape == (12, 2) and std[-1, 0] > 3 * std[0, 0] and std[-1, 1] > 3 * std[0, 1]  # more in high bins
+    smooth = _Smoother().decode(real)
+    restored = add_texture_noise(smooth, std, edges, torch.Generator().manual_seed(1))
+    var = lambda x: x.diff(dim=-1).square().mean(dim=(0, 2))  # noqa: E731
+    assert torch.all(var(smooth) < 0.6 * var(real))
+    assert torch.allclose(var(restored), var(real), rtol=0.15)
+
+
+def test_texture_is_added_to_a_release_and_rejects_other_files(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from dittomusic.cli import cli
+
+    root, _ = tiny_dataset
+    train_autoencoder(_cfg(root, tmp_path / "ae", steps=3), progress=False)
+    ae_file = export_autoencoder(tmp_path / "ae", tmp_path / "ae.safetensors")
+    r = CliRunner().invoke(cli, ["autoencoder", "texture", str(ae_file), "--data", str(root),
+                                  "--out", str(tmp_path / "tex.safetensors"), "--clips", "8"])
+    assert r.exit_code == 0, r.output
+    ae, meta = load_autoencoder(tmp_path / "tex.safetensors")
+    assert meta["texture"]["clips"] == 8 and ae.texture_std.shape == (160, len(meta["model_config"]["texture_edges"]) + 1)
+    assert ae.texture_std.max() > 0
+    z = ae.encode(torch.zeros(1, 160, 64) - 0.5)
+    assert not torch.equal(ae.decode(z), ae.decode(z, texture=False))
+    r = CliRunner().invoke(cli, ["autoencoder", "texture", str(tmp_path / "ae" / CKPT), "--data", str(root),
+                                  "--out", str(tmp_path / "x.safetensors"), "--clips", "8"])
+    assert r.exit_code != 0 and "neither an exported autoencoder" in r.output
+    assert not (tmp_path / "x.safetensors").exists()

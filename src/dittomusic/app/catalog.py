@@ -20,7 +20,7 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from dittomusic.errors import DittoError
 from dittomusic.options import Option
@@ -48,6 +48,7 @@ class Catalog:
     intensity_presets: tuple[str, ...]
     vocab: dict  # the model's tags: collections, instruments, tempo_buckets, modes
     clip_seconds: float  # the model's clip length
+    sampling: dict = field(default_factory=lambda: {"sampler": "ddim", "guidance": 3.0})  # the model's defaults
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +58,8 @@ class Catalog:
         tasks = tuple(TaskEntry(t["name"], t["help"], tuple(Option(**{**o, "choices": tuple(o["choices"])})
                                                             for o in t["options"]), t["unready"])
                       for t in d["tasks"])
-        return cls(tasks, tuple(d["methods"]), tuple(d["intensity_presets"]), d["vocab"], float(d["clip_seconds"]))
+        return cls(tasks, tuple(d["methods"]), tuple(d["intensity_presets"]), d["vocab"], float(d["clip_seconds"]),
+                   **({"sampling": d["sampling"]} if isinstance(d.get("sampling"), dict) else {}))
 
 
 def read_catalog(model_path=None, vocoder: str | None = None, pipe=None) -> Catalog:
@@ -68,8 +70,10 @@ def read_catalog(model_path=None, vocoder: str | None = None, pipe=None) -> Cata
     from dittomusic.control.spec import all_tasks
     from dittomusic.control.targets import INTENSITY_PRESETS
 
+    from dittomusic.checkpoint import sampling_defaults
+
     if pipe is not None:
-        vocab, mel = pipe.backend.vocab, pipe.backend.mel_cfg
+        vocab, mel, sampling = pipe.backend.vocab, pipe.backend.mel_cfg, pipe.sampling
     else:
         from dittomusic.audio.mel import MelConfig
         from dittomusic.audio.vocoder import resolve_vocoder
@@ -80,13 +84,13 @@ def read_catalog(model_path=None, vocoder: str | None = None, pipe=None) -> Cata
 
         meta = check_model_file(model_path)
         mel = MelConfig(clip_frames=clip_frames(meta, model_file(model_path)))
-        vocab = meta["model_config"]["vocab"]
+        vocab, sampling = meta["model_config"]["vocab"], sampling_defaults(meta)
         if vocoder is not None:
             resolve_vocoder(vocoder)
     tasks = tuple(TaskEntry(t.name, t.help, tuple(t.options), t.ready() if t.ready is not None else None)
                   for t in all_tasks())
     return Catalog(tasks, tuple(m.name for m in all_methods()), tuple(INTENSITY_PRESETS), vocab,
-                   mel.clip_frames / mel.frame_rate)
+                   mel.clip_frames / mel.frame_rate, sampling)
 
 
 class PendingCatalog:

@@ -102,7 +102,7 @@ class App:
         self.board = JobBoard()
         self.history: list[tuple[str, int]] = []  # (job id, seed) of each job, in the order they started
         self._previews = itertools.count(1)
-        self.defaults = {"seed": 0, "steps": 20, "guidance": 3.0, "iters": None,
+        self.defaults = {"seed": 0, "steps": 20, "guidance": catalog.sampling["guidance"], "iters": None,
                          "seconds": round(catalog.clip_seconds, 2), **(defaults or {})}
         self.tabs: list[Tab] = task_tabs(catalog)
 

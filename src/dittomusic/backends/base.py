@@ -72,7 +72,8 @@ class Backend(Protocol):
 
     def model_fn(self, cond: Any, guidance: float) -> ModelFn: ...
 
-    def decode(self, x0: Tensor) -> Tensor: ...  # denoised tensor -> scaled log-mel, differentiable
+    def decode(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor: ...  # denoised tensor ->
+    # scaled log-mel, differentiable; generator: any noise the decoder draws (None: a fixed seed)
 
     def encode(self, mel: Tensor) -> Tensor: ...  # scaled log-mel -> denoised tensor
 
@@ -114,8 +115,9 @@ class BackendBase:
     def sample(self, x_T: Tensor, cond: Any, *, sampler: str = "ddim", steps: int = 20, guidance: float = 3.0,
                checkpoint: bool = False, callback=None, generator: torch.Generator | None = None) -> Tensor:
         """x_T -> generated mel (decoded, for a latent model). Differentiable in x_T: the caller
-        chooses no_grad or not. generator: a stochastic sampler's (ddpm) noise; None draws from
-        the global RNG, so only a seeded generator repeats a ddpm sample."""
+        chooses no_grad or not. generator: a stochastic sampler's (ddpm) noise, then the decoder's
+        (texture noise); None: the global RNG for ddpm (only a seeded generator repeats a ddpm
+        sample) and a fixed seed for the decoder."""
         from dittomusic.sampling.samplers import get_sampler
 
         kw = sampler_kwargs(sampler, thresholding=self.thresholding)
@@ -123,7 +125,7 @@ class BackendBase:
             kw["generator"] = generator
         x0 = get_sampler(sampler)(self.model_fn(cond, guidance), x_T, self.schedule, steps,
                                   prediction=self.prediction, checkpoint=checkpoint, callback=callback, **kw)
-        return self.decode(x0)
+        return self.decode(x0, generator)
 
 
 def along_time(backend: Backend, x: Tensor) -> Tensor:

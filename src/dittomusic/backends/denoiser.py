@@ -100,8 +100,8 @@ class DenoiserBackend(BackendBase):
 
         return cfg_model_fn(self.model, cond, guidance)
 
-    def decode(self, x0: Tensor) -> Tensor:
-        return self.model.decode(x0)
+    def decode(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.model.decode(x0, generator)
 
     def encode(self, mel: Tensor) -> Tensor:
         return self.model.encode(mel)

@@ -369,8 +369,9 @@ class DiffusersBackend(BackendBase):
         """dittomusic's scaled mel [B, n_mels, T] -> the pipeline's ln-mel image [B, 1, T, n_mels]."""
         return unit_to_ln_mel(mel, self.mel_cfg, self.db_offset).transpose(-1, -2).unsqueeze(-3)
 
-    def decode(self, x0: Tensor) -> Tensor:
-        """Latent [B, C, T/f, n_mels/f] -> scaled mel [B, n_mels, T] (differentiable)."""
+    def decode(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Latent [B, C, T/f, n_mels/f] -> scaled mel [B, n_mels, T] (differentiable); the VAE's
+        decoder is deterministic, so generator is unused."""
         img = self.vae.decode(x0.to(self.dtype) / self.scaling_factor, return_dict=False)[0]
         ln = img[:, 0].transpose(-1, -2).float()
         return ln_mel_to_unit(ln, self.mel_cfg, self.db_offset)

@@ -40,9 +40,10 @@ def eval_classifier(data, out, epochs, device):
 @click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Tag classifier [default: the bundled one].")
 @click.option("--per-collection", type=click.IntRange(min=2), default=40, show_default=True)
-@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
+              help="[default: the model's own, e.g. dpmpp_2m for the bundled v2; ddim for a file that names none]")
 @click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--guidance", type=FINITE, default=None, help="[default: the model's own, e.g. 2.0; else 3.0]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON (+ .md).")
 @click.option("--device", default=None)

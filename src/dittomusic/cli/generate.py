@@ -16,9 +16,11 @@ from .core import FINITE, cli, fast_exit_ok, friendly, tag_options, vocoder_opti
 @click.option("--list-tags", is_flag=True, help="Print the model's tag vocabulary and exit.")
 @click.option("--seconds", type=FINITE, default=None, help="Length [default: the model's 5.94 s clip].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default="ddim", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
+              help="[default: the model's own: dpmpp_2m for the bundled v2, ddim for a file that names none]")
 @click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--guidance", type=FINITE, default=3.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--guidance", type=FINITE, default=None,
+              help="Classifier-free guidance scale [default: the model's own: 2.0 for the bundled v2, else 3.0].")
 @click.option("--batch", type=int, default=1, show_default=True, help="Clips to generate (seeds share one batch).")
 @click.option("--out", default="out.wav", show_default=True, type=click.Path(dir_okay=False),
               help="Output wav; with --batch N: OUT_0.wav ... A spectrogram PNG is written beside it.")

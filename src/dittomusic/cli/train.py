@@ -174,6 +174,23 @@ def autoencoder_cache(ae_path, data, out, epochs, seed, device):
     click.echo(f"wrote {build_latent_cache(ae_path, data, out, epochs, seed, device=device)}")
 
 
+@autoencoder.command("texture")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="A built dataset folder.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write (a copy of MODEL).")
+@click.option("--clips", type=click.IntRange(min=8), default=480, show_default=True, help="Training clips to calibrate on.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@friendly
+def autoencoder_texture(model, data, out, clips, seed, device):
+    """Calibrate the decoder's texture noise (the frame-to-frame jitter a mean decoder loses) on
+    training clips and write a copy of MODEL (an exported autoencoder or a latent model) with it."""
+    from dittomusic.train.autoencoder import add_texture
+
+    p, info = add_texture(model, data, out, clips, seed, device)
+    click.echo(f"wrote {p}: texture std per decoded level (dB) {info['std_db_per_level']}")
+
+
 @autoencoder.command("export")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release file to write.")

@@ -53,20 +53,24 @@ def generate_mels(pipe: Pipeline, tags: list[Tags] | None, n: int, seed: int, ba
         k = min(batch, n - s)
         x_T = pipe.noise(k, pipe.model.cfg.clip_frames, seed + s)
         with torch.no_grad():
-            mels.append(pipe.sample(x_T, tags[s:s + k] if tags else None, **kw).cpu())
+            # a batch's own generator: ddpm's noise and the decoder's texture noise differ between batches
+            mels.append(pipe.sample(x_T, tags[s:s + k] if tags else None, generator=torch.Generator().manual_seed(
+                seed + s + 1), **kw).cpu())
         bar.update(k)
     bar.close()
     return torch.cat(mels)
 
 
 def evaluate_model(model: str | Path | None, data: str | Path, classifier: str | Path, *, per_collection: int = 40,
-                   sampler: str = "ddim", steps: int = 20, guidance: float = 3.0, seed: int = 0, batch: int = 16,
+                   sampler: str | None = None, steps: int = 20, guidance: float | None = None, seed: int = 0,
+                   batch: int = 16,
                    device: str | None = None, progress: bool = True, realism: bool = True,
                    c2st_steps: int | None = None, c2st_repeats: int = 5) -> dict:
     """The report of `dittomusic eval model`; `realism=False` skips the realism block (and its C2ST
     training, ~1-2 min for 240 + 240 clips on 2 cores)."""
     t0 = time.time()
     pipe = Pipeline(model, device)
+    sampler, guidance = pipe.resolve(sampler, guidance)  # None: the model's own defaults
     clf, clf_meta = load_classifier(classifier, pipe.device)
     test = MelDataset(data, "test", random_crop=False)
     val = MelDataset(data, "val", random_crop=False)

@@ -221,7 +221,7 @@ def _model_lines(meta: dict, n_params: int | None) -> list[str]:
 
 
 def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Path, seed: int = 0,
-                   steps: int = 20, guidance: float = 3.0, device: str | None = None) -> Path:
+                   steps: int = 20, guidance: float | None = None, device: str | None = None) -> Path:
     """One real test clip per collection beside a clip generated with its tags (same colour scale)."""
     import torch
 
@@ -237,15 +237,17 @@ def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Pa
     real = torch.stack([test[i]["mel"] for i in idx])
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in rows]
     x_T = pipe.noise(len(tags), real.shape[-1] // pipe.model.frames_per_step, seed)  # model frames (latent: fewer)
+    sampler, guidance = pipe.resolve(None, guidance)
     with torch.no_grad():
-        gen = pipe.sample(x_T, tags, steps=steps, guidance=guidance).cpu()
+        gen = pipe.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
+                          generator=torch.Generator().manual_seed(seed + 1)).cpu()
     labels = [f"{r['collection']} ({', '.join(r['instruments'])}; {r['tempo_bucket']}, {r['mode']})" for r in rows]
     return plot_side_by_side(real, gen, labels, out_png, pipe.mel_cfg,
-                             title=f"real test clips | generated with their tags (DDIM {steps}, guidance {guidance:g})")
+                             title=f"real test clips | generated with their tags ({sampler} {steps}, guidance {guidance:g})")
 
 
 def example_grid(model: str | Path | None, out_png: str | Path, seed: int = 0, steps: int = 20,
-                 guidance: float = 3.0) -> Path:
+                 guidance: float | None = None) -> Path:
     """One generated clip per collection, as a spectrogram grid."""
     import torch
 
@@ -256,5 +258,5 @@ def example_grid(model: str | Path | None, out_png: str | Path, seed: int = 0, s
     tags = [Tags(c) for c in pipe.vocab["collections"]]
     x_T = pipe.noise(len(tags), pipe.model.cfg.clip_frames, seed)
     with torch.no_grad():
-        mel = pipe.sample(x_T, tags, steps=steps, guidance=guidance)
+        mel = pipe.sample(x_T, tags, steps=steps, guidance=guidance, generator=torch.Generator().manual_seed(seed + 1))
     return plot_mels([m.numpy() for m in mel], [f"generated: {t.collection}" for t in tags], out_png, pipe.mel_cfg)

@@ -12,6 +12,16 @@ that draws the detail *across* bins (what the realism critic reads) too smoothly
 decoded mel; its last layer starts at zero, so it can be trained onto a finished decoder (encoder
 and decoder frozen) and every diffusion model trained in that latent stays valid.
 
+A decoder trained for reconstruction returns the mean mel given the latent, which lacks the
+frame-to-frame jitter of real spectrograms (partials of rendered audio flicker by about a dB from
+frame to frame; the latent cannot say how). The realism critic reads that smoothness at once:
+decoded real latents are told from real mels as easily as generated clips are. An optional
+texture noise (`texture_edges` non-empty) adds the missing variance back as Gaussian noise whose
+std depends on the mel bin and the decoded level (`texture_std` [n_mels, len(edges) + 1]),
+calibrated on training clips so that the frame-to-frame differences of decoded mels match real
+ones (`train.autoencoder.calibrate_texture`). It is drawn from a generator the caller seeds (a
+fixed seed by default, so decode stays a deterministic function of z) and has no gradient.
+
 `latent_scale` is set after training to 1 / std of the latent means on training clips, so the
 diffusion model sees data of unit scale (Stable Diffusion's scale factor).
 """
@@ -36,6 +46,7 @@ class AutoencoderConfig:
     latent_scale: float = 1.0
     post_channels: int = 0  # 0: no 2-D post-net
     post_dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 16])  # over frequency (~ +-33 bins)
+    texture_edges: list = field(default_factory=list)  # decoded-level edges of the texture noise; []: none
 
     arch = "mel_vae"
 
@@ -85,6 +96,16 @@ class PostNet(nn.Module):
         return mel + self.out(F.silu(h)).squeeze(1)
 
 
+def add_texture_noise(mel: torch.Tensor, std: torch.Tensor, edges, generator: torch.Generator | None = None):
+    """mel [B, F, T] + Gaussian noise of std std[f, level bucket of the value] (buckets split at
+    `edges`); the noise comes from `generator` (None: a fixed seed) and carries no gradient."""
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    eps = torch.randn(mel.shape, generator=g, device=g.device).to(mel)
+    level = torch.bucketize(mel.detach(), torch.tensor(list(edges), device=mel.device, dtype=mel.dtype))
+    bins = torch.arange(mel.shape[1], device=mel.device).view(1, -1, 1)
+    return mel + std.to(mel)[bins, level] * eps
+
+
 class MelAutoencoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -113,6 +134,11 @@ class MelAutoencoder(nn.Module):
         dec += [_norm(cur, g), nn.SiLU(), nn.Conv1d(cur, cfg.n_mels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
         self.post = PostNet(cfg.post_channels, cfg.post_dilations) if cfg.post_channels > 0 else None
+        self.texture_std: torch.Tensor | None
+        if cfg.texture_edges:
+            self.register_buffer("texture_std", torch.zeros(cfg.n_mels, len(cfg.texture_edges) + 1))
+        else:
+            self.texture_std = None
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         mel = self.decoder(z)
@@ -137,9 +163,16 @@ class MelAutoencoder(nn.Module):
         """mel -> the scaled latent the diffusion model works in (posterior mean, deterministic)."""
         return self.posterior(mel)[0] * self.cfg.latent_scale
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latent -> mel (differentiable; controls backpropagate through it)."""
-        return self._decode(z / self.cfg.latent_scale)
+    def decode(self, z: torch.Tensor, generator: torch.Generator | None = None, texture: bool = True) -> torch.Tensor:
+        """Scaled latent -> mel (differentiable; controls backpropagate through it), with the texture
+        noise drawn from `generator` (None: a fixed seed) unless texture=False or there is none."""
+        mel = self._decode(z / self.cfg.latent_scale)
+        return self.add_texture(mel, generator) if texture else mel
+
+    def add_texture(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.texture_std is None:
+            return mel
+        return add_texture_noise(mel, self.texture_std, self.cfg.texture_edges, generator)
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor | None = None):
         """Training pass: reconstruction from a posterior sample (or the mean if noise is None), and the KL."""

@@ -257,9 +257,10 @@ class Denoiser(nn.Module):
     def mel_bins(self) -> int:
         return self.cfg.n_mels if self.ae is None else self.ae.cfg.n_mels
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """A sample of this model -> scaled log-mel in [-1, 1] (differentiable)."""
-        return (x if self.ae is None else self.ae.decode(x)).clamp(-1, 1)
+    def decode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A sample of this model -> scaled log-mel in [-1, 1] (differentiable). generator: the
+        autoencoder's texture noise (None: a fixed seed)."""
+        return (x if self.ae is None else self.ae.decode(x, generator)).clamp(-1, 1)
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """A scaled log-mel -> what this model denoises (the identity for a mel model)."""

@@ -209,6 +209,67 @@ def latent_scale(ae: MelAutoencoder, data: str | Path, clips: int = 256, seed: i
     return float(1.0 / torch.cat(zs).std())
 
 
+TEXTURE_EDGES = [-0.75, -0.5, -0.25]  # decoded levels (scaled units: -1 = -160 dB .. 1 = 0 dB), 20 dB apart
+TEXTURE_CLIP_DB = 6.0  # frame-to-frame steps beyond this are onsets and releases, not jitter
+
+
+@torch.no_grad()
+def calibrate_texture(ae: MelAutoencoder, mels: torch.Tensor, edges=TEXTURE_EDGES, clip_db: float = TEXTURE_CLIP_DB,
+                      db_per_unit: float = 80.0, batch: int = 16) -> torch.Tensor:
+    """The texture noise's std [n_mels, len(edges) + 1] (scaled units) that restores the frame-to-frame
+    variance the mean decoder loses: per bin and decoded-level bucket, sqrt(max(0, E[dt_real^2] -
+    E[dt_decoded^2]) / 2), since i.i.d. noise of std s adds 2 s^2 to the variance of a frame
+    difference. Steps are clipped at +-clip_db so that onsets do not count as jitter."""
+    if not len(mels):
+        raise DittoError("texture calibration needs at least one clip")
+    dev = next(ae.parameters()).device
+    lim = clip_db / db_per_unit
+    e = torch.tensor(list(edges), dtype=torch.float32)
+    n_lv = len(e) + 1
+    sums = torch.zeros(3, mels.shape[1], n_lv, dtype=torch.float64)  # count, real, decoded
+    for s in range(0, len(mels), batch):
+        real = mels[s:s + batch].float()
+        rec = ae.decode(ae.encode(real.to(dev)), texture=False).clamp(-1, 1).cpu()
+        dr, dc = (x.diff(dim=-1).clamp(-lim, lim).square() for x in (real, rec))
+        lv = torch.bucketize(0.5 * (rec[..., 1:] + rec[..., :-1]), e)
+        for k in range(n_lv):
+            w = (lv == k).double()
+            sums[0, :, k] += w.sum((0, 2))
+            sums[1, :, k] += (dr * w).sum((0, 2))
+            sums[2, :, k] += (dc * w).sum((0, 2))
+    n = sums[0].clamp_min(1)
+    return ((sums[1] - sums[2]) / n / 2).clamp_min(0).sqrt().float()
+
+
+def add_texture(path: str | Path, data: str | Path, out: str | Path, clips: int = 480, seed: int = 0,
+                device=None) -> tuple[Path, dict]:
+    """Calibrate the texture noise of an autoencoder (an exported one, or a latent model's release
+    that carries one) on `clips` random training clips and write a copy of the file with it."""
+    from dittomusic.models.loading import AE_PREFIX
+
+    tensors, meta = load_tensors(path)
+    ae, _ = load_autoencoder(path, device)
+    ae.cfg.texture_edges = []  # calibrate against the mean decoder, whatever the file had
+    ae.texture_std = None
+    ds = MelDataset(data, "train", random_crop=False)
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:clips].tolist()
+    std = calibrate_texture(ae, torch.stack([ds[i]["mel"] for i in idx]))
+    info = {"clips": len(idx), "seed": seed, "data": str(data), "clip_db": TEXTURE_CLIP_DB,
+            "std_db_per_level": [round(float(v) * 80.0, 3) for v in std.mean(0)]}
+    dtype = next(iter(tensors.values())).dtype
+    if meta.get("kind") == "base":
+        meta["autoencoder"]["model_config"]["texture_edges"] = list(TEXTURE_EDGES)
+        meta["autoencoder"]["texture"] = info
+        tensors[AE_PREFIX + "texture_std"] = std.to(dtype)
+    elif meta.get("kind") == "autoencoder":
+        meta["model_config"]["texture_edges"] = list(TEXTURE_EDGES)
+        meta["texture"] = info
+        tensors["texture_std"] = std.to(dtype)
+    else:
+        raise DittoError(f"{path} is neither an exported autoencoder nor a latent model's release")
+    return save_tensors(out, tensors, meta), info
+
+
 def export_autoencoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
                        data: str | Path | None = None) -> Path:
     """EMA weights of an autoencoder run -> a release file; sets latent_scale from the run's data."""
