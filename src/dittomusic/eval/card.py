@@ -82,7 +82,7 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
                      reproduce: list[str] | None = None) -> Path:
     """The model card (README.md in out_dir). `bakeoff`: (route name, `eval model` report) pairs for the
     bake-off table; `reproduce`: the commands that rebuild the model (default: the v1 recipe)."""
-    from dittomusic.checkpoint import load_tensors
+    from dittomusic.checkpoint import load_tensors, sampling_defaults
     from dittomusic.eval.base_model import report_markdown
 
     _, meta = load_tensors(model)
@@ -153,7 +153,9 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
                       "collection, all on the same colour scale (-120 to +40 dB):", "",
                       "![real vs generated](realism.png)"]
     if "examples.png" in imgs:
-        lines += ["", "## Examples", "", "One generated clip per collection (seed 0, DDIM 20 steps):", "",
+        sm = sampling_defaults(meta)
+        lines += ["", "## Examples", "", f"One generated clip per collection (seed 0, {sm['sampler']} 20 steps, "
+                  f"guidance {sm['guidance']:g}: the model's defaults):", "",
                   "![generated examples](examples.png)"]
     if bakeoff:
         lines += ["", "## Bake-off", "", "Every route trained for the same CPU budget and scored with the same "
@@ -165,10 +167,12 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
     speed = out_dir / "speed.json"  # from benchmarks/generate_speed.py, if it was run into the card folder
     if speed.exists():
         sp = json.loads(speed.read_text())
-        main = sp["samplers"]["ddim-20-cfg3"]
+        key = sp.get("default", "ddim-20-cfg3")  # files written before the model carried its sampler: DDIM at 3
+        main = sp["samplers"][key]
+        total = sp.get("default_total_s", sp.get("ddim20_cfg_total_s"))
         lines += ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
-                  f"{sp['clip_seconds']:.2f} s clip with 20-step DDIM and guidance 3 takes {main['sampling_s']:.2f} s "
-                  f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder, {sp['ddim20_cfg_total_s']:.2f} s in all "
+                  f"{sp['clip_seconds']:.2f} s clip at the model's defaults ({key}) takes {main['sampling_s']:.2f} s "
+                  f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder, {total:.2f} s in all "
                   f"({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.", ""]
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
@@ -200,6 +204,12 @@ def _model_lines(meta: dict, n_params: int | None) -> list[str]:
                f"latent at 1/{2 ** (len(amc['channels']) - 1)} of the frame rate; latent scale "
                f"{amc['latent_scale']:.3f}; trained {atr.get('steps', '?')} steps ({atr.get('cpu_hours', '?')} CPU-h). "
                "Controls read the decoded mel, differentiably through the decoder."]
+        tex = ae.get("texture")
+        if amc.get("texture_edges") and tex:
+            net.append("- Decoder texture noise: Gaussian noise per mel bin and decoded level (std "
+                       f"{', '.join(f'{v:g}' for v in tex['std_db_per_level'])} dB from the quietest level up) "
+                       "restores the frame-to-frame jitter the mean decoder loses, calibrated on "
+                       f"{tex['clips']} training clips (`dittomusic autoencoder texture`); seeded, no gradient.")
         unit = f"{mc.get('patch_frames', 1)} latent frame(s) x {mc['n_mels']} channels per token"
     else:
         head = "A tag-conditioned log-mel diffusion model, the default model behind every dittomusic command."
@@ -217,7 +227,16 @@ def _model_lines(meta: dict, n_params: int | None) -> list[str]:
             f"(sigma_data {mc['sigma_data']}).",
             f"- Clip: {mc['clip_frames'] * (2 ** (len(ae['model_config']['channels']) - 1) if ae else 1)} mel frames "
             "at hop 256 and 22,050 Hz (5.94 s).",
-            "- Weights: fp16 EMA weights in safetensors" + (", the autoencoder embedded in the same file." if ae else ".")]
+            "- Weights: fp16 EMA weights in safetensors" + (", the autoencoder embedded in the same file." if ae else "."),
+            _sampling_line(meta)]
+
+
+def _sampling_line(meta: dict) -> str:
+    from dittomusic.checkpoint import sampling_defaults
+
+    sm, why = sampling_defaults(meta), (meta.get("sampling") or {}).get("why")
+    return (f"- Generates by default with {sm['sampler']}, guidance {sm['guidance']:g}"
+            + (f" ({why})." if why else " (the file names no defaults)."))
 
 
 def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Path, seed: int = 0,
