@@ -28,7 +28,10 @@ def main() -> None:
     from dittomusic.generate import Pipeline
 
     pipe = Pipeline(args.model, "cpu")
-    app, demo = build_app(pipe, student=args.student, defaults={"iters": args.iters, "steps": args.steps})
+    # default_model as `dittomusic ui` sets it: on the bundled model, DITTO-2 runs on its student's own
+    # teacher (control/runs.py model_for), not on a newer bundled base the student was not distilled from
+    app, demo = build_app(pipe, student=args.student, defaults={"iters": args.iters, "steps": args.steps},
+                          default_model=args.model is None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -38,7 +41,7 @@ def main() -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(900_000)
+        page.set_default_timeout(300_000)
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#generate-run")
         page.get_by_role("tab", name="Intensity").click()
@@ -51,7 +54,9 @@ def main() -> None:
             x = -330 + 660 * k / 40
             page.mouse.move(cx + x, cy + 60 - 130 * (1 - (x / 330) ** 2), steps=2)
         page.mouse.up()
+        print("drawn a curve; waiting for it to become the target", flush=True)
         page.wait_for_function("() => document.querySelector('#intensity-note textarea').value.startsWith('time_s')")
+        print("steering it", flush=True)
         page.click("#intensity-run")
         page.wait_for_selector("#intensity-result audio[src]", state="attached")
         page.wait_for_timeout(2000)

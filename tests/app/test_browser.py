@@ -66,6 +66,8 @@ def test_a_drawn_curve_becomes_the_target(page):
     assert len(rows) > 20 and np.all(np.diff(t) > 0) and 0 <= t[0] < t[-1] <= SECONDS
     # the line spans 70 % of the height between the sliders' -38 (bottom) and -18 dB (top)
     assert np.corrcoef(t, db)[0, 1] > 0.95 and 10 < db[-1] - db[0] < 18 and -38 < db[0] and db[-1] < -18
+    # the canvas's input event as the stroke began (nothing drawn yet) was no error (errors stay in the page)
+    assert page.locator(".toast-body").count() == 0
 
 
 def test_a_corrupt_upload_shows_its_error(page, tmp_path):

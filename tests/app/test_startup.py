@@ -209,6 +209,49 @@ def _raises(fn, *a, **kw):
         return e
 
 
+def test_an_error_stays_in_the_page_until_it_is_closed():
+    """gradio's toast goes after 10 s by default, leaving a bare red "Error" on a job's outputs that
+    failed minutes after its click (scripts/ui_screenshots.py's DITTO-2 job on a teacher its student
+    was not distilled from showed nothing else once it was looked at)."""
+    from dittomusic.app.ui import shown
+
+    for error in (DittoError("DITTO-2 needs the student's own teacher"), RuntimeError("a bug")):
+        def fail(error=error):
+            raise error
+
+        with pytest.raises(gr.Error) as e:
+            shown(fail)()
+        assert e.value.duration is None and e.value.visible and e.value.message
+
+
+def test_a_stroke_just_begun_is_a_note_not_an_error(tiny_model_path, tmp_path):
+    """The canvas's input event comes as a stroke begins, nothing drawn yet: the live preview says so
+    beside the plot (an error there would stay in the page); "Show the target" still refuses it."""
+    from dittomusic.app.ui import shown
+
+    from .test_inputs import _sketch
+
+    app = _app(tiny_model_path, tmp_path)
+    tab = next(t for t in app.tabs if t.id == "intensity")
+    empty = {"background": None, "layers": [], "composite": None}
+
+    def values(sketch):
+        v = [c.value for t in app.tabs for c in t.inputs]  # every tab's inputs as the page starts
+        i = sum(len(t.inputs) for t in app.tabs[:app.tabs.index(tab)])
+        v[i], v[i + 4] = "drawing", sketch
+        return v
+
+    for sketch in (empty, None):
+        assert shown(app.preview)(tab, *COMMON, *values(sketch), live=True) == (
+            None, "nothing is drawn yet: draw a line from left to right (high = loud, low = quiet)")
+    assert not app.model.ready  # no model needed to say so
+    with pytest.raises(gr.Error, match="nothing is drawn on the loudness canvas"):
+        shown(app.preview)(tab, *COMMON, *values(empty))
+    w, h = (480, 120)
+    png, note = shown(app.preview)(tab, *COMMON, *values(_sketch([(0, h - 1), (w - 1, 0)], size=(w, h))), live=True)
+    assert Path(png).is_file() and note.startswith("time_s,db")
+
+
 @pytest.mark.parametrize("error, msg", [
     (DittoError("unknown vocoder 'x'"), "the model could not be loaded: unknown vocoder 'x'"),
     (RuntimeError("no CUDA GPUs are available"), ("the model could not be loaded (RuntimeError: no CUDA GPUs are "

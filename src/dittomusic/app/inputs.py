@@ -110,6 +110,12 @@ def _strokes(value) -> np.ndarray | None:
     return np.abs(comp - bg).sum(-1) > 96
 
 
+def has_strokes(value) -> bool:
+    """Whether anything is drawn on a gradio sketchpad value."""
+    mask = _strokes(value)
+    return mask is not None and bool(mask.any())
+
+
 def curve_from_sketch(value, seconds: float, low_db: float, high_db: float,
                       points: int = CURVE_POINTS) -> list[tuple[float, float]]:
     """The drawn strokes as a loudness curve: left to right is 0..`seconds`, the bottom edge

@@ -54,6 +54,11 @@ class Tab:
         """A line under the target plot: what the target is."""
         return ""
 
+    def unready(self, values: list) -> str | None:
+        """Why the inputs, as they are being edited, make no target yet (said beside the plot, not as
+        an error: the run and "Show the target" still refuse them), or None."""
+        return None
+
     def triggers(self) -> list[tuple]:
         """(component, event, source) that refresh the target plot; source: the value the tab's
         "Target from" radio takes first (the source last touched becomes the target), or None."""
@@ -108,6 +113,12 @@ class IntensityTab(Tab):
         if source == "recording":
             return "intensity", {"target_audio": str(inp.check_audio(audio, "recording", ctx.cfg))}
         return "intensity", {"preset": preset, "low_db": float(low), "high_db": float(high)}
+
+    def unready(self, values):
+        # the canvas's input event comes as a stroke begins, its line not yet in the value
+        if values[0] == "drawing" and not inp.has_strokes(values[4]):
+            return "nothing is drawn yet: draw a line from left to right (high = loud, low = quiet)"
+        return None
 
     def note(self, values, ctx, task, opts):
         if opts.get("target_curve"):

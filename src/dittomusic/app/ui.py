@@ -6,8 +6,8 @@ Jobs share one queue slot on the model (concurrency_id "model", limit 1): gradio
 first come first served and shows each waiting page its position. The page is built from the
 catalog (app/catalog.py) and the model loads in the background once a page is open (app/model.py):
 a job or a target preview that comes first waits for it. Every handler turns a DittoError into a
-message in the page (gr.Error); anything else is logged on the server and shown as one line,
-never a traceback."""
+message in the page (gr.Error, shown until closed); anything else is logged on the server and
+shown as one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ JOB = dict(concurrency_id="model", concurrency_limit=1)  # every job shares the 
 # (17-25 s, not 13-21 s), so it starts when a page is open (its load event), a job comes, or this
 # long after launch
 MODEL_START_S = 10.0
+# gradio's error toast goes after 10 s by default, leaving only a red "Error" on the outputs: a job's
+# failure can come minutes after its click, so the message stays until it is closed
+ERROR_DURATION_S = None
 
 
 def shown(fn):
@@ -55,11 +58,11 @@ def shown(fn):
         except gr.Error:
             raise
         except DittoError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(str(e), duration=ERROR_DURATION_S, print_exception=False) from None
         except Exception as e:  # a bug: the details go to the server's log only
             log.exception("app handler failed")
             raise gr.Error(f"something went wrong on the server ({type(e).__name__}); the details are in its log",
-                           print_exception=False) from None
+                           duration=ERROR_DURATION_S, print_exception=False) from None
 
     return wrapper
 
@@ -209,13 +212,16 @@ class App:
 
     # ------------------------------------------------------------------ handlers
 
-    def preview(self, tab: Tab, *values):
-        """The target plot of a tab's inputs, and a line about it."""
+    def preview(self, tab: Tab, *values, live: bool = False):
+        """The target plot of a tab's inputs, and a line about it. live: refreshed as an input changes,
+        where inputs still being edited (a stroke just begun) are a note, not an error."""
         from dittomusic.control.plots import plot_target
 
         n = len(self.common_inputs)
         c = self.common(values[:n])
         tab_values = self._split(values[n:])
+        if live and (why := tab.unready(tab_values[tab.id])):
+            return None, why
         with tempfile.TemporaryDirectory(prefix="preview-", dir=self.out_dir) as scratch:
             task, ctrl, parts = self.control(tab, tab_values, c, Path(scratch))
             png = plot_target(ctrl, self.preview_png(), title=f"{task}: the target ({c.seconds:g} s clip)")
@@ -402,8 +408,10 @@ class App:
         preview_fn = shown(functools.partial(self.preview, t))
         inputs = self.common_inputs + all_inputs
 
-        preview = dict(fn=preview_fn, inputs=inputs, outputs=preview_outs, concurrency_id="preview",
-                       concurrency_limit=1, trigger_mode="always_last", show_progress="minimal")
+        # as an input changes (live: a stroke just begun is a note, not an error); the button asks outright
+        preview = dict(fn=shown(functools.partial(self.preview, t, live=True)), inputs=inputs, outputs=preview_outs,
+                       concurrency_id="preview", concurrency_limit=1, trigger_mode="always_last",
+                       show_progress="minimal")
         for comp, event, source in t.triggers():
             if source is None:
                 getattr(comp, event)(**preview)
