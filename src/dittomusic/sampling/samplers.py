@@ -199,7 +199,8 @@ def invert_ddim(model_fn: ModelFn, x0: Tensor, schedule: NoiseSchedule, steps: i
     as DDIMInverseScheduler (set_alpha_to_one=True) does, step for step: for v-prediction that
     makes the first step's eps the raw v of a clean input (v = -sigma x0 + ...), and on the
     bundled v2 model an 8-step invert-then-sample misses its clip by mel MSE 0.27 against 0.023
-    (20 steps: 0.062 against 0.013). The two agree for epsilon prediction."""
+    (20 steps: 0.062 against 0.013; `scripts/base_v2_probes.py inversion`). The two agree for epsilon
+    prediction."""
     _check_prediction(prediction)
     ac = schedule.alphas_cumprod.float()
     T = len(ac)

@@ -1,0 +1,181 @@
+"""The small measurements behind session 31's notes on the bundled v2 (docs/base_model/v2/README.md,
+and invert_ddim's docstring), each one a command. Prints one JSON object per probe.
+
+    python scripts/base_v2_probes.py inversion  --data data/full   # invert + sample: eps read at t vs diffusers' reading
+    python scripts/base_v2_probes.py bands      --data data/full   # C2ST per quarter of the mel bins
+    python scripts/base_v2_probes.py level_bias --data data/full   # subtract the decoder's level bias: reconstructions, generated
+    python scripts/base_v2_probes.py freq_noise --data data/full   # texture noise correlated over 3 / 5 bins
+    python scripts/base_v2_probes.py gen_calibration --data data/full  # texture calibrated on generated clips
+
+Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
+for any calibration; C2ST with 5 splits (3 for the per-band rows, 2 for level_bias's bands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+from dittomusic.data.dataset import MelDataset
+from dittomusic.eval.base_model import pick_clips, stack_clips
+from dittomusic.eval.realism import c2st, compare, measures, texture_fad
+from dittomusic.generate import Pipeline, Tags
+from dittomusic.models.autoencoder import add_texture_noise
+from dittomusic.sampling.samplers import get_sampler, invert_ddim
+
+
+def tags_of(ds, idx):
+    return [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (ds.rows[i] for i in idx)]
+
+
+class Probe:
+    def __init__(self, data: str):
+        torch.manual_seed(0)
+        self.pipe = Pipeline(None)
+        self.b, self.ae = self.pipe.backend, self.pipe.model.ae
+        self.data = data
+        self.te = MelDataset(data, "test", random_crop=False)
+        self.idx = pick_clips(self.te, 20, 0)
+        self.real = stack_clips(self.te, self.idx, "mel")
+        self.groups = [self.te.rows[i].get("piece_id", i) for i in self.idx]
+
+    def mean_decode(self, z):
+        return torch.cat([self.ae.decode(z[s:s + 16], texture=False) for s in range(0, len(z), 16)]).clamp(-1, 1)
+
+    def recon(self, mels):
+        with torch.no_grad():
+            return self.mean_decode(torch.cat([self.ae.encode(mels[s:s + 16]) for s in range(0, len(mels), 16)]))
+
+    def generated(self, tags, seed: int = 0):
+        """Mean-decoded clips at the model's default sampler and guidance."""
+        sm, out = self.pipe.sampling, []
+        with torch.no_grad():
+            for s in range(0, len(tags), 16):
+                k = min(16, len(tags) - s)
+                fn = self.b.model_fn(self.b.make_cond(tags[s:s + k], k), sm["guidance"])
+                out.append(get_sampler(sm["sampler"])(fn, self.b.noise(k, self.b.clip_frames, seed + s), self.b.schedule,
+                                                       20, prediction=self.b.prediction))
+        return self.mean_decode(torch.cat(out))
+
+    def texture(self, mel, std=None, seed: int = 3):
+        std = self.ae.texture_std if std is None else std
+        return add_texture_noise(mel, std, self.ae.cfg.texture_edges, torch.Generator().manual_seed(seed)).clamp(-1, 1)
+
+    def score(self, x, repeats: int = 5) -> dict:
+        r = c2st(self.real, x, 0, groups=(self.groups, None), repeats=repeats)
+        ratio, delta = compare(measures(self.real), measures(x))
+        return {"c2st": round(r["accuracy"], 3), "splits": [round(a, 3) for a in r["accuracies"]],
+                "texture_fad": round(texture_fad(self.real, x), 2), "grain": round(ratio["grain"], 3),
+                "grain_audible": round(ratio["grain_audible"], 3), "flatness_mean": round(ratio["flatness_mean"], 3),
+                "background_db": round(delta["background_db_mean"], 2)}
+
+    def bands(self, x, repeats: int = 3) -> list[float]:
+        return [round(c2st(self.real[:, lo:lo + 40], x[:, lo:lo + 40], 0, groups=(self.groups, None),
+                           repeats=repeats)["accuracy"], 3) for lo in range(0, self.real.shape[1], 40)]
+
+    def train_clips(self, per_collection: int, seed: int = 1):
+        tr = MelDataset(self.data, "train", random_crop=False)
+        idx = pick_clips(tr, per_collection, seed)
+        return tr, idx, stack_clips(tr, idx, "mel")
+
+
+def probe_inversion(p: Probe) -> dict:
+    idx = [0, 200, 400, 600]
+    ref = torch.stack([p.te[i]["mel"] for i in idx])
+    cond = p.b.make_cond(p.b.parse_prompt(collection=p.te.rows[idx[0]]["collection"]), len(idx))
+    rows = []
+    with torch.no_grad():
+        z = p.b.encode(ref)
+        for steps in (8, 20):
+            for w in (0.0, 4.0):
+                fn = p.b.model_fn(cond, w)
+                for name, md in (("eps_at_t (default)", False), ("diffusers", True)):
+                    x_T = invert_ddim(fn, z, p.b.schedule, steps, prediction=p.b.prediction, match_diffusers=md)
+                    mel = p.b.sample(x_T, cond, sampler="ddim", steps=steps, guidance=w)
+                    rows.append({"steps": steps, "w": w, "reading": name,
+                                 "mel_mse": round(float((mel - ref).square().mean()), 4)})
+    return {"clips": idx, "rows": rows}
+
+
+def probe_bands(p: Probe) -> dict:
+    gen = p.texture(p.generated(tags_of(p.te, p.idx)))
+    rec = p.texture(p.recon(p.real))
+    return {"generated": p.bands(gen), "reconstructions_textured": p.bands(rec), "bins_per_band": 40}
+
+
+def probe_level_bias(p: Probe) -> dict:
+    _, _, treal = p.train_clips(80)
+    trec = p.recon(treal)
+    edges = torch.linspace(-1, 1, 17)[1:-1]  # 16 decoded-level buckets of 10 dB
+    lv, n_mels = torch.bucketize(trec, edges), treal.shape[1]
+    bias = torch.zeros(n_mels, len(edges) + 1)
+    for k in range(len(edges) + 1):
+        w = (lv == k).float()
+        n = w.sum((0, 2))
+        bias[:, k] = torch.where(n > 50, ((treal - trec) * w).sum((0, 2)) / n.clamp_min(1), torch.zeros(n_mels))
+    bins = torch.arange(n_mels).view(1, -1, 1)
+
+    def fix(x):
+        return (x + bias[bins, torch.bucketize(x, edges)]).clamp(-1, 1)
+    rec, gen = p.recon(p.real), p.generated(tags_of(p.te, p.idx))
+    out = {"bias_db_per_level": [round(float(v), 2) for v in bias.abs().mean(0) * 80]}
+    for name, x in (("reconstructions", rec), ("generated", gen)):
+        out[name] = {"texture": p.score(p.texture(x)), "bias_corrected_texture": p.score(p.texture(fix(x)))}
+    return out
+
+
+def probe_freq_noise(p: Probe) -> dict:
+    rec = p.recon(p.real)
+    lv = torch.bucketize(rec, torch.tensor(p.ae.cfg.texture_edges))
+    std = p.ae.texture_std[torch.arange(rec.shape[1]).view(1, -1, 1), lv]
+    eps = torch.randn(rec.shape, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for name, k in (("white", None), ("3 bins", torch.tensor([0.5, 1, 0.5])),
+                    ("5 bins", torch.tensor([0.25, 0.5, 1, 0.5, 0.25]))):
+        e = eps
+        if k is not None:  # unit variance, correlated over neighbouring bins
+            flat = eps.transpose(1, 2).reshape(-1, 1, rec.shape[1])
+            e = F.conv1d(flat, (k / k.norm()).view(1, 1, -1), padding=len(k) // 2).reshape(
+                rec.shape[0], -1, rec.shape[1]).transpose(1, 2)
+        out[name] = p.score((rec + std * e).clamp(-1, 1))
+    return {"reconstructions": out}
+
+
+def probe_gen_calibration(p: Probe) -> dict:
+    tr, idx, treal = p.train_clips(30, seed=5)
+    tgen = p.generated(tags_of(tr, idx), seed=1000)
+    edges, lim = torch.tensor(p.ae.cfg.texture_edges), 6.0 / 80.0
+
+    def dt_var(x):
+        d = x.diff(dim=-1).clamp(-lim, lim).square()
+        lv = torch.bucketize(0.5 * (x[..., 1:] + x[..., :-1]), edges)
+        v = torch.zeros(x.shape[1], len(edges) + 1)
+        for k in range(len(edges) + 1):
+            w = (lv == k).float()
+            v[:, k] = (d * w).sum((0, 2)) / w.sum((0, 2)).clamp_min(1)
+        return v
+    std_gen = ((dt_var(treal) - dt_var(tgen)) / 2).clamp_min(0).sqrt()
+    gen = p.generated(tags_of(p.te, p.idx))
+    return {"std_db_per_level": {"generated_calibration": [round(float(v), 3) for v in std_gen.mean(0) * 80],
+                                 "bundled (reconstructions)": [round(float(v), 3) for v in p.ae.texture_std.mean(0) * 80]},
+            "generated": {"mean decoder": p.score(gen), "bundled texture": p.score(p.texture(gen, seed=9)),
+                          "generated-calibrated texture": p.score(p.texture(gen, std_gen, seed=9))}}
+
+
+PROBES = {"inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+          "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("probe", choices=sorted(PROBES))
+    ap.add_argument("--data", required=True)
+    a = ap.parse_args()
+    print(json.dumps({"probe": a.probe, **PROBES[a.probe](Probe(a.data))}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
