@@ -1,6 +1,7 @@
 """The small measurements behind session 31's notes on the bundled v2 (docs/base_model/v2/README.md,
 and invert_ddim's docstring), each one a command. Prints one JSON object per probe.
 
+    python scripts/base_v2_probes.py residual   --data data/full   # what the mean decoder drops: per-band change, residual
     python scripts/base_v2_probes.py inversion  --data data/full   # invert + sample: eps read at t vs diffusers' reading
     python scripts/base_v2_probes.py bands      --data data/full   # C2ST per quarter of the mel bins
     python scripts/base_v2_probes.py level_bias --data data/full   # subtract the decoder's level bias: reconstructions, generated
@@ -80,6 +81,28 @@ class Probe:
         tr = MelDataset(self.data, "train", random_crop=False)
         idx = pick_clips(tr, per_collection, seed)
         return tr, idx, stack_clips(tr, idx, "mel")
+
+
+def probe_residual(p: Probe) -> dict:
+    """Real test clips against their mean-decoded reconstructions, each floored at its own clip's max - 60 dB
+    as the C2ST sees them; the residual where both are above the real clip's floor."""
+    real, rec = p.real, p.recon(p.real)
+    floor = real.amax((1, 2), keepdim=True) - 60 / 80
+    a, b = (torch.maximum(x, x.amax((1, 2), keepdim=True) - 60 / 80) for x in (real, rec))
+    db = lambda x: round(float(x) * 80, 2)
+    bands = []
+    for lo in range(0, real.shape[1], 40):
+        ra, rb = a[:, lo:lo + 40], b[:, lo:lo + 40]
+        bands.append({"bins": [lo, lo + 40], "dt_db": [db(ra.diff(dim=-1).abs().mean()), db(rb.diff(dim=-1).abs().mean())],
+                      "df_db": [db(ra.diff(dim=1).abs().mean()), db(rb.diff(dim=1).abs().mean())]})
+    mask = (real > floor) & (rec > floor)
+    r = (real - rec) * 80
+    smooth = F.avg_pool1d(r.reshape(-1, 1, r.shape[-1]), 5, 1, 2).reshape(r.shape)
+    x, y, m = r[..., :-1], r[..., 1:], mask[..., :-1] & mask[..., 1:]
+    x, y = x[m] - x[m].mean(), y[m] - y[m].mean()
+    return {"per_band [real, reconstruction]": bands, "residual_std_db": round(float(r[mask].std()), 2),
+            "residual_lag1_time": round(float((x * y).mean() / (x.std() * y.std())), 3),
+            "residual_high_passed_std_db": round(float((r - smooth)[mask].std()), 2)}
 
 
 def probe_inversion(p: Probe) -> dict:
@@ -165,7 +188,7 @@ def probe_gen_calibration(p: Probe) -> dict:
                           "generated-calibrated texture": p.score(p.texture(gen, std_gen, seed=9))}}
 
 
-PROBES = {"inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+PROBES = {"residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
           "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration}
 
 
