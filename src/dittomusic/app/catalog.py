@@ -66,11 +66,10 @@ def read_catalog(model_path=None, vocoder: str | None = None, pipe=None) -> Cata
     """The catalog, read in this process (the registries import torch). pipe: a loaded
     generate.Pipeline, whose tags and clip length are taken as they are; else model_path's header,
     its config checked as load_model checks it, and the vocoder's name checked."""
+    from dittomusic.checkpoint import sampling_defaults
     from dittomusic.control.methods import all_methods
     from dittomusic.control.spec import all_tasks
     from dittomusic.control.targets import INTENSITY_PRESETS
-
-    from dittomusic.checkpoint import sampling_defaults
 
     if pipe is not None:
         vocab, mel, sampling = pipe.backend.vocab, pipe.backend.mel_cfg, pipe.sampling

@@ -209,7 +209,7 @@ def latent_scale(ae: MelAutoencoder, data: str | Path, clips: int = 256, seed: i
     return float(1.0 / torch.cat(zs).std())
 
 
-TEXTURE_EDGES = [-0.75, -0.5, -0.25]  # decoded levels (scaled units: -1 = -160 dB .. 1 = 0 dB), 20 dB apart
+TEXTURE_EDGES = [-0.75, -0.5, -0.25]  # decoded levels (scaled units: -1 = -120 dB .. 1 = +40 dB), 20 dB apart
 TEXTURE_CLIP_DB = 6.0  # frame-to-frame steps beyond this are onsets and releases, not jitter
 
 
@@ -248,25 +248,19 @@ def add_texture(path: str | Path, data: str | Path, out: str | Path, clips: int 
     from dittomusic.models.loading import AE_PREFIX
 
     tensors, meta = load_tensors(path)
-    ae, _ = load_autoencoder(path, device)
-    ae.cfg.texture_edges = []  # calibrate against the mean decoder, whatever the file had
-    ae.texture_std = None
+    if meta.get("kind") not in ("base", "autoencoder") or (meta["kind"] == "base" and "autoencoder" not in meta):
+        raise DittoError(f"{path} is neither an exported autoencoder nor a latent model's release")
+    ae, _ = load_autoencoder(path, device)  # calibrate_texture reads its mean decoder, whatever texture it has
     ds = MelDataset(data, "train", random_crop=False)
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:clips].tolist()
     std = calibrate_texture(ae, torch.stack([ds[i]["mel"] for i in idx]))
     info = {"clips": len(idx), "seed": seed, "data": str(data), "clip_db": TEXTURE_CLIP_DB,
             "std_db_per_level": [round(float(v) * 80.0, 3) for v in std.mean(0)]}
     dtype = next(iter(tensors.values())).dtype
-    if meta.get("kind") == "base":
-        meta["autoencoder"]["model_config"]["texture_edges"] = list(TEXTURE_EDGES)
-        meta["autoencoder"]["texture"] = info
-        tensors[AE_PREFIX + "texture_std"] = std.to(dtype)
-    elif meta.get("kind") == "autoencoder":
-        meta["model_config"]["texture_edges"] = list(TEXTURE_EDGES)
-        meta["texture"] = info
-        tensors["texture_std"] = std.to(dtype)
-    else:
-        raise DittoError(f"{path} is neither an exported autoencoder nor a latent model's release")
+    ae_meta, prefix = (meta["autoencoder"], AE_PREFIX) if meta["kind"] == "base" else (meta, "")
+    ae_meta["model_config"]["texture_edges"] = list(TEXTURE_EDGES)
+    ae_meta["texture"] = info
+    tensors[prefix + "texture_std"] = std.to(dtype)
     return save_tensors(out, tensors, meta), info
 
 
