@@ -1,6 +1,7 @@
 """Neural vocoder against Griffin-Lim on real test clips, in one run. Prints JSON.
 
     python benchmarks/vocoder.py --data data/full [--weights FILE] [--clips 24] [--threads 2]
+                                 [--variant gl_iters=8,mel_match=0.5 ...]
 
 Each test clip's original audio is re-rendered from its dataset row (checked against its stored
 mel); both vocoders get the stored mel. Reports, per vocoder: multi-resolution STFT distance and
@@ -23,11 +24,21 @@ def main():
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", action="append", default=[],
+                    help="The same weights under other synthesis settings, side by side, e.g. gl_iters=8,mel_match=0")
     a = ap.parse_args()
+    variants = []
+    for v in a.variant:
+        try:
+            kv = dict(x.split("=", 1) for x in v.split(","))
+            variants.append({"gl_iters": int(kv.pop("gl_iters"))} if "gl_iters" in kv else {})
+            variants[-1].update({k: float(x) for k, x in kv.items()})
+        except ValueError:
+            ap.error(f"--variant {v!r}: give key=value pairs joined by commas, e.g. gl_iters=8,mel_match=0.5")
     torch.set_num_threads(a.threads)
     from dittomusic.eval.vocoder import evaluate_vocoders
 
-    report, _ = evaluate_vocoders(a.data, a.weights, a.clips, a.seed)
+    report, _ = evaluate_vocoders(a.data, a.weights, a.clips, a.seed, variants=variants)
     print(json.dumps(report, indent=1))
 
 

@@ -36,3 +36,14 @@ def test_spectrum_loss_refuses_a_segment_too_short_for_its_edges():
     audio = _tones(n=4 * 256)
     with pytest.raises(ValueError, match="too short"):
         loss(loss.target(audio), audio)
+
+
+def test_spectrum_loss_lifts_a_bin_predicted_below_the_floor():
+    """A clamped log term gave a bin predicted below 1e-5 no gradient, so it stayed dark for good; the soft
+    floor must push it up towards the truth."""
+    audio, loss = _tones(), SpectrumLoss(1024, 256)
+    mag = loss.target(audio).abs().clone()
+    mag[:, 100:110] = 1e-8  # well below the floor, where the tones' skirts have energy
+    mag.requires_grad_(True)
+    loss(mag, audio).backward()
+    assert (mag.grad[:, 100:110, loss.edge:-loss.edge] < 0).float().mean() > 0.9  # descent raises them

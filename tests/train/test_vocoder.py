@@ -39,8 +39,9 @@ def test_training_reduces_the_loss_and_writes_its_curve(tiny_pairs, tmp_path):
     from dittomusic.audio.neural import ConvNeXtVocoder, VocoderConfig
 
     # without the magnitude prior, so that what a tiny net learns in 80 steps (the spectral envelope) is large
-    # and a broken loop shows plainly; with it the start is already close (tests/audio: the prior's own test)
-    model = dict(TINY_VOCODER, magnitude_prior=False)
+    # and a broken loop shows plainly; with it the start is already close (tests/audio: the prior's own test).
+    # Nor mel matching, which pulls even an untrained head's band energies to the mel's.
+    model = dict(TINY_VOCODER, magnitude_prior=False, mel_match=0.0)
     res = train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=80, lr=1e-2, warmup=5, val_every=40, model=model),
                         progress=False)
     assert res["step"] == 80 and len(losses(tmp_path / "r")) == 80 and res["train_hours"] > 0
@@ -126,6 +127,20 @@ def test_export_carries_the_config_and_matches_the_ema(tiny_pairs, tmp_path):
     mel = torch.rand(1, 160, 40) * 2 - 1
     with torch.no_grad():
         assert_same_vocoder(fp16, ema, mel)
+
+
+def test_export_and_load_take_other_synthesis_settings_but_nothing_else(tiny_pairs, tmp_path):
+    train_vocoder(_cfg(tiny_pairs, tmp_path / "r", steps=2), progress=False)
+    out = export_vocoder(tmp_path / "r", tmp_path / "v.safetensors", synthesis={"gl_iters": 3, "mel_match": 0.5})
+    net, meta = load_vocoder(out)
+    assert meta["vocoder_config"]["gl_iters"] == 3 and net.cfg.mel_match == 0.5 and net.matches_mel
+    assert load_vocoder(out, gl_iters=0)[0].cfg.gl_iters == 0
+    with pytest.raises(DittoError, match="only change gl_iters, mel_match"):
+        load_vocoder(out, dim=64)
+    with pytest.raises(DittoError, match="can only set"):
+        export_vocoder(tmp_path / "r", tmp_path / "w.safetensors", synthesis={"layers": 1})
+    with pytest.raises(DittoError, match="between 0 and 1"):
+        load_vocoder(out, mel_match=2.0)
 
 
 def test_loss_recipes_log_their_parts_and_an_empty_recipe_is_refused(tiny_pairs, tmp_path):

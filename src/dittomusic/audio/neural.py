@@ -38,6 +38,7 @@ from dittomusic.audio.phase import griffin_lim, locked_phase, to_stft_phase
 from dittomusic.errors import DittoError
 
 PHASES = ("locked", "recurrent", "direct")
+PRIORS = ("spread", "pinv")
 # mel settings a vocoder must share with the mels it is given
 MEL_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "db_max", "db_range")
 
@@ -54,8 +55,16 @@ class VocoderConfig:
     kernel: int = 7
     layer_scale: float | None = None  # None: 1 / layers, as Vocos
     phase: str = "locked"  # "locked": from the predicted magnitude (audio/phase.py); "recurrent"; "direct" (Vocos)
-    gl_iters: int = 16  # "locked": Griffin-Lim projections after phase locking (magnitudes fixed)
-    magnitude_prior: bool = True  # predict log-magnitude as a correction to the mel's pseudo-inverse
+    gl_iters: int = 16  # "locked": Griffin-Lim projections after phase locking
+    # "locked": each projection also moves the magnitude this far (0-1) towards the input mel's band
+    # energies (audio/phase.griffin_lim's mel_match); 0 keeps the magnitudes fixed, as files before session 32.
+    # None: 0.5 when the head's STFT is the mel's own, else 0 (measured on a rendered chorale with an untrained
+    # head: at n_fft 2048 and 1024 it halves the mel error, at 512 it makes it worse, 0.44 -> 0.50)
+    mel_match: float | None = None
+    magnitude_prior: bool = True  # predict log-magnitude as a correction to a magnitude estimated from the mel
+    # that estimate: "spread" (each band's power density spread over its bins, never negative) or "pinv"
+    # (the mel basis's pseudo-inverse; files from before session 32, whose config names no prior)
+    prior: str = "spread"
     mel: dict | None = None  # the MelConfig the input mels follow (MEL_KEYS)
 
     def __post_init__(self):
@@ -64,6 +73,10 @@ class VocoderConfig:
             raise DittoError(f"the vocoder's n_fft {self.n_fft} must be at least twice the hop ({self.hop_length})")
         if self.phase not in PHASES:
             raise DittoError(f"the vocoder's phase head is one of {', '.join(PHASES)}, not {self.phase!r}")
+        if self.mel_match is not None and not 0.0 <= self.mel_match <= 1.0:
+            raise DittoError(f"the vocoder's mel_match step is between 0 and 1, not {self.mel_match}")
+        if self.prior not in PRIORS:
+            raise DittoError(f"the vocoder's magnitude prior is one of {', '.join(PRIORS)}, not {self.prior!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +87,8 @@ class VocoderConfig:
         unknown = set(d) - names
         if unknown:
             raise DittoError(f"unknown vocoder config keys {sorted(unknown)}: a checkpoint from a newer dittomusic?")
-        return cls(**d)
+        # files from before session 32 name neither: the pseudo-inverse prior and fixed magnitudes
+        return cls(**{"prior": "pinv", "mel_match": 0.0, **d})
 
     @classmethod
     def for_mel(cls, mel: MelConfig, **kw) -> "VocoderConfig":
@@ -153,11 +167,13 @@ class ISTFTHead(nn.Module):
             return mag * self._carry(parts[2], parts[1], parts[3])
         return torch.complex(mag * torch.cos(parts[1]), mag * torch.sin(parts[1]))
 
-    def synthesize(self, spec: torch.Tensor) -> torch.Tensor:
+    def synthesize(self, spec: torch.Tensor, mel_match: tuple | None = None) -> torch.Tensor:
         """The spectrum -> audio. center=True: output sample 0 sits at frame 0's centre, (T - 1) * hop samples
-        in all, the same length and alignment as Griffin-Lim and as the mels' own STFT."""
+        in all, the same length and alignment as Griffin-Lim and as the mels' own STFT. `mel_match`: see
+        `griffin_lim` (locked heads only)."""
         if self.phase == "locked" and self.gl_iters:
-            return griffin_lim(spec.abs(), spec.angle(), self.n_fft, self.hop, self.gl_iters, window=self.window)
+            return griffin_lim(spec.abs(), spec.angle(), self.n_fft, self.hop, self.gl_iters, window=self.window,
+                               mel_match=mel_match)
         return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True)
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,28 +199,77 @@ class ConvNeXtVocoder(nn.Module):
                 self.head.proj.bias[3 * (cfg.n_fft // 2 + 1):] = 3.0
         if cfg.magnitude_prior:
             self.register_buffer("prior_matrix", self._prior_matrix(cfg), persistent=False)
+        mel = self._mel_config(cfg)
+        own_stft = (cfg.n_fft, cfg.hop_length) == (mel.n_fft, mel.hop_length)
+        self.mel_step = cfg.mel_match if cfg.mel_match is not None else (0.5 if own_stft else 0.0)
+        self.matches_mel = cfg.phase == "locked" and cfg.gl_iters > 0 and self.mel_step > 0
+        if self.matches_mel:
+            self.mel_stft = None if own_stft else mel
+            basis = torch.from_numpy(mel.mel_basis())
+            self.register_buffer("mel_basis", basis, persistent=False)
+            # head bin <- the bands that cover its frequency (weights normalised; bins no band covers: none)
+            weight = self._at_head_bins(basis.T.double(), cfg, mel)
+            self.register_buffer("mel_spread", (weight / weight.sum(1, keepdim=True).clamp_min(1e-12)).float(),
+                                 persistent=False)
+
+    @staticmethod
+    def _at_head_bins(per_bin: torch.Tensor, cfg: VocoderConfig, mel: MelConfig) -> torch.Tensor:
+        """Rows indexed by the mel's STFT bins -> rows at the head's bin frequencies (linear interpolation)."""
+        pos = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * (mel.n_fft / cfg.n_fft)
+        lo = pos.floor().long().clamp(max=per_bin.shape[0] - 1)
+        hi = (lo + 1).clamp(max=per_bin.shape[0] - 1)
+        w = (pos - lo)[:, None]
+        return (1 - w) * per_bin[lo] + w * per_bin[hi]
+
+    def _mel_of(self, wav: torch.Tensor, rebuilt: torch.Tensor) -> torch.Tensor:
+        if self.mel_stft is not None:  # the head's STFT is not the mel's: take the audio's own
+            m = self.mel_stft
+            rebuilt = torch.stft(wav, m.n_fft, m.hop_length, window=torch.hann_window(m.n_fft, device=wav.device),
+                                 center=True, pad_mode="constant", return_complex=True)
+        return torch.matmul(self.mel_basis, rebuilt.abs().square())
 
     @staticmethod
     def _prior_matrix(cfg: VocoderConfig) -> torch.Tensor:
-        """Mel power -> the head's linear power: the mel basis's pseudo-inverse, read at the head's bin
-        frequencies and rescaled from the mel's window to the head's. The pseudo-inverse spreads power
-        evenly over each band, so the scale is that of a power density (per-bin power grows with the
-        window length): measured on rendered music it keeps the energy within 16 %."""
-        mel = MelConfig(**(cfg.mel or {"n_mels": cfg.n_mels, "sample_rate": cfg.sample_rate,
-                                        "hop_length": cfg.hop_length}))
-        pinv = torch.linalg.pinv(torch.from_numpy(mel.mel_basis()).double())  # [mel bins' STFT, n_mels]
-        pos = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * (mel.n_fft / cfg.n_fft)
-        lo = pos.floor().long().clamp(max=pinv.shape[0] - 1)
-        hi = (lo + 1).clamp(max=pinv.shape[0] - 1)
-        w = (pos - lo)[:, None]
-        return (((1 - w) * pinv[lo] + w * pinv[hi]) * (cfg.n_fft / mel.n_fft)).float()
+        """Mel power -> the head's linear power, read at the head's bin frequencies and rescaled from the
+        mel's window to the head's (per-bin power grows with the window length, so the scale is that of a
+        power density: measured on rendered music it keeps the energy within 16 %).
 
-    def prior_logmag(self, mel: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, T] scaled log-mel -> [B, head bins, T] natural-log magnitude estimate."""
+        "spread": each bin gets the weighted mean of its bands' power densities (band power over the band's
+        filter area). Never negative. "pinv": the pseudo-inverse, whose negative lobes clamp to the floor:
+        on test renders 15 % of a trained head's bins sat at that floor (1e-5) where the render had energy,
+        and a clamped log-magnitude loss gave them no gradient (docs/vocoder/training_log.md, session 32)."""
+        mel = ConvNeXtVocoder._mel_config(cfg)
+        basis = torch.from_numpy(mel.mel_basis()).double()  # [n_mels, mel bins' STFT]
+        if cfg.prior == "pinv":
+            inv = torch.linalg.pinv(basis)  # [mel bins' STFT, n_mels]
+        else:
+            density = 1.0 / basis.sum(1).clamp_min(1e-12)  # band power -> power per STFT bin
+            weight = basis.T.clone()
+            # bins no filter covers (DC, the top) borrow their nearest band
+            empty = weight.sum(1) == 0
+            if empty.any():
+                centre = (basis * torch.arange(basis.shape[1], dtype=basis.dtype)).sum(1) / basis.sum(1).clamp_min(1e-12)
+                near = (torch.arange(basis.shape[1], dtype=basis.dtype)[empty, None] - centre[None]).abs().argmin(1)
+                weight[empty] = 0.0
+                weight[empty.nonzero()[:, 0], near] = 1.0
+            inv = weight / weight.sum(1, keepdim=True) * density[None]
+        return (ConvNeXtVocoder._at_head_bins(inv, cfg, mel) * (cfg.n_fft / mel.n_fft)).float()
+
+    @staticmethod
+    def _mel_config(cfg: VocoderConfig) -> MelConfig:
+        return MelConfig(**(cfg.mel or {"n_mels": cfg.n_mels, "sample_rate": cfg.sample_rate,
+                                        "hop_length": cfg.hop_length}))
+
+    def mel_power(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] scaled log-mel -> linear mel power."""
         m = self.cfg.mel or {}
         db_max, db_range = m.get("db_max", 40.0), m.get("db_range", 160.0)
         db = (mel.clamp(-1, 1) + 1) * 0.5 * db_range + db_max - db_range
-        power = torch.matmul(self.prior_matrix, torch.pow(10.0, db / 10))
+        return torch.pow(10.0, db / 10)
+
+    def prior_logmag(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, T] scaled log-mel -> [B, head bins, T] natural-log magnitude estimate."""
+        power = torch.matmul(self.prior_matrix, self.mel_power(mel))
         return 0.5 * power.clamp_min(1e-10).log()
 
     @staticmethod
@@ -239,13 +304,19 @@ class ConvNeXtVocoder(nn.Module):
         mel = self._check(mel)
         prior = self.prior_logmag(mel) if self.cfg.magnitude_prior else None
         spec = self.head.spectrum(self.features(mel), prior)
-        wav = self.head.synthesize(spec)
+        match = (self._mel_of, self.mel_spread, self.mel_power(mel), self.mel_step) if self.matches_mel else None
+        wav = self.head.synthesize(spec, match)
         wav = wav.reshape(*shape, wav.shape[-1])
         return (wav, spec) if return_spectrum else wav
 
 
-def load_vocoder(path: str | Path, device: str | torch.device | None = None) -> tuple[ConvNeXtVocoder, dict]:
-    """A ConvNeXtVocoder (fp32, eval, frozen) from a release file or a training run's checkpoint (its EMA)."""
+INFERENCE_KEYS = ("gl_iters", "mel_match")  # settings a trained vocoder may run with other values of
+
+
+def load_vocoder(path: str | Path, device: str | torch.device | None = None,
+                 **inference) -> tuple[ConvNeXtVocoder, dict]:
+    """A ConvNeXtVocoder (fp32, eval, frozen) from a release file or a training run's checkpoint (its EMA).
+    `inference`: other values of the synthesis settings that training never saw (INFERENCE_KEYS)."""
     from dittomusic.checkpoint import load_tensors
     from dittomusic.utils import resolve_device
 
@@ -257,7 +328,14 @@ def load_vocoder(path: str | Path, device: str | torch.device | None = None) -> 
         raise DittoError(f"{path} carries no vocoder config: not a dittomusic vocoder checkpoint")
     if any(k.startswith("ema.") for k in tensors):  # a training checkpoint
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    net = ConvNeXtVocoder(VocoderConfig.from_dict(meta["vocoder_config"]))
+    bad = sorted(set(inference) - set(INFERENCE_KEYS))
+    if bad:
+        raise DittoError(f"a trained vocoder can only change {', '.join(INFERENCE_KEYS)} at load time, not {bad}")
+    cfg = VocoderConfig.from_dict(meta["vocoder_config"])
+    for k, v in inference.items():
+        setattr(cfg, k, v)
+    cfg.__post_init__()  # the same checks as a fresh config
+    net = ConvNeXtVocoder(cfg)
     try:
         net.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as e:

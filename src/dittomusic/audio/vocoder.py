@@ -185,7 +185,8 @@ class NeuralVocoder:
     the mel's device.
     """
 
-    def __init__(self, cfg: MelConfig, weights: str | os.PathLike | None = None, device=None):
+    def __init__(self, cfg: MelConfig, weights: str | os.PathLike | None = None, device=None, **inference):
+        """`inference`: synthesis settings to run with instead of the file's (gl_iters, mel_match)."""
         from dittomusic.audio.neural import load_vocoder
 
         path = Path(weights) if weights is not None else bundled_vocoder_path()
@@ -194,7 +195,7 @@ class NeuralVocoder:
                              f"or use --vocoder griffinlim")
         self.cfg = cfg
         self.weights = str(path)
-        self.net, self.meta = load_vocoder(path, device)
+        self.net, self.meta = load_vocoder(path, device, **inference)
         self.net.cfg.check_mel(cfg)
         self.device = next(self.net.parameters()).device
 

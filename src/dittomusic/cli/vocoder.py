@@ -72,14 +72,17 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 @click.option("--dim", type=click.IntRange(min=8), default=None, help="ConvNeXt width [default: 256].")
 @click.option("--intermediate", type=click.IntRange(min=8), default=None, help="ConvNeXt MLP width [default: 768].")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="ConvNeXt blocks [default: 8].")
-@click.option("--n-fft", type=click.IntRange(min=64), default=None, help="iSTFT head's FFT size [default: 1024].")
+@click.option("--n-fft", type=click.IntRange(min=64), default=None, help="iSTFT head's FFT size [default: 2048].")
 @click.option("--phase", type=click.Choice(["locked", "recurrent", "direct"]), default=None,
               help="Phase: locked to the predicted magnitude's partials (not learned), or a learned head carried "
                    "frame to frame, or per frame as Vocos [default: locked].")
 @click.option("--gl-iters", type=click.IntRange(min=0), default=None,
               help="Locked phase: Griffin-Lim projections after phase locking [default: 16].")
 @click.option("--magnitude-prior/--no-magnitude-prior", default=None,
-              help="Predict log-magnitude as a correction to the mel's pseudo-inverse [default: on].")
+              help="Predict log-magnitude as a correction to a magnitude estimated from the mel [default: on].")
+@click.option("--prior", type=click.Choice(["spread", "pinv"]), default=None,
+              help="That estimate: each band's power spread over its bins, or the mel basis's pseudo-inverse "
+                   "[default: spread].")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -95,7 +98,7 @@ def vocoder_pairs(data, out, hours, val_minutes, workers, seed, soundfont):
 def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmup, adversarial, mel_weight,
                   stft_weight, spectrum_weight,
                   consistency_weight, phase_weight, dim, intermediate,
-                  layers, n_fft, phase, gl_iters, magnitude_prior, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every,
+                  layers, n_fft, phase, gl_iters, magnitude_prior, prior, max_minutes, max_cpu_hours, ckpt_minutes, val_every, val_clips, log_every,
                   seed, device):
     """Train the neural vocoder. Multi-process: torchrun --nproc_per_node 2 -m dittomusic vocoder train ..."""
     import os
@@ -103,7 +106,7 @@ def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmu
     from dittomusic.train.vocoder import VocoderTrainConfig, train_vocoder
 
     model = {k: v for k, v in dict(dim=dim, intermediate=intermediate, layers=layers, n_fft=n_fft, phase=phase,
-                                   gl_iters=gl_iters, magnitude_prior=magnitude_prior).items() if v is not None}
+                                   gl_iters=gl_iters, magnitude_prior=magnitude_prior, prior=prior).items() if v is not None}
     cfg = VocoderTrainConfig(data=data, audio=audio, out=out, steps=steps, batch_size=batch_size,
                              segment_frames=segment_frames, lr=lr, warmup=warmup, adversarial=adversarial, model=model,
                              mel_weight=mel_weight, stft_weight=stft_weight, spectrum_weight=spectrum_weight,
@@ -120,14 +123,19 @@ def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmu
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
 @click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16).")
+@click.option("--gl-iters", type=click.IntRange(min=0), default=None,
+              help="Synthesis: Griffin-Lim projections the release runs with [default: the run's].")
+@click.option("--mel-match", type=click.FloatRange(0, 1), default=None,
+              help="Synthesis: mel-matching step of each projection, 0 for none [default: the run's].")
 @friendly
-def vocoder_export(run, out, weights, fp32):
+def vocoder_export(run, out, weights, fp32, gl_iters, mel_match):
     """Export a vocoder run as a release file (safetensors, carries its config), e.g. to assets/vocoder.safetensors."""
     import torch
 
     from dittomusic.train.vocoder import export_vocoder
 
-    click.echo(f"wrote {export_vocoder(run, out, torch.float32 if fp32 else torch.float16, weights)}")
+    synthesis = {k: v for k, v in dict(gl_iters=gl_iters, mel_match=mel_match).items() if v is not None}
+    click.echo(f"wrote {export_vocoder(run, out, torch.float32 if fp32 else torch.float16, weights, synthesis)}")
 
 
 @vocoder_group.command("card")

@@ -110,8 +110,10 @@ def compare_vocoders(clips: list[dict], vocoders: dict, mel_cfg, progress: bool 
 
 
 def evaluate_vocoders(data: str | Path, weights: str | Path | None = None, clips: int = 24, seed: int = 0,
-                      soundfont: str | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """Griffin-Lim and the neural vocoder (bundled or `weights`) on the same test clips, in one run."""
+                      soundfont: str | None = None, progress: bool = True,
+                      variants: list[dict] | None = None) -> tuple[dict, dict]:
+    """Griffin-Lim and the neural vocoder (bundled or `weights`) on the same test clips, in one run;
+    `variants`: the same weights again under other synthesis settings (e.g. {"gl_iters": 8}), each its own row."""
     from dittomusic.audio.mel import MelConfig
     from dittomusic.audio.vocoder import get_vocoder
     from dittomusic.data.pairs import dataset_plan
@@ -119,8 +121,11 @@ def evaluate_vocoders(data: str | Path, weights: str | Path | None = None, clips
     mel_cfg = MelConfig(**dataset_plan(data)["content"]["mel"])
     neural = get_vocoder("neural", mel_cfg, device="cpu", weights=weights)
     test = pick_test_clips(data, clips, seed, soundfont)
-    report, example = compare_vocoders(test, {"griffinlim": get_vocoder("griffinlim", mel_cfg), "neural": neural},
-                                       mel_cfg, progress)
+    vocoders = {"griffinlim": get_vocoder("griffinlim", mel_cfg), "neural": neural}
+    for v in variants or []:
+        vocoders["neural " + " ".join(f"{k}={x}" for k, x in v.items())] = get_vocoder(
+            "neural", mel_cfg, device="cpu", weights=neural.weights, **v)
+    report, example = compare_vocoders(test, vocoders, mel_cfg, progress)
     report.update(weights=neural.weights, data=str(data), seed=seed, torch=torch.__version__,
                   example_clip=test[0]["row"]["clip_id"], example_caption=test[0]["row"]["caption"])
     return report, example
@@ -242,12 +247,17 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
         f"{params / 1e6:.2f} M parameters; differentiable from the waveform back to the mel.",
         {"locked": f"- Phase: not learned. Identity phase locking on the predicted magnitude (each bin takes the "
                    f"phase of its nearest peak, which advances at the peak's interpolated frequency), then "
-                   f"{vc.get('gl_iters', 16)} Griffin-Lim projections (`dittomusic.audio.phase`).",
+                   f"{vc.get('gl_iters', 16)} Griffin-Lim projections (`dittomusic.audio.phase`)"
+                   + (f", each also moving every bin {net.mel_step:g} of the way (in log) towards the input mel's "
+                      "band energies, so the audio's own mel converges to the one it was given." if net.matches_mel
+                      else "."),
          "recurrent": "- Phase: carried from frame to frame (per bin: instantaneous-frequency offset, local phase, reset "
                       "gate), so sustained tones keep their pitch between the 86 Hz lines a per-frame head is held to.",
          "direct": "- Phase: predicted per frame (the Vocos head)."}[vc.get("phase", "recurrent")],
-        ("- Magnitude: a learned correction to the mel's pseudo-inverse at the head's resolution."
-         if vc.get("magnitude_prior", True) else "- Magnitude: predicted directly."),
+        ("- Magnitude: predicted directly." if not vc.get("magnitude_prior", True) else
+         "- Magnitude: a learned correction to the mel's pseudo-inverse at the head's resolution."
+         if net.cfg.prior == "pinv" else
+         "- Magnitude: a learned log-magnitude correction to the mel's power spread evenly over each band's bins."),
         f"- Input: the dataset's {vc['n_mels']}-bin scaled log-mel (window 2048, hop {vc['hop_length']}, "
         f"{vc['sample_rate']} Hz); output: (frames - 1) × hop samples, aligned like Griffin-Lim's.", "",
         "## Training", "",
@@ -292,7 +302,7 @@ def write_vocoder_card(weights: str | Path, report: dict, example: dict, out_dir
               "`scripts/vocoder.sh all` (then `scripts/vocoder.sh install`), which runs:", "", "```bash",
               "dittomusic vocoder pairs --data data/full --hours 8 --workers 2   # re-render train audio",
               "torchrun --standalone --nproc_per_node 2 -m dittomusic vocoder train --data data/full "
-              "--out runs/vocoder --steps 22000 --max-minutes 175",
+              f"--out runs/vocoder --steps {tc.get('steps', 22000)} --max-minutes 175",
               "dittomusic vocoder export runs/vocoder runs/vocoder.safetensors",
               "python benchmarks/vocoder.py --data data/full --weights runs/vocoder.safetensors > vocoder_bench.json",
               "dittomusic vocoder card --data data/full --weights runs/vocoder.safetensors --report vocoder_bench.json "

@@ -218,8 +218,11 @@ def train_vocoder(cfg: VocoderTrainConfig, progress: bool = True) -> dict:
 
 
 def export_vocoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
-                   weights: str = "ema") -> Path:
-    """A run's generator (EMA by default) -> a release file (fp16 by default) that carries its config."""
+                   weights: str = "ema", synthesis: dict | None = None) -> Path:
+    """A run's generator (EMA by default) -> a release file (fp16 by default) that carries its config;
+    `synthesis`: other values of the settings training never used (neural.INFERENCE_KEYS), chosen by measurement."""
+    from dittomusic.audio.neural import INFERENCE_KEYS
+
     from dittomusic.train.base import release_train_info
 
     run = Path(run)
@@ -230,7 +233,11 @@ def export_vocoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
         raise DittoError(f"weights must be ema or model, not {weights!r}")
     gen = {k[len(weights) + 1:]: v.to(dtype) for k, v in tensors.items() if k.startswith(weights + ".")}
     tc = meta["train_config"]
-    release = {"kind": "vocoder", "vocoder_config": meta["vocoder_config"], "weights": weights,
+    bad = sorted(set(synthesis or {}) - set(INFERENCE_KEYS))
+    if bad:
+        raise DittoError(f"export can only set {', '.join(INFERENCE_KEYS)}, not {bad}")
+    vcfg = VocoderConfig.from_dict({**VocoderConfig.from_dict(meta["vocoder_config"]).to_dict(), **(synthesis or {})})
+    release = {"kind": "vocoder", "vocoder_config": vcfg.to_dict(), "weights": weights,
                "train": {**release_train_info(meta), "segment_frames": tc["segment_frames"],
                          "train_hours": meta.get("train_hours"), "adversarial": tc["adversarial"],
                          "final_val_parts": next(({k: v for k, v in h.items() if k.startswith("val_") and k != "val_loss"}
