@@ -313,6 +313,14 @@ class ConvNeXtVocoder(nn.Module):
 INFERENCE_KEYS = ("gl_iters", "mel_match")  # settings a trained vocoder may run with other values of
 
 
+def with_synthesis(config: dict, synthesis: dict | None) -> VocoderConfig:
+    """A trained vocoder's config with other values of the settings training never used (INFERENCE_KEYS)."""
+    bad = sorted(set(synthesis or {}) - set(INFERENCE_KEYS))
+    if bad:
+        raise DittoError(f"a trained vocoder can only change {', '.join(INFERENCE_KEYS)}, not {bad}")
+    return VocoderConfig.from_dict({**VocoderConfig.from_dict(config).to_dict(), **(synthesis or {})})
+
+
 def load_vocoder(path: str | Path, device: str | torch.device | None = None,
                  **inference) -> tuple[ConvNeXtVocoder, dict]:
     """A ConvNeXtVocoder (fp32, eval, frozen) from a release file or a training run's checkpoint (its EMA).
@@ -328,14 +336,7 @@ def load_vocoder(path: str | Path, device: str | torch.device | None = None,
         raise DittoError(f"{path} carries no vocoder config: not a dittomusic vocoder checkpoint")
     if any(k.startswith("ema.") for k in tensors):  # a training checkpoint
         tensors = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    bad = sorted(set(inference) - set(INFERENCE_KEYS))
-    if bad:
-        raise DittoError(f"a trained vocoder can only change {', '.join(INFERENCE_KEYS)} at load time, not {bad}")
-    cfg = VocoderConfig.from_dict(meta["vocoder_config"])
-    for k, v in inference.items():
-        setattr(cfg, k, v)
-    cfg.__post_init__()  # the same checks as a fresh config
-    net = ConvNeXtVocoder(cfg)
+    net = ConvNeXtVocoder(with_synthesis(meta["vocoder_config"], inference))
     try:
         net.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as e:

@@ -221,8 +221,7 @@ def export_vocoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
                    weights: str = "ema", synthesis: dict | None = None) -> Path:
     """A run's generator (EMA by default) -> a release file (fp16 by default) that carries its config;
     `synthesis`: other values of the settings training never used (neural.INFERENCE_KEYS), chosen by measurement."""
-    from dittomusic.audio.neural import INFERENCE_KEYS
-
+    from dittomusic.audio.neural import with_synthesis
     from dittomusic.train.base import release_train_info
 
     run = Path(run)
@@ -233,10 +232,7 @@ def export_vocoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
         raise DittoError(f"weights must be ema or model, not {weights!r}")
     gen = {k[len(weights) + 1:]: v.to(dtype) for k, v in tensors.items() if k.startswith(weights + ".")}
     tc = meta["train_config"]
-    bad = sorted(set(synthesis or {}) - set(INFERENCE_KEYS))
-    if bad:
-        raise DittoError(f"export can only set {', '.join(INFERENCE_KEYS)}, not {bad}")
-    vcfg = VocoderConfig.from_dict({**VocoderConfig.from_dict(meta["vocoder_config"]).to_dict(), **(synthesis or {})})
+    vcfg = with_synthesis(meta["vocoder_config"], synthesis)
     release = {"kind": "vocoder", "vocoder_config": vcfg.to_dict(), "weights": weights,
                "train": {**release_train_info(meta), "segment_frames": tc["segment_frames"],
                          "train_hours": meta.get("train_hours"), "adversarial": tc["adversarial"],
