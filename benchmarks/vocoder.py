@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", default=[],
-                    help="The same weights under other synthesis settings, side by side, e.g. gl_iters=8,mel_match=0")
+                    help="The same weights under other synthesis settings, side by side, e.g. gl_iters=8,mel_match=0,gl_momentum=0.99")
     a = ap.parse_args()
     variants = []
     for v in a.variant:

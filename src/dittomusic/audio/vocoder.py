@@ -186,7 +186,7 @@ class NeuralVocoder:
     """
 
     def __init__(self, cfg: MelConfig, weights: str | os.PathLike | None = None, device=None, **inference):
-        """`inference`: synthesis settings to run with instead of the file's (gl_iters, mel_match)."""
+        """`inference`: synthesis settings to run with instead of the file's (gl_iters, mel_match, gl_momentum)."""
         from dittomusic.audio.neural import load_vocoder
 
         path = Path(weights) if weights is not None else bundled_vocoder_path()

@@ -127,14 +127,17 @@ def vocoder_train(data, audio, out, steps, batch_size, segment_frames, lr, warmu
               help="Synthesis: Griffin-Lim projections the release runs with [default: the run's].")
 @click.option("--mel-match", type=click.FloatRange(0, 1), default=None,
               help="Synthesis: mel-matching step of each projection, 0 for none [default: the run's].")
+@click.option("--gl-momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Synthesis: fast Griffin-Lim momentum of the projections, 0 for plain [default: the run's].")
 @friendly
-def vocoder_export(run, out, weights, fp32, gl_iters, mel_match):
+def vocoder_export(run, out, weights, fp32, gl_iters, mel_match, gl_momentum):
     """Export a vocoder run as a release file (safetensors, carries its config), e.g. to assets/vocoder.safetensors."""
     import torch
 
     from dittomusic.train.vocoder import export_vocoder
 
-    synthesis = {k: v for k, v in dict(gl_iters=gl_iters, mel_match=mel_match).items() if v is not None}
+    synthesis = {k: v for k, v in dict(gl_iters=gl_iters, mel_match=mel_match, gl_momentum=gl_momentum).items()
+                 if v is not None}
     click.echo(f"wrote {export_vocoder(run, out, torch.float32 if fp32 else torch.float16, weights, synthesis)}")
 
 
