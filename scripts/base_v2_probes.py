@@ -7,6 +7,7 @@ and invert_ddim's docstring), each one a command. Prints one JSON object per pro
     python scripts/base_v2_probes.py level_bias --data data/full   # subtract the decoder's level bias: reconstructions, generated
     python scripts/base_v2_probes.py freq_noise --data data/full   # texture noise correlated over 3 / 5 bins
     python scripts/base_v2_probes.py gen_calibration --data data/full  # texture calibrated on generated clips
+    python scripts/base_v2_probes.py latent_gap --data data/full   # generated vs real in the latent, and vs reconstructions
 
 Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
 for any calibration; C2ST with 5 splits (3 for the per-band rows, 2 for level_bias's bands).
@@ -188,7 +189,35 @@ def probe_gen_calibration(p: Probe) -> dict:
                           "generated-calibrated texture": p.score(p.texture(gen, std_gen, seed=9))}}
 
 
-PROBES = {"residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+def probe_latent_gap(p: Probe) -> dict:
+    """Where generated clips differ from real ones, before and after the decoder: a C2ST on the latents
+    themselves (generated vs encoded real test clips; no dB floor, crops of a quarter of the clip), and on
+    decoded mels with generated clips scored against the textured *reconstructions* instead of the real
+    clips, so the decoder's own gap cancels. A critic that separates generated latents is the signal that
+    discriminator guidance (Kim et al. 2023) would sample against."""
+    tags = tags_of(p.te, p.idx)
+    sm, z_gen = p.pipe.sampling, []
+    with torch.no_grad():
+        for s in range(0, len(tags), 16):
+            k = min(16, len(tags) - s)
+            fn = p.b.model_fn(p.b.make_cond(tags[s:s + k], k), sm["guidance"])
+            z_gen.append(get_sampler(sm["sampler"])(fn, p.b.noise(k, p.b.clip_frames, s), p.b.schedule, 20,
+                                                    prediction=p.b.prediction))
+        z_gen = torch.cat(z_gen)
+        z_real = torch.cat([p.ae.encode(p.real[s:s + 16]) for s in range(0, len(p.real), 16)])
+    crop = z_real.shape[-1] // 4
+    lat = c2st(z_real, z_gen, 0, groups=(p.groups, None), repeats=5, floor_db=None, crop=crop)
+    gen, rec = p.texture(p.mean_decode(z_gen)), p.texture(p.recon(p.real))
+    dec = c2st(rec, gen, 0, groups=(p.groups, None), repeats=5)
+    real_vs = {k: p.score(x)["c2st"] for k, x in (("generated", gen), ("reconstructions", rec))}
+    return {"latent_shape": list(z_real.shape[1:]), "latent_crop": crop,
+            "c2st_latent_generated_vs_real": round(lat["accuracy"], 3), "latent_splits": [round(a, 3) for a in lat["accuracies"]],
+            "c2st_mel_generated_vs_reconstructions": round(dec["accuracy"], 3),
+            "mel_splits": [round(a, 3) for a in dec["accuracies"]],
+            "c2st_mel_vs_real": real_vs}
+
+
+PROBES = {"latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
           "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration}
 
 

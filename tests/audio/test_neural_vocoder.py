@@ -27,13 +27,17 @@ def _save(net, path):
 
 
 def test_shapes_match_griffinlim_and_batch_dims_pass_through():
-    net = _net()
-    mel = torch.rand(2, 3, 160, 40) * 2 - 1
-    with torch.no_grad():
-        out = net(mel)
-        single = net(mel[1, 2])
-    assert out.shape == (2, 3, 39 * 256) == (2, 3, get_vocoder("griffinlim", CFG, n_iter=1)(mel[0, 0]).shape[-1])
-    torch.testing.assert_close(out[1, 2], single, rtol=1e-4, atol=1e-5 * float(single.abs().max()))
+    mel = torch.rand(2, 3, 160, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for gl_iters, tol in ((0, 1e-5), (16, 2e-3)):
+        net = _net(gl_iters=gl_iters)
+        with torch.no_grad():
+            out = net(mel)
+            single = net(mel[1, 2])
+        assert out.shape == (2, 3, 39 * 256) == (2, 3, get_vocoder("griffinlim", CFG, n_iter=1)(mel[0, 0]).shape[-1])
+        # the network and phase locking agree to float error; 16 projections with mel matching amplify the
+        # batched matmuls' other rounding (1e-4 of the peak measured at 1 thread), far below a mixed-up item
+        torch.testing.assert_close(out[1, 2], single, rtol=0, atol=tol * float(single.abs().max()))
+        assert (out[0, 0] - single).abs().max() > 100 * tol * single.abs().max()
     with pytest.raises(DittoError, match="at least 2 mel frames"):
         net(mel[..., :1])
 

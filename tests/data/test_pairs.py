@@ -125,3 +125,18 @@ def test_pairs_refuse_another_dataset_and_explain_missing_audio(tiny_pairs, tmp_
         PairedSegments(other, audio)
     with pytest.raises(DittoError, match="another dataset or settings"):
         build_pairs(PairsConfig(data=str(other), out=str(audio), workers=1), progress=False)
+
+
+def test_rerendering_in_process_keeps_the_callers_thread_count(tiny_dataset):
+    """The benchmark re-renders its test clips in process, then times vocoders with --threads: the render
+    workers' one-thread setting must not leak into the caller."""
+    from dittomusic.data.pairs import rerender
+
+    data, _ = tiny_dataset
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = rerender(data, renders_of(read_clips(data, "train")[:1]))
+        assert "pcm" in got[0] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -159,7 +159,12 @@ class _InlineExecutor:
     """workers=1: run pieces in this process (no spawn cost; what small test builds use)."""
 
     def __init__(self, soundfont, mel_cfg):
+        import torch
+
+        threads = torch.get_num_threads()
         _worker_init(soundfont, mel_cfg)
+        # the one-thread setting is for pool workers; here it would slow (and mis-time) the caller for good
+        torch.set_num_threads(threads)
 
     def submit(self, fn, *args):
         fut: cf.Future = cf.Future()
