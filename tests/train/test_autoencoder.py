@@ -6,7 +6,7 @@ import torch
 from dittomusic.checkpoint import load_tensors
 from dittomusic.errors import DittoError
 from dittomusic.train.autoencoder import (CKPT, AETrainConfig, export_autoencoder, load_autoencoder,
-                                          train_autoencoder)
+                                          swap_autoencoder, train_autoencoder)
 
 TINY_AE = {"latent_channels": 8, "channels": [32, 48], "blocks": 1, "groups": 8}
 
@@ -146,6 +146,14 @@ def test_adversarial_decoder_finetune_keeps_the_latent_space(tiny_dataset, tmp_p
     other = export_autoencoder(tmp_path / "other", tmp_path / "other.safetensors")
     with pytest.raises(DittoError, match="different encoder"):
         export_release(tmp_path / "ld", tmp_path / "m2.safetensors", autoencoder=other)
+    # the same swap on a release, without its run folder
+    plain = export_release(tmp_path / "ld", tmp_path / "plain.safetensors")
+    swapped, meta = load_tensors(swap_autoencoder(plain, tuned, tmp_path / "sw.safetensors"))
+    assert all(torch.equal(swapped[k], rel[k]) for k in rel) and meta["autoencoder"]["swapped_from"] == str(tuned)
+    with pytest.raises(DittoError, match="different encoder"):
+        swap_autoencoder(plain, other, tmp_path / "sw2.safetensors")
+    with pytest.raises(DittoError, match="not a latent model"):
+        swap_autoencoder(tuned, tuned, tmp_path / "sw3.safetensors")
     with pytest.raises(DittoError, match="needs --init"):
         train_autoencoder(_cfg(root, tmp_path / "bad", steps=2, freeze_encoder=True), progress=False)
 

@@ -191,6 +191,19 @@ def autoencoder_texture(model, data, out, clips, seed, device):
     click.echo(f"wrote {p}: texture std per decoded level (dB) {info['std_db_per_level']}")
 
 
+@autoencoder.command("swap")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("autoencoder_file", metavar="AUTOENCODER", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write (a copy of MODEL).")
+@friendly
+def autoencoder_swap(model, autoencoder_file, out):
+    """Write a copy of a latent MODEL whose autoencoder is AUTOENCODER: a decoder fine-tune with the same
+    encoder (e.g. a post-net run), when the denoiser's run folder is gone. Recalibrate its texture after."""
+    from dittomusic.train.autoencoder import swap_autoencoder
+
+    click.echo(f"wrote {swap_autoencoder(model, autoencoder_file, out)}")
+
+
 @autoencoder.command("export")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Release file to write.")

@@ -298,6 +298,37 @@ def autoencoder_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     raise DittoError(f"{path} is not a dittomusic autoencoder (kind {meta.get('kind')!r})")
 
 
+def check_same_latents(old: tuple[dict, dict], new: tuple[dict, dict], old_name, new_name) -> None:
+    """Refuse an autoencoder whose encoder or latent scale differs from the one a model learned its latents in."""
+    (ot, om), (nt, nm) = old, new
+    enc = sorted(k for k in ot if k.startswith("encoder."))
+    same = enc == sorted(k for k in nt if k.startswith("encoder.")) and all(
+        torch.equal(ot[k].float(), nt[k].float()) for k in enc)
+    if not same or nm["model_config"].get("latent_scale") != om["model_config"].get("latent_scale"):
+        raise DittoError(f"{new_name} has a different encoder or latent scale than {old_name}: "
+                         "the model's latents would decode wrongly (fine-tune with --freeze-encoder)")
+
+
+def swap_autoencoder(model: str | Path, autoencoder: str | Path, out: str | Path) -> Path:
+    """A copy of a latent model's release with another autoencoder (a decoder fine-tune of its own: same encoder
+    and latent scale), for when the denoiser's run folder is gone. Everything else (denoiser, sampling
+    defaults, compute record) is kept; texture noise comes from the new autoencoder (none unless calibrated)."""
+    from dittomusic.models.loading import AE_PREFIX
+
+    tensors, meta = load_tensors(model)
+    if meta.get("kind") != "base" or not isinstance(meta.get("autoencoder"), dict):
+        raise DittoError(f"{model} is not a latent model's release: only those carry an autoencoder to swap")
+    old = autoencoder_tensors(model)
+    new = autoencoder_tensors(autoencoder)
+    check_same_latents(old, new, f"the autoencoder in {model}", autoencoder)
+    dtype = next(iter(old[0].values())).dtype
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(AE_PREFIX)}
+    tensors.update({f"{AE_PREFIX}{k}": v.to(dtype) for k, v in new[0].items()})
+    meta = {**meta, "autoencoder": {"model_config": new[1]["model_config"], "train": new[1].get("train", {}),
+                                    "swapped_from": str(autoencoder)}}
+    return save_tensors(out, tensors, meta)
+
+
 def load_autoencoder(path: str | Path, device=None) -> tuple[MelAutoencoder, dict]:
     from dittomusic.utils import resolve_device
 

@@ -301,17 +301,12 @@ def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
     if autoencoder is not None and not ae_path:
         raise DittoError(f"{run} is a mel-space model; --autoencoder applies to latent models only")
     if ae_path:  # one file carries the whole latent model: denoiser + its autoencoder
-        from dittomusic.train.autoencoder import autoencoder_tensors
+        from dittomusic.train.autoencoder import autoencoder_tensors, check_same_latents
 
         ae_tensors, ae_meta = autoencoder_tensors(ae_path)
         if autoencoder is not None:
             new_tensors, new_meta = autoencoder_tensors(autoencoder)
-            enc = sorted(k for k in ae_tensors if k.startswith("encoder."))
-            same = enc == sorted(k for k in new_tensors if k.startswith("encoder.")) and all(
-                torch.equal(ae_tensors[k].float(), new_tensors[k].float()) for k in enc)
-            if not same or new_meta["model_config"].get("latent_scale") != ae_meta["model_config"].get("latent_scale"):
-                raise DittoError(f"{autoencoder} has a different encoder or latent scale than the run's {ae_path}: "
-                                 "the model's latents would decode wrongly (fine-tune with --freeze-encoder)")
+            check_same_latents((ae_tensors, ae_meta), (new_tensors, new_meta), f"the run's {ae_path}", autoencoder)
             ae_tensors, ae_meta = new_tensors, new_meta
         from dittomusic.models.loading import AE_PREFIX
 
