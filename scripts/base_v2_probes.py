@@ -51,8 +51,8 @@ class Probe:
         with torch.no_grad():
             return self.mean_decode(torch.cat([self.ae.encode(mels[s:s + 16]) for s in range(0, len(mels), 16)]))
 
-    def generated(self, tags, seed: int = 0):
-        """Mean-decoded clips at the model's default sampler and guidance."""
+    def latents(self, tags, seed: int = 0):
+        """Generated latents at the model's default sampler and guidance."""
         sm, out = self.pipe.sampling, []
         with torch.no_grad():
             for s in range(0, len(tags), 16):
@@ -60,7 +60,11 @@ class Probe:
                 fn = self.b.model_fn(self.b.make_cond(tags[s:s + k], k), sm["guidance"])
                 out.append(get_sampler(sm["sampler"])(fn, self.b.noise(k, self.b.clip_frames, seed + s), self.b.schedule,
                                                        20, prediction=self.b.prediction))
-        return self.mean_decode(torch.cat(out))
+        return torch.cat(out)
+
+    def generated(self, tags, seed: int = 0):
+        """Mean-decoded clips at the model's default sampler and guidance."""
+        return self.mean_decode(self.latents(tags, seed))
 
     def texture(self, mel, std=None, seed: int = 3):
         std = self.ae.texture_std if std is None else std
@@ -195,15 +199,8 @@ def probe_latent_gap(p: Probe) -> dict:
     decoded mels with generated clips scored against the textured *reconstructions* instead of the real
     clips, so the decoder's own gap cancels. A critic that separates generated latents is the signal that
     discriminator guidance (Kim et al. 2023) would sample against."""
-    tags = tags_of(p.te, p.idx)
-    sm, z_gen = p.pipe.sampling, []
+    z_gen = p.latents(tags_of(p.te, p.idx))
     with torch.no_grad():
-        for s in range(0, len(tags), 16):
-            k = min(16, len(tags) - s)
-            fn = p.b.model_fn(p.b.make_cond(tags[s:s + k], k), sm["guidance"])
-            z_gen.append(get_sampler(sm["sampler"])(fn, p.b.noise(k, p.b.clip_frames, s), p.b.schedule, 20,
-                                                    prediction=p.b.prediction))
-        z_gen = torch.cat(z_gen)
         z_real = torch.cat([p.ae.encode(p.real[s:s + 16]) for s in range(0, len(p.real), 16)])
     crop = z_real.shape[-1] // 4
     lat = c2st(z_real, z_gen, 0, groups=(p.groups, None), repeats=5, floor_db=None, crop=crop)
