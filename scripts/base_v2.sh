@@ -23,6 +23,10 @@
 #   scripts/base_v2.sh latent_wide # latent DiT in ae_wide_gan's latent (cache first), latent_long's recipe
 #   scripts/base_v2.sh ae_post     # a 2-D post-net (16 ch, frequency dilations 1-16) on the bundled autoencoder,
 #                                  #      encoder and decoder frozen, mel PatchGAN: detail across mel bins (0.75 CPU-h)
+#   scripts/base_v2.sh ae_gen      # the bundled decoder fine-tuned against a mel PatchGAN whose fakes include decodes
+#                                  #      of the bundled model's own generated latents (768, sampled first with
+#                                  #      `autoencoder samples`), texture noise on (0.8 CPU-h); -> $RUNS/base_gen.safetensors.
+#                                  #      VIEW=critic: the discriminators read the C2ST's floored view (ADV=1.0 in session 34)
 #   scripts/base_v2.sh texture     # the decoder's texture noise calibrated on 480 training clips, written into a copy
 #                                  #      of the bundled model ($RUNS/base_tex.safetensors; `cp` it over the bundled
 #                                  #      one to ship it) with the sweep's default sampler (dpmpp_2m, guidance 2.0);
@@ -105,6 +109,16 @@ case "${1:-}" in
       --freeze-decoder --post-channels 16 --adversarial --adv-weight 1.0 --steps "${STEPS:-3000}" --batch-size 16 \
       --lr 2e-4 --crop-frames 128 --max-cpu-hours "${BUDGET:-0.75}" --val-every 500
     python3 -m dittomusic autoencoder export "$RUNS/ae_post" --out "$RUNS/ae_post.safetensors" ;;
+  ae_gen)
+    [ -f "$RUNS/gen_latents.safetensors" ] || python3 -m dittomusic autoencoder samples --data "$DATA" \
+      --out "$RUNS/gen_latents.safetensors" --clips 768
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gen" --init "$BUNDLED" --freeze-encoder \
+      --adversarial --adv-weight "${ADV:-0.5}" --disc-view "${VIEW:-mel}" --adv-texture \
+      --gen-latents "$RUNS/gen_latents.safetensors" --gen-batch 16 --steps "${STEPS:-4000}" --batch-size 16 \
+      --lr 1e-4 --crop-frames 128 --max-cpu-hours "${BUDGET:-0.8}" --val-every 500
+    python3 -m dittomusic autoencoder export "$RUNS/ae_gen" --out "$RUNS/ae_gen.safetensors"
+    # the bundled model with this decoder (and the bundled texture noise it trained under)
+    python3 -m dittomusic autoencoder swap "$BUNDLED" "$RUNS/ae_gen.safetensors" --out "$RUNS/base_gen.safetensors" ;;
   texture)
     python3 -m dittomusic autoencoder texture "$BUNDLED" --data "$DATA" --out "$RUNS/base_tex.safetensors"
     # the sampler and guidance that generation uses when none is named: the sweep's choice

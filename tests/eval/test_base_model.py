@@ -60,3 +60,18 @@ def test_card_bakeoff_option_refuses_files_that_are_not_eval_reports(tmp_path):
     (tmp_path / "y.json").write_text("[1, 2]")
     with pytest.raises(DittoError, match="not a report"):
         _bakeoff_reports([str(tmp_path / "y.json")])
+
+
+def test_card_speed_section_names_the_vocoder_and_its_side_by_side_rival():
+    from dittomusic.eval.card import speed_markdown
+
+    sp = {"clip_seconds": 5.944, "vocoder": "NeuralVocoder", "vocoder_s": 0.25, "default": "dpmpp_2m-20-cfg2",
+          "default_total_s": 0.9, "realtime_factor": 6.6, "cpu_count": 2,
+          "samplers": {"dpmpp_2m-20-cfg2": {"sampling_s": 0.65}},
+          "vocoders_s": {"NeuralVocoder": 0.25, "GriffinLimVocoder": 0.33}}
+    text = "\n".join(speed_markdown(sp))
+    assert "0.65 s to sample plus 0.25 s of the vocoder (neural), 0.90 s" in text
+    assert "Griffin-Lim in the same run: 0.33 s." in text and text.count("in the same run") == 1
+    old = {k: v for k, v in sp.items() if k not in ("vocoders_s", "default")}
+    old["samplers"] = {"ddim-20-cfg3": {"sampling_s": 0.7}}
+    assert "(ddim-20-cfg3) takes 0.70 s" in "\n".join(speed_markdown({**old, "vocoder": "GriffinLimVocoder"}))

@@ -238,3 +238,53 @@ def test_texture_is_added_to_a_release_and_rejects_other_files(tiny_dataset, tmp
                                   "--out", str(tmp_path / "x.safetensors"), "--clips", "8"])
     assert r.exit_code != 0 and "neither an exported autoencoder" in r.output
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_decoder_finetune_on_the_models_own_latents(tiny_dataset, tmp_path):
+    """`autoencoder samples` writes a latent model's generated latents with its latent scale; a decoder
+    fine-tune takes them as fakes (critic view, texture noise), keeps the encoder, resumes exactly, and
+    refuses a pool from another latent space or options that need --adversarial or texture."""
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.train.autoencoder import add_texture, sample_latents
+    from dittomusic.train.base import TrainConfig, export_release, train
+
+    root, _ = tiny_dataset
+    train_autoencoder(_cfg(root, tmp_path / "ae", steps=3), progress=False)
+    plain = export_autoencoder(tmp_path / "ae", tmp_path / "ae.safetensors")
+    tex, _ = add_texture(plain, root, tmp_path / "tex.safetensors", clips=8)
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "ld"), steps=2, batch_size=4, warmup=1, log_every=1,
+                      val_every=2, val_clips=4, autoencoder=str(tex), timesteps="lognormal",
+                      model={"width": 32, "depth": 2, "heads": 2, "patch_frames": 1, "denoise_head": 0})
+    train(cfg, progress=False)
+    release = export_release(tmp_path / "ld", tmp_path / "m.safetensors")
+    pool = sample_latents(release, root, tmp_path / "pool.safetensors", clips=3, steps=2, batch=2, progress=False)
+    z, meta = load_tensors(pool)
+    ae, ae_meta = load_autoencoder(tex)
+    assert meta["kind"] == "latent_samples" and meta["latent_scale"] == ae.cfg.latent_scale
+    assert z["latents"].shape[:2] == (3, TINY_AE["latent_channels"]) and torch.isfinite(z["latents"]).all()
+
+    ft = dict(init=str(tex), freeze_encoder=True, adversarial=True, disc_width=4, lr=3e-3, disc_view="critic",
+              adv_texture=True, gen_latents=str(pool), gen_batch=2)
+    train_autoencoder(_cfg(root, tmp_path / "ft", steps=3, **ft), progress=False)
+    half = tmp_path / "half"
+    train_autoencoder(_cfg(root, half, steps=3, max_cpu_hours=1e-9, **ft), progress=False)
+    train_autoencoder(_cfg(root, half, steps=3, **ft), progress=False)
+    a, b = load_tensors(tmp_path / "ft" / CKPT)[0], load_tensors(half / CKPT)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a["model." + k].float(), v.float()) for k, v in ae.state_dict().items() if k.startswith("encoder."))
+    # the generated fakes change what the decoder learns
+    train_autoencoder(_cfg(root, tmp_path / "nogen", steps=3, **{**ft, "gen_latents": None}), progress=False)
+    c = load_tensors(tmp_path / "nogen" / CKPT)[0]
+    assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith("model.decoder."))
+
+    save_tensors(tmp_path / "other.safetensors", z, {**meta, "latent_scale": meta["latent_scale"] * 2})
+    with pytest.raises(DittoError, match="sample them from a model that works in this --init's latent"):
+        train_autoencoder(_cfg(root, tmp_path / "bad", steps=2, **{**ft, "gen_latents": str(tmp_path / "other.safetensors")}),
+                          progress=False)
+    with pytest.raises(DittoError, match="add --adversarial"):
+        train_autoencoder(_cfg(root, tmp_path / "bad2", steps=2, init=str(tex), freeze_encoder=True,
+                               gen_latents=str(pool)), progress=False)
+    with pytest.raises(DittoError, match="calibrated texture noise"):
+        train_autoencoder(_cfg(root, tmp_path / "bad3", steps=2, **{**ft, "init": str(plain)}), progress=False)
+    with pytest.raises(DittoError, match="not a diffusion model"):
+        sample_latents(tex, root, tmp_path / "x.safetensors", clips=2, steps=1, progress=False)

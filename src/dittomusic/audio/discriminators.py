@@ -77,36 +77,58 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
     return sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake)) / len(real)
 
 
+def adversarial_loss(fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """The generator's hinge loss, averaged over sub-discriminators (no real batch needed)."""
+    return sum(F.relu(1 - f[-1]).mean() for f in fake) / len(fake)
+
+
 def generator_losses(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(hinge adversarial loss, feature-matching L1), each averaged over sub-discriminators."""
-    adv = sum(F.relu(1 - f[-1]).mean() for f in fake) / len(fake)
+    adv = adversarial_loss(fake)
     fm = sum(sum((a.detach() - b).abs().mean() for a, b in zip(r[:-1], f[:-1])) / (len(r) - 1)
              for r, f in zip(real, fake)) / len(fake)
     return adv, fm
 
 
 class MelPatchDiscriminator(nn.Module):
-    """A PatchGAN over the log-mel image [B, mels, frames] (the latent autoencoder's decoder): its
+    """A PatchGAN over the log-mel image [B, C, mels, frames] (the latent autoencoder's decoder): its
     logits judge local patches, so it rewards sharp partials and onsets rather than global layout."""
 
-    def __init__(self, width: int = 32, layers: int = 4):
+    def __init__(self, width: int = 32, layers: int = 4, in_channels: int = 1):
         super().__init__()
-        ch = [1] + [width * min(2 ** i, 4) for i in range(layers)]
+        ch = [in_channels] + [width * min(2 ** i, 4) for i in range(layers)]
         self.convs = nn.ModuleList(
             weight_norm(nn.Conv2d(ch[i], ch[i + 1], (5, 5), (2 if i < layers - 1 else 1,) * 2, padding=2))
             for i in range(layers))
         self.post = weight_norm(nn.Conv2d(ch[-1], 1, 3, padding=1))
 
-    def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
-        return _features(self.convs, self.post, mel.unsqueeze(1))
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return _features(self.convs, self.post, x)
+
+
+def critic_view(mel: torch.Tensor, floor_db: float = 60.0, db_per_unit: float = 80.0) -> torch.Tensor:
+    """What the realism C2ST reads (eval.realism._Critic): the mel floored at its peak - floor_db (the
+    inaudible rest carries no gradient) and 4x its frame-to-frame change, as 2 channels [B, 2, F, T]."""
+    x = torch.maximum(mel, mel.detach().amax((1, 2), keepdim=True) - floor_db / db_per_unit)
+    dt = F.pad(x[..., 1:] - x[..., :-1], (0, 1))
+    return torch.stack([x, 4 * dt], 1)
 
 
 class MelDiscriminators(nn.Module):
-    """Patch discriminators at full resolution and at half resolution in time and frequency."""
+    """Patch discriminators at full resolution and at half resolution in time and frequency.
 
-    def __init__(self, width: int = 32):
+    view "mel": the log-mel as it is; "critic": :func:`critic_view`, the realism yardstick's input."""
+
+    VIEWS = ("mel", "critic")
+
+    def __init__(self, width: int = 32, view: str = "mel"):
         super().__init__()
-        self.subs = nn.ModuleList([MelPatchDiscriminator(width), MelPatchDiscriminator(width)])
+        if view not in self.VIEWS:
+            raise ValueError(f"discriminator view {view!r}: expected one of {self.VIEWS}")
+        self.view = view
+        c = 2 if view == "critic" else 1
+        self.subs = nn.ModuleList([MelPatchDiscriminator(width, in_channels=c), MelPatchDiscriminator(width, in_channels=c)])
 
     def forward(self, mel: torch.Tensor) -> list[list[torch.Tensor]]:
-        return [self.subs[0](mel), self.subs[1](F.avg_pool2d(mel.unsqueeze(1), 2).squeeze(1))]
+        x = critic_view(mel) if self.view == "critic" else mel.unsqueeze(1)
+        return [self.subs[0](x), self.subs[1](F.avg_pool2d(x, 2))]

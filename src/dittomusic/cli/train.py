@@ -123,6 +123,17 @@ def autoencoder() -> None:
 @click.option("--adversarial", is_flag=True, help="Add a mel PatchGAN (hinge loss) to the losses.")
 @click.option("--adv-weight", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Adversarial weight, relative to the reconstruction gradient at the decoder's last layer.")
+@click.option("--disc-view", type=click.Choice(["mel", "critic"]), default="mel", show_default=True,
+              help="What the discriminators read: the log-mel, or the realism C2ST's input (floored at -60 dB "
+                   "of the peak, plus the frame-to-frame change; the decoder learns to sink the background "
+                   "below that floor, see docs/base_model/v2).")
+@click.option("--adv-texture", is_flag=True,
+              help="Decoded mels reach the discriminators with the --init's calibrated texture noise.")
+@click.option("--gen-latents", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Latents the diffusion model generated (`dittomusic autoencoder samples`): their decodes "
+                   "are fakes too, so the decoder learns to render the model's latents as real mels.")
+@click.option("--gen-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Generated-latent crops per step (with --gen-latents).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -133,8 +144,8 @@ def autoencoder() -> None:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @friendly
 def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
-                      freeze_encoder, post_channels, freeze_decoder, adversarial, adv_weight, max_minutes,
-                      max_cpu_hours, ckpt_minutes, val_every, seed, device):
+                      freeze_encoder, post_channels, freeze_decoder, adversarial, adv_weight, disc_view, adv_texture,
+                      gen_latents, gen_batch, max_minutes, max_cpu_hours, ckpt_minutes, val_every, seed, device):
     """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
     from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
 
@@ -147,8 +158,9 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
         model["post_channels"] = post_channels
     cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
                         kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, freeze_decoder=freeze_decoder,
-                        adversarial=adversarial,
-                        adv_weight=adv_weight, max_minutes=max_minutes, max_cpu_hours=max_cpu_hours,
+                        adversarial=adversarial, adv_weight=adv_weight, disc_view=disc_view,
+                        adv_texture=adv_texture, gen_latents=gen_latents, gen_batch=gen_batch, max_minutes=max_minutes,
+                        max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
     res = train_autoencoder(cfg)
     import os
@@ -172,6 +184,24 @@ def autoencoder_cache(ae_path, data, out, epochs, seed, device):
     from dittomusic.train.latents import build_latent_cache
 
     click.echo(f"wrote {build_latent_cache(ae_path, data, out, epochs, seed, device=device)}")
+
+
+@autoencoder.command("samples")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A built dataset folder: the tags come from its random training clips.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .safetensors file to write.")
+@click.option("--clips", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@friendly
+def autoencoder_samples(model, data, out, clips, steps, seed, device):
+    """Latents that a latent MODEL (default: the bundled one) generates at its default sampler and guidance,
+    for `autoencoder train --gen-latents` (a decoder fine-tune that renders them as real mels)."""
+    from dittomusic.train.autoencoder import sample_latents
+
+    click.echo(f"wrote {sample_latents(model, data, out, clips, seed, steps, device=device)}")
 
 
 @autoencoder.command("texture")

@@ -166,17 +166,28 @@ def write_model_card(model: str | Path, report: dict, dataset_build: dict, out_d
         lines += ["## Limitations", "", *[f"- {x}" for x in limitations], ""]
     speed = out_dir / "speed.json"  # from benchmarks/generate_speed.py, if it was run into the card folder
     if speed.exists():
-        sp = json.loads(speed.read_text())
-        key = sp.get("default", "ddim-20-cfg3")  # files written before the model carried its sampler: DDIM at 3
-        main = sp["samplers"][key]
-        total = sp.get("default_total_s", sp.get("ddim20_cfg_total_s"))
-        lines += ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
-                  f"{sp['clip_seconds']:.2f} s clip at the model's defaults ({key}) takes {main['sampling_s']:.2f} s "
-                  f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder, {total:.2f} s in all "
-                  f"({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.", ""]
+        lines += speed_markdown(json.loads(speed.read_text()))
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def speed_markdown(sp: dict) -> list[str]:
+    """The card's speed section from benchmarks/generate_speed.py's JSON (older files too: DDIM at 3 when
+    the model named no sampler, no side-by-side vocoder rows)."""
+    key = sp.get("default", "ddim-20-cfg3")
+    main = sp["samplers"][key]
+    total = sp.get("default_total_s", sp.get("ddim20_cfg_total_s"))
+    others = "".join(f" {_vocoder_name(k)} in the same run: {v:.2f} s." for k, v in sp.get("vocoders_s", {}).items()
+                     if k != sp["vocoder"])
+    return ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
+            f"{sp['clip_seconds']:.2f} s clip at the model's defaults ({key}) takes {main['sampling_s']:.2f} s "
+            f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder ({_vocoder_name(sp['vocoder'])}), {total:.2f} s "
+            f"in all ({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.{others}", ""]
+
+
+def _vocoder_name(cls_name: str) -> str:
+    return {"NeuralVocoder": "neural", "GriffinLimVocoder": "Griffin-Lim"}.get(cls_name, cls_name)
 
 
 def _v1_recipe(tc: dict, report: dict) -> list[str]:

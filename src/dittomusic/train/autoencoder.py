@@ -57,10 +57,20 @@ class AETrainConfig(LoopConfig):
     adv_weight: float = 0.5  # relative to the reconstruction gradient (adaptive lambda), as in SD's VAE
     fm_weight: float = 0.0
     disc_width: int = 16
+    # "critic": the realism C2ST's input (floored at -60 dB, plus the frame-to-frame change). Measured to fail:
+    # what sinks below the floor escapes the discriminator, so the decoder sinks the background there.
+    disc_view: str = "mel"
+    # Decoded mels reach the discriminator with the init's texture noise, as generation renders them.
+    adv_texture: bool = False
+    # Latents the diffusion model generated (`dittomusic autoencoder samples`): their decodes are fakes
+    # too, so the decoder learns to render the model's latents, not only encoded real ones, as real mels.
+    gen_latents: str | None = None
+    gen_batch: int = 8  # generated crops per step (global)
 
     FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
              "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps", "init", "freeze_encoder",
-             "freeze_decoder", "adversarial", "adv_weight", "fm_weight", "disc_width")
+             "freeze_decoder", "adversarial", "adv_weight", "fm_weight", "disc_width", "disc_view", "adv_texture",
+             "gen_latents", "gen_batch")
 
 
 def _crops(cfg: AETrainConfig, step: int, mel: torch.Tensor, ds_factor: int,
@@ -100,6 +110,12 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
                          "--post-channels > 0")
     if cfg.crop_frames % mcfg.downsample:
         raise DittoError(f"--crop-frames must be a multiple of the autoencoder's downsampling ({mcfg.downsample})")
+    if (cfg.gen_latents or cfg.adv_texture or cfg.disc_view != "mel") and not cfg.adversarial:
+        raise DittoError("--gen-latents, --adv-texture and --disc-view shape the adversarial loss: add --adversarial")
+    if cfg.adv_texture and not mcfg.texture_edges:
+        raise DittoError("--adv-texture needs an --init whose decoder has calibrated texture noise "
+                         "(`dittomusic autoencoder texture`)")
+    gen_pool = _load_gen_latents(cfg, mcfg) if cfg.gen_latents else None
     try:
         val = MelDataset(cfg.data, "val", random_crop=False)
     except DittoError:
@@ -121,7 +137,7 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     if cfg.adversarial:
         from dittomusic.audio.discriminators import MelDiscriminators
 
-        disc = MelDiscriminators(cfg.disc_width).to(d.device)
+        disc = MelDiscriminators(cfg.disc_width, cfg.disc_view).to(d.device)
         modules["disc"] = disc
     if cfg.freeze_decoder:
         gen = model.post
@@ -159,7 +175,13 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
         if disc is None:
             loss, _ = ae_loss(net, crops, noise, cfg)
         else:
-            loss = _adversarial_step(net, dnet, disc, opt, crops, noise, cfg)
+            gen = None
+            if gen_pool is not None:
+                per_gen = max(1, cfg.gen_batch // d.world)
+                gen = _gen_crops(cfg, step, gen_pool, mcfg.downsample)[d.rank * per_gen:(d.rank + 1) * per_gen]
+                gen = gen.to(d.device) / mcfg.latent_scale
+            tex = torch.Generator().manual_seed(stable_hash(cfg.seed, "ae_texture", step, d.rank) % 2**63)
+            loss = _adversarial_step(net, dnet, disc, opt, crops, noise, cfg, model, gen, tex)
         gnorm = optimizer_step(loss, trainable, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
         return loss, gnorm, lr
@@ -170,24 +192,58 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     return counters.summary()
 
 
-def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig) -> torch.Tensor:
-    """Update the discriminators on (real, reconstructed) mels, then return the generator's loss for
-    the caller's optimizer step: reconstruction + lambda * adv_weight * hinge (+ feature matching).
+def _load_gen_latents(cfg: AETrainConfig, mcfg: AutoencoderConfig) -> torch.Tensor:
+    tensors, meta = load_tensors(cfg.gen_latents)
+    if meta.get("kind") != "latent_samples" or "latents" not in tensors:
+        raise DittoError(f"--gen-latents {cfg.gen_latents} is not a file of `dittomusic autoencoder samples`")
+    z = tensors["latents"].float()
+    if z.shape[1] != mcfg.latent_channels or meta.get("latent_scale") != mcfg.latent_scale:
+        raise DittoError(f"--gen-latents {cfg.gen_latents} holds {z.shape[1]}-channel latents at scale "
+                         f"{meta.get('latent_scale')}; this autoencoder's are {mcfg.latent_channels} at "
+                         f"{mcfg.latent_scale}: sample them from a model that works in this --init's latent")
+    if z.shape[-1] < cfg.crop_frames // mcfg.downsample:
+        raise DittoError(f"--gen-latents {cfg.gen_latents}: {z.shape[-1]} latent frames, shorter than a crop")
+    return z
+
+
+def _gen_crops(cfg: AETrainConfig, step: int, pool: torch.Tensor, ds_factor: int) -> torch.Tensor:
+    """The step's crops of generated latents (global batch; scaled, as sampled)."""
+    g = torch.Generator().manual_seed(stable_hash(cfg.seed, "ae_gen", step) % 2**63)
+    n, w = cfg.gen_batch, cfg.crop_frames // ds_factor
+    idx = torch.randint(len(pool), (n,), generator=g)
+    starts = torch.randint(pool.shape[-1] - w + 1, (n,), generator=g)
+    return torch.stack([pool[i, :, s:s + w] for i, s in zip(idx.tolist(), starts.tolist())])
+
+
+def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig, model: MelAutoencoder | None = None,
+                      gen: torch.Tensor | None = None, tex: torch.Generator | None = None) -> torch.Tensor:
+    """Update the discriminators on real mels against decoded ones, then return the generator's loss
+    for the caller's optimizer step: reconstruction + lambda * adv_weight * hinge (+ feature matching).
+    The decoded fakes are the reconstructions, plus decodes of generated latents `gen` (unscaled) if
+    given, with the texture noise added if cfg.adv_texture (drawn from `tex`).
 
     lambda balances the two gradients at the decoder's last layer (taming-transformers' VQGAN and
     Stable Diffusion's VAE), so one adv_weight holds across loss scales and training stages."""
-    from dittomusic.audio.discriminators import discriminator_loss, generator_losses
+    from dittomusic.audio.discriminators import adversarial_loss, discriminator_loss, generator_losses
 
     rec, kl = net(mel, noise)
+    fake = rec
+    if gen is not None:
+        fake = torch.cat([rec, model._decode(gen)])
+    if cfg.adv_texture:
+        fake = model.add_texture(fake, tex)
     opt.zero_grad(set_to_none=True)
-    discriminator_loss(dnet(mel), dnet(rec.detach())).backward()
+    discriminator_loss(dnet(mel), dnet(fake.detach())).backward()
     torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
     opt.step()  # only the discriminators have grads here
     opt.zero_grad(set_to_none=True)
     disc.requires_grad_(False)
-    with torch.no_grad():
-        real = disc(mel)
-    adv, fm = generator_losses(real, disc(rec))
+    fake_feats = disc(fake)
+    adv, fm = adversarial_loss(fake_feats), 0.0
+    if cfg.fm_weight:  # paired: the reconstructions' features against their originals'
+        with torch.no_grad():
+            real = disc(mel)
+        fm = generator_losses(real, [[f[:len(rec)] for f in feats] for feats in fake_feats])[1]
     disc.requires_grad_(True)
     parts = reconstruction_loss(rec, mel)
     rec_loss = parts["l1"] + cfg.dt_weight * parts["dt"] + cfg.df_weight * parts["df"] + cfg.kl_weight * kl
@@ -262,6 +318,39 @@ def add_texture(path: str | Path, data: str | Path, out: str | Path, clips: int 
     ae_meta["texture"] = info
     tensors[prefix + "texture_std"] = std.to(dtype)
     return save_tensors(out, tensors, meta), info
+
+
+@torch.no_grad()
+def sample_latents(model: str | Path | None, data: str | Path, out: str | Path, clips: int = 512, seed: int = 0,
+                   steps: int = 20, batch: int = 16, device=None, progress: bool = True) -> Path:
+    """Latents a latent diffusion model generates at its default sampler and guidance, conditioned on the
+    tags of random training clips: the fakes of a decoder fine-tune (AETrainConfig.gen_latents) that
+    teaches the decoder to render the model's own latents as real mels. Written to `out` with the
+    model's latent scale, so training can refuse a pool from another latent space."""
+    from tqdm.auto import tqdm
+
+    from dittomusic.generate import Pipeline, Tags
+    from dittomusic.sampling.samplers import get_sampler
+
+    pipe = Pipeline(model, device=device, vocoder="griffinlim")
+    ae = getattr(pipe.model, "ae", None)
+    if ae is None:
+        raise DittoError(f"{model or 'the bundled model'} is not a latent model: it has no latents to sample")
+    b, sm = pipe.backend, pipe.sampling
+    ds = MelDataset(data, "train", random_crop=False)
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:clips].tolist()
+    tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"])
+            for r in (ds.rows[i] for i in idx)]
+    out_z = []
+    for s in tqdm(range(0, len(tags), batch), desc="sampling latents", unit="batch", disable=not progress):
+        k = min(batch, len(tags) - s)
+        fn = b.model_fn(b.make_cond(tags[s:s + k], k), sm["guidance"])
+        out_z.append(get_sampler(sm["sampler"])(fn, b.noise(k, b.clip_frames, seed * 1_000_003 + s), b.schedule,
+                                                steps, prediction=b.prediction).float().cpu())
+    meta = {"kind": "latent_samples", "model": str(pipe.model_file), "model_digest": pipe.model_digest,
+            "latent_scale": ae.cfg.latent_scale, "sampler": sm["sampler"], "guidance": sm["guidance"],
+            "steps": steps, "seed": seed, "clips": len(idx), "data": str(data)}
+    return save_tensors(out, {"latents": torch.cat(out_z)}, meta)
 
 
 def export_autoencoder(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
