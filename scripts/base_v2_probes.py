@@ -8,6 +8,7 @@ and invert_ddim's docstring), each one a command. Prints one JSON object per pro
     python scripts/base_v2_probes.py freq_noise --data data/full   # texture noise correlated over 3 / 5 bins
     python scripts/base_v2_probes.py gen_calibration --data data/full  # texture calibrated on generated clips
     python scripts/base_v2_probes.py latent_gap --data data/full   # generated vs real in the latent, and vs reconstructions
+    python scripts/base_v2_probes.py time_noise --data data/full   # texture noise correlated over time (AR(1))
 
 Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
 for any calibration; C2ST with 5 splits (3 for the per-band rows, 2 for level_bias's bands).
@@ -214,8 +215,25 @@ def probe_latent_gap(p: Probe) -> dict:
             "c2st_mel_vs_real": real_vs}
 
 
+def probe_time_noise(p: Probe) -> dict:
+    """Texture noise correlated over time (AR(1), coefficient rho) on generated clips: the decoder's residual is
+    slow (lag-1 correlation 0.95), white noise is not. The std is scaled by 1 / sqrt(1 - rho) so that the
+    frame-to-frame variance it adds (2 sigma^2 (1 - rho)) stays the calibrated one."""
+    gen = p.generated(tags_of(p.te, p.idx))
+    lv = torch.bucketize(gen, torch.tensor(p.ae.cfg.texture_edges))
+    std = p.ae.texture_std[torch.arange(gen.shape[1]).view(1, -1, 1), lv]
+    w = torch.randn(gen.shape, generator=torch.Generator().manual_seed(9))
+    out = {}
+    for rho in (0.0, 0.5, 0.8, 0.95):
+        e = w.clone()
+        for t in range(1, e.shape[-1]):  # unit-variance AR(1) along frames
+            e[..., t] = rho * e[..., t - 1] + (1 - rho ** 2) ** 0.5 * w[..., t]
+        out[f"rho {rho}"] = p.score((gen + std * e / (1 - rho) ** 0.5).clamp(-1, 1))
+    return {"generated": out}
+
+
 PROBES = {"latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
-          "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration}
+          "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration, "time_noise": probe_time_noise}
 
 
 def main():
