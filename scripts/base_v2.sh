@@ -27,6 +27,9 @@
 #                                  #      of the bundled model's own generated latents (768, sampled first with
 #                                  #      `autoencoder samples`), texture noise on (0.8 CPU-h); -> $RUNS/base_gen.safetensors.
 #                                  #      VIEW=critic: the discriminators read the C2ST's floored view (ADV=1.0 in session 34)
+#   scripts/base_v2.sh texnet      # a texture network (TEXCH channels, default 16) on the bundled autoencoder, all else
+#                                  #      frozen, trained against a PatchGAN (VIEW, default mel) on real and generated
+#                                  #      decodes (0.5 CPU-h); -> $RUNS/base_texnet[_VIEW].safetensors. NAME=run folder
 #   scripts/base_v2.sh texture     # the decoder's texture noise calibrated on 480 training clips, written into a copy
 #                                  #      of the bundled model ($RUNS/base_tex.safetensors; `cp` it over the bundled
 #                                  #      one to ship it) with the sweep's default sampler (dpmpp_2m, guidance 2.0);
@@ -119,6 +122,16 @@ case "${1:-}" in
     python3 -m dittomusic autoencoder export "$RUNS/ae_gen" --out "$RUNS/ae_gen.safetensors"
     # the bundled model with this decoder (and the bundled texture noise it trained under)
     python3 -m dittomusic autoencoder swap "$BUNDLED" "$RUNS/ae_gen.safetensors" --out "$RUNS/base_gen.safetensors" ;;
+  texnet)
+    [ -f "$RUNS/gen_latents.safetensors" ] || python3 -m dittomusic autoencoder samples --data "$DATA" \
+      --out "$RUNS/gen_latents.safetensors" --clips 768
+    name="${NAME:-texnet_${VIEW:-mel}}"
+    "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/$name" --init "$BUNDLED" --freeze-encoder \
+      --adversarial --texture-gan --texture-channels "${TEXCH:-16}" --disc-view "${VIEW:-mel}" \
+      --gen-latents "$RUNS/gen_latents.safetensors" --gen-batch 12 --steps "${STEPS:-3000}" --batch-size 12 \
+      --lr "${LR:-2e-4}" --crop-frames 64 --max-cpu-hours "${BUDGET:-0.5}" --val-every 1000
+    python3 -m dittomusic autoencoder export "$RUNS/$name" --out "$RUNS/$name.safetensors"
+    python3 -m dittomusic autoencoder swap "$BUNDLED" "$RUNS/$name.safetensors" --out "$RUNS/base_$name.safetensors" ;;
   texture)
     python3 -m dittomusic autoencoder texture "$BUNDLED" --data "$DATA" --out "$RUNS/base_tex.safetensors"
     # the sampler and guidance that generation uses when none is named: the sweep's choice

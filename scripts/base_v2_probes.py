@@ -11,6 +11,9 @@ and invert_ddim's docstring), each one a command. Prints one JSON object per pro
     python scripts/base_v2_probes.py time_noise --data data/full   # texture noise correlated over time (AR(1))
     python scripts/base_v2_probes.py texture_scale --data data/full  # the texture std times 1, 1.5, 2, 3
     python scripts/base_v2_probes.py smoothed   --data data/full   # C2ST with both sets smoothed in time / frequency
+    python scripts/base_v2_probes.py as_heard   --data data/full   # the mel of the vocoded waveform (what a listener gets)
+    python scripts/base_v2_probes.py sdedit     --data data/full   # real latents noised to t, denoised by the model, decoded
+    python scripts/base_v2_probes.py motion     --data data/full   # melodic motion: how often the dominant pitch class moves
 
 Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
 for any calibration; C2ST with 5 splits (3 for the per-band rows, 2 for level_bias's bands).
@@ -268,7 +271,94 @@ def probe_smoothed(p: Probe) -> dict:
     return {"generated_vs_real": out}
 
 
-PROBES = {"latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+def probe_as_heard(p: Probe) -> dict:
+    """The C2ST on the mel of what a listener gets: each mel is vocoded (the default neural vocoder, and
+    Griffin-Lim) and the waveform analysed again with the dataset's front-end. Real clips are the dataset's
+    mels of the FluidSynth renders; `real, vocoded` is the vocoder's own ceiling (a resynthesis of the real
+    mel). Interference between partials in a window is a property of the waveform, so a resynthesised mel
+    carries speckle that a decoded mel need not."""
+    from dittomusic.audio.mel import MelSpectrogram
+    from dittomusic.audio.vocoder import get_vocoder
+    front = MelSpectrogram()
+    gen_mean = p.generated(tags_of(p.te, p.idx))
+    gen_tex = p.texture(gen_mean, seed=9)
+    out = {}
+    for vname in ("neural", "griffinlim"):
+        voc = get_vocoder(vname)
+
+        def heard(x):
+            with torch.no_grad():
+                return torch.cat([front(voc(x[s:s + 8]))[..., :x.shape[-1]] for s in range(0, len(x), 8)]).clamp(-1, 1)
+        real_h = heard(p.real)
+        row = {"real, vocoded": p.score(real_h), "generated textured, vocoded": p.score(heard(gen_tex)),
+               "generated mean decoder, vocoded": p.score(heard(gen_mean))}
+        r = c2st(real_h, heard(gen_tex), 0, groups=(p.groups, None), repeats=5)
+        row["both vocoded: generated textured vs real"] = {"c2st": round(r["accuracy"], 3),
+                                                          "splits": [round(a, 3) for a in r["accuracies"]]}
+        out[vname] = row
+    out["not vocoded (the bundled yardstick)"] = {"generated textured": p.score(gen_tex)}
+    return out
+
+
+def probe_sdedit(p: Probe) -> dict:
+    """Where in the denoising the gap appears (SDEdit, Meng et al. 2022): each real test clip's latent is noised to
+    timestep t and denoised by the model with its own tags (DDIM, the 20-step trailing grid from t on, the model's
+    guidance), then decoded with the texture. At t = 0 this is the decoder's ceiling (textured reconstructions);
+    if the C2ST is already near the headline's at small t, the last, low-noise steps make the gap."""
+    from dittomusic.sampling.samplers import _call_model, _timesteps, model_output_to_x0_eps
+
+    b, sm = p.b, p.pipe.sampling
+    tags = tags_of(p.te, p.idx)
+    ac = b.schedule.alphas_cumprod.float()
+    T = len(ac)
+    ts = _timesteps("discrete", "trailing", 20, T).tolist()
+    stride = T // 20
+    with torch.no_grad():
+        z0 = torch.cat([p.ae.encode(p.real[s:s + 16]) for s in range(0, len(p.real), 16)])
+    out = {"reconstructions (t = 0)": p.score(p.texture(p.mean_decode(z0)))}
+    for k in (16, 12, 8):
+        t0 = ts[k]
+        zs = []
+        with torch.no_grad():
+            for s in range(0, len(z0), 16):
+                z = z0[s:s + 16]
+                eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(100 + s))
+                x = ac[t0].sqrt() * z + (1 - ac[t0]).sqrt() * eps
+                fn = b.model_fn(b.make_cond(tags[s:s + len(z)], len(z)), sm["guidance"])
+                for t in ts[k:]:
+                    a_t, prev = ac[t], t - stride
+                    a_prev = ac[prev] if prev >= 0 else torch.tensor(1.0)
+                    x0, e = model_output_to_x0_eps(_call_model(fn, x, t), x, a_t.sqrt(), (1 - a_t).sqrt(),
+                                                   b.prediction)
+                    x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
+                zs.append(x)
+        out[f"t = {t0} ({t0 / T:.1f} T)"] = p.score(p.texture(p.mean_decode(torch.cat(zs)), seed=9))
+    return {"guidance": sm["guidance"], "rows": out}
+
+
+def probe_motion(p: Probe) -> dict:
+    """Melodic motion, which the spectrograms show generated clips lack (long held partials, few note changes):
+    per clip, the dominant pitch class of each frame (the chromagram the melody control reads, smoothed over
+    5 frames), and how often per second it moves to another one; also how many of the 12 classes hold 90 % of the
+    frames. Real test clips, their textured reconstructions and the clips generated with their tags."""
+    from dittomusic.control.features import chroma_energy
+    from dittomusic.audio.mel import MelConfig
+
+    cfg = MelConfig()
+
+    def stats(x):
+        c = chroma_energy(x, cfg)  # [B, 12, T]
+        c = F.avg_pool1d(c, 5, 1, 2, count_include_pad=False)
+        top = c.argmax(1)  # [B, T]
+        moves = (top[:, 1:] != top[:, :-1]).float().sum(1) / (x.shape[-1] / cfg.frame_rate)
+        share = torch.stack([torch.bincount(t, minlength=12).float() for t in top]) / top.shape[1]
+        used = (share.sort(1, descending=True)[0].cumsum(1) < 0.9).sum(1) + 1
+        return {"moves_per_s": round(float(moves.mean()), 3), "classes_for_90pct": round(float(used.float().mean()), 2)}
+    gen = p.texture(p.generated(tags_of(p.te, p.idx)), seed=9)
+    return {"real": stats(p.real), "reconstructions": stats(p.texture(p.recon(p.real))), "generated": stats(gen)}
+
+
+PROBES = {"motion": probe_motion, "sdedit": probe_sdedit, "as_heard": probe_as_heard, "latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
           "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration, "time_noise": probe_time_noise,
           "texture_scale": probe_texture_scale, "smoothed": probe_smoothed}
 

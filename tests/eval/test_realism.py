@@ -164,6 +164,22 @@ def test_report_markdown_and_figure(clean, tmp_path):
     assert img.shape[0] > 200 and img.shape[1] > 600
 
 
+def test_as_heard_keeps_a_real_mel_and_drops_texture_no_waveform_has(clean):
+    """Vocoded and analysed again, a mel of harmonic notes keeps its notes, while white noise added to it
+    (a mel no waveform has) mostly does not come back: the as-heard C2ST only counts audible detail."""
+    from dittomusic.audio.vocoder import get_vocoder
+
+    voc = get_vocoder("griffinlim")
+    x = clean[:2]
+    noisy = (x + 0.04 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    hx, hn = R.as_heard(x, voc), R.as_heard(noisy, voc)
+    assert hx.shape == x.shape
+    loud = x > x.amax((1, 2), keepdim=True) - 40 / 80  # the notes
+    assert (hx - x)[loud].abs().mean() < 6 / 80  # within a few dB where the notes are
+    grain = lambda m: float(m.diff(dim=-1)[loud[..., 1:]].abs().mean())  # noqa: E731
+    assert grain(hn) - grain(hx) < 0.5 * (grain(noisy) - grain(x))
+
+
 def test_eval_model_report_has_realism(tiny_dataset, tiny_model_path, clf, tmp_path):
     from dittomusic.eval.base_model import evaluate_model, report_markdown
 
@@ -177,6 +193,9 @@ def test_eval_model_report_has_realism(tiny_dataset, tiny_model_path, clf, tmp_p
         assert math.isfinite(rr["ratio"][k])
     assert "reference_validation" in rr and math.isfinite(rr["reference_validation"]["texture_fad"])
     assert "C2ST held-out accuracy per" in report_markdown(rep)
+    heard = rr["as_heard"]
+    assert 0 <= heard["c2st"]["accuracy"] <= 1 and 0 <= heard["c2st_real_resynthesis"]["accuracy"] <= 1
+    assert "C2ST as heard" in report_markdown(rep)
     assert "realism" not in evaluate_model(tiny_model_path, root, clf, per_collection=2, steps=1, progress=False,
                                            realism=False)
 

@@ -83,3 +83,31 @@ def test_texture_noise_is_seeded_level_dependent_and_absent_until_calibrated():
     zz = z.clone().requires_grad_()
     ae.decode(zz).square().sum().backward()
     assert zz.grad.abs().sum() > 0
+
+
+def test_texture_net_adds_seeded_high_passed_detail_and_keeps_the_gradient():
+    """The texture network starts silent (zero last layer), then adds seeded noise-driven detail whose 5 x 5
+    local mean is zero (it cannot move levels), reads the decoded level, and leaves decode's gradient as it was."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    ae = MelAutoencoder(AutoencoderConfig(**TINY, texture_channels=8)).eval().requires_grad_(False)
+    z = torch.randn(2, 4, 16)
+    mean = ae.decode(z, texture=False)
+    assert torch.equal(ae.decode(z), mean)  # silent until trained
+    torch.nn.init.normal_(ae.texture_net.out.weight, std=0.3)
+    a = ae.decode(z)
+    r = a - mean
+    assert r.abs().mean() > 1e-3
+    assert torch.equal(a, ae.decode(z)) and not torch.equal(a, ae.decode(z, torch.Generator().manual_seed(5)))
+    local = F.avg_pool2d(r.unsqueeze(1), 5, 1, 2, count_include_pad=False)
+    assert local.abs().mean() < 0.35 * r.abs().mean()
+    # the residual depends on the decoded mel, not only on the noise
+    g = torch.Generator().manual_seed(1)
+    r2 = ae.add_texture(mean + 0.5, torch.Generator().manual_seed(1)) - (mean + 0.5)
+    assert not torch.allclose(ae.add_texture(mean, g) - mean, r2)
+    zz = z.clone().requires_grad_()
+    ae.decode(zz).sum().backward()
+    zz2 = z.clone().requires_grad_()
+    ae.decode(zz2, texture=False).sum().backward()
+    assert torch.allclose(zz.grad, zz2.grad)  # identity through the texture

@@ -184,6 +184,39 @@ def test_post_net_finetune_trains_only_the_post_net(tiny_dataset, tmp_path):
         train_autoencoder(bad, progress=False)
 
 
+def test_texture_gan_trains_only_the_texture_network(tiny_dataset, tmp_path):
+    """--texture-gan: encoder, decoder and discriminator inputs stay the frozen init's, only the texture network
+    moves (exact resume), the exported autoencoder decodes with seeded texture; missing options are refused."""
+    root, _ = tiny_dataset
+    train_autoencoder(_cfg(root, tmp_path / "ae", steps=3), progress=False)
+    base = export_autoencoder(tmp_path / "ae", tmp_path / "ae.safetensors")
+    kw = dict(init=str(base), freeze_encoder=True, adversarial=True, texture_gan=True, disc_width=4, lr=3e-3)
+    tiny = {**TINY_AE, "texture_channels": 4}
+
+    def cfg(out, **extra):
+        c = _cfg(root, tmp_path / out, steps=4, **{**kw, **extra})
+        c.model = tiny
+        return c
+    train_autoencoder(cfg("tex"), progress=False)
+    train_autoencoder(cfg("half", max_cpu_hours=1e-9), progress=False)
+    train_autoencoder(cfg("half"), progress=False)
+    a, b = load_tensors(tmp_path / "tex" / CKPT)[0], load_tensors(tmp_path / "half" / CKPT)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tuned = export_autoencoder(tmp_path / "tex", tmp_path / "tex.safetensors")
+    t0, t1 = load_tensors(base)[0], load_tensors(tuned)[0]
+    assert all(torch.equal(t0[k], t1[k]) for k in t0)
+    assert t1["texture_net.out.weight"].abs().sum() > 0
+    ae, _ = load_autoencoder(tuned)
+    z = torch.randn(1, TINY_AE["latent_channels"], 16)
+    assert not torch.equal(ae.decode(z), ae.decode(z, texture=False))
+    with pytest.raises(DittoError, match="--texture-gan"):
+        train_autoencoder(cfg("bad", freeze_encoder=False), progress=False)
+    bad = cfg("bad2")
+    bad.model = TINY_AE
+    with pytest.raises(DittoError, match="--texture-channels"):
+        train_autoencoder(bad, progress=False)
+
+
 class _Smoother(torch.nn.Module):
     """A stand-in autoencoder whose 'decoder' is a 5-frame moving average: smoother than its input."""
 

@@ -48,13 +48,15 @@ def eval_classifier(data, out, epochs, device):
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON (+ .md).")
 @click.option("--device", default=None)
 @click.option("--no-realism", is_flag=True, help="Skip the realism block (texture measures and the C2ST).")
+@click.option("--no-as-heard", is_flag=True,
+              help="Skip the C2ST on the vocoded clips (what a listener gets; two more critics and the vocoding).")
 @click.option("--c2st-steps", type=click.IntRange(min=1), default=None,
               help="Training steps of the C2ST critic [default: ~40 passes over its training clips, 60-300].")
 @click.option("--c2st-repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="C2ST splits to average: one split of a few dozen clips per side is a noisy estimate.")
 @friendly
 def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device, no_realism,
-               c2st_steps, c2st_repeats):
+               no_as_heard, c2st_steps, c2st_repeats):
     """Classifier accuracy on generated vs real clips, FAD(generated|validation|unconditional, test), and realism
     (grain, spectral flatness, harmonic prominence, background, onsets, C2ST) of generated vs real test clips."""
     from dittomusic.eval.base_model import evaluate_model, report_markdown
@@ -65,7 +67,7 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
     classifier = classifier or bundled_path("classifier")
     r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
                        guidance=guidance, seed=seed, device=device, realism=not no_realism, c2st_steps=c2st_steps,
-                       c2st_repeats=c2st_repeats)
+                       c2st_repeats=c2st_repeats, as_heard=not no_as_heard)
     md = report_markdown(r)
     click.echo(md)
     if out:

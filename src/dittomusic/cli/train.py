@@ -134,6 +134,12 @@ def autoencoder() -> None:
                    "are fakes too, so the decoder learns to render the model's latents as real mels.")
 @click.option("--gen-batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Generated-latent crops per step (with --gen-latents).")
+@click.option("--texture-channels", type=click.IntRange(min=1), default=None,
+              help="Add a texture network of this width: stochastic fine detail (5 x 5 high-passed) that replaces "
+                   "the Gaussian texture [default: none].")
+@click.option("--texture-gan", is_flag=True,
+              help="Train the new texture network only, adversarially (needs --init, --freeze-encoder, "
+                   "--adversarial and --texture-channels).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -145,7 +151,7 @@ def autoencoder() -> None:
 @friendly
 def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
                       freeze_encoder, post_channels, freeze_decoder, adversarial, adv_weight, disc_view, adv_texture,
-                      gen_latents, gen_batch, max_minutes, max_cpu_hours, ckpt_minutes, val_every, seed, device):
+                      gen_latents, gen_batch, texture_channels, texture_gan, max_minutes, max_cpu_hours, ckpt_minutes, val_every, seed, device):
     """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
     from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
 
@@ -156,10 +162,13 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
         model["channels"] = int_list(channels, "--channels", "128,192,256")
     if post_channels is not None:
         model["post_channels"] = post_channels
+    if texture_channels is not None:
+        model["texture_channels"] = texture_channels
     cfg = AETrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, crop_frames=crop_frames, lr=lr,
                         kl_weight=kl_weight, init=init, freeze_encoder=freeze_encoder, freeze_decoder=freeze_decoder,
                         adversarial=adversarial, adv_weight=adv_weight, disc_view=disc_view,
-                        adv_texture=adv_texture, gen_latents=gen_latents, gen_batch=gen_batch, max_minutes=max_minutes,
+                        adv_texture=adv_texture, gen_latents=gen_latents, gen_batch=gen_batch, texture_gan=texture_gan,
+                        max_minutes=max_minutes,
                         max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
     res = train_autoencoder(cfg)

@@ -65,9 +65,10 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
                    sampler: str | None = None, steps: int = 20, guidance: float | None = None, seed: int = 0,
                    batch: int = 16,
                    device: str | None = None, progress: bool = True, realism: bool = True,
-                   c2st_steps: int | None = None, c2st_repeats: int = 5) -> dict:
+                   c2st_steps: int | None = None, c2st_repeats: int = 5, as_heard: bool = True) -> dict:
     """The report of `dittomusic eval model`; `realism=False` skips the realism block (and its C2ST
-    training, ~1-2 min for 240 + 240 clips on 2 cores)."""
+    training, ~1-2 min for 240 + 240 clips on 2 cores); `as_heard=False` skips its C2ST on the vocoded
+    clips (`realism.as_heard_block`: two more C2STs and the vocoding of both sets)."""
     t0 = time.time()
     pipe = Pipeline(model, device)
     sampler, guidance = pipe.resolve(sampler, guidance)  # None: the model's own defaults
@@ -108,6 +109,13 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
         report["realism"] = realism_block(real, gen, stack_clips(val, val_idx, "mel"), seed=seed, device=pipe.device,
                                           c2st_steps=c2st_steps, c2st_repeats=c2st_repeats,
                                           real_groups=[test.rows[i].get("piece_id", i) for i in idx])
+        if as_heard:
+            from dittomusic.eval.realism import as_heard_block
+
+            groups = [test.rows[i].get("piece_id", i) for i in idx]
+            report["realism"]["as_heard"] = as_heard_block(
+                real, gen, pipe.vocoder, seed=seed, device=pipe.device,
+                c2st_kwargs={"steps": c2st_steps, "groups": (groups, None), "repeats": c2st_repeats})
     report["seconds"] = {"total": round(time.time() - t0, 1), "conditional_generation": round(t_gen, 1)}
     return report
 

@@ -66,11 +66,14 @@ class AETrainConfig(LoopConfig):
     # too, so the decoder learns to render the model's latents, not only encoded real ones, as real mels.
     gen_latents: str | None = None
     gen_batch: int = 8  # generated crops per step (global)
+    # Train only a new texture network (model.texture_channels > 0) against the discriminators, encoder
+    # and decoder frozen: no reconstruction term (the texture is random; its 5 x 5 local mean is zero).
+    texture_gan: bool = False
 
     FIXED = ("data", "batch_size", "crop_frames", "lr", "warmup", "weight_decay", "grad_clip", "ema_decay",
              "kl_weight", "dt_weight", "df_weight", "seed", "model", "steps", "init", "freeze_encoder",
              "freeze_decoder", "adversarial", "adv_weight", "fm_weight", "disc_width", "disc_view", "adv_texture",
-             "gen_latents", "gen_batch")
+             "gen_latents", "gen_batch", "texture_gan")
 
 
 def _crops(cfg: AETrainConfig, step: int, mel: torch.Tensor, ds_factor: int,
@@ -112,6 +115,11 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
         raise DittoError(f"--crop-frames must be a multiple of the autoencoder's downsampling ({mcfg.downsample})")
     if (cfg.gen_latents or cfg.adv_texture or cfg.disc_view != "mel") and not cfg.adversarial:
         raise DittoError("--gen-latents, --adv-texture and --disc-view shape the adversarial loss: add --adversarial")
+    if cfg.texture_gan and not (cfg.init and cfg.freeze_encoder and cfg.adversarial and mcfg.texture_channels > 0):
+        raise DittoError("--texture-gan trains a new texture network on a finished autoencoder: it needs --init, "
+                         "--freeze-encoder, --adversarial and --texture-channels > 0")
+    if cfg.texture_gan and cfg.adv_texture:
+        raise DittoError("--texture-gan trains the texture itself: drop --adv-texture")
     if cfg.adv_texture and not mcfg.texture_edges:
         raise DittoError("--adv-texture needs an --init whose decoder has calibrated texture noise "
                          "(`dittomusic autoencoder texture`)")
@@ -124,13 +132,15 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     model = MelAutoencoder(mcfg).to(d.device)
     if init is not None:
         missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("post.") for k in missing):
+        if unexpected or any(not k.startswith(("post.", "texture_net.")) for k in missing):
             raise DittoError(f"--init {cfg.init} does not fit this autoencoder config (missing "
                              f"{missing[:3]}, unexpected {unexpected[:3]}): --channels/--latent-channels must match")
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
-    if cfg.freeze_decoder:
+    if cfg.freeze_decoder or cfg.texture_gan:
         model.decoder.requires_grad_(False)
+    if cfg.texture_gan and model.post is not None:
+        model.post.requires_grad_(False)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     modules = {"model": model, "ema": ema}
     disc = None
@@ -139,7 +149,9 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
 
         disc = MelDiscriminators(cfg.disc_width, cfg.disc_view).to(d.device)
         modules["disc"] = disc
-    if cfg.freeze_decoder:
+    if cfg.texture_gan:
+        gen = model.texture_net
+    elif cfg.freeze_decoder:
         gen = model.post
     elif cfg.freeze_encoder:
         gen = nn.ModuleList([model.decoder, *([model.post] if model.post else [])])
@@ -148,7 +160,7 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     trainable = nn.ModuleList([gen, *([disc] if disc else [])])
     opt = adamw(trainable, cfg.lr, cfg.weight_decay)
     counters, _ = resume(out / CKPT, cfg, AETrainConfig.FIXED, modules, opt, d.device)
-    net = ddp(model, d)
+    net = ddp(model.texture_net if cfg.texture_gan else model, d)
     dnet = ddp(disc, d) if disc is not None else None
     batches = _Batches(ds, cfg.seed)
     per = cfg.batch_size // d.world
@@ -181,7 +193,8 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
                 gen = _gen_crops(cfg, step, gen_pool, mcfg.downsample)[d.rank * per_gen:(d.rank + 1) * per_gen]
                 gen = gen.to(d.device) / mcfg.latent_scale
             tex = torch.Generator().manual_seed(stable_hash(cfg.seed, "ae_texture", step, d.rank) % 2**63)
-            loss = _adversarial_step(net, dnet, disc, opt, crops, noise, cfg, model, gen, tex)
+            step_of = _texture_step if cfg.texture_gan else _adversarial_step
+            loss = step_of(net, dnet, disc, opt, crops, noise, cfg, model, gen, tex)
         gnorm = optimizer_step(loss, trainable, opt, cfg.grad_clip)
         ema_update(ema, model, step, cfg.ema_decay)
         return loss, gnorm, lr
@@ -252,6 +265,34 @@ def _adversarial_step(net, dnet, disc, opt, mel, noise, cfg: AETrainConfig, mode
     g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
     lam = (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
     return rec_loss + lam * cfg.adv_weight * adv + cfg.fm_weight * fm
+
+
+def _texture_step(tnet, dnet, disc, opt, mel, noise, cfg: AETrainConfig, model: MelAutoencoder,
+                  gen: torch.Tensor | None = None, tex: torch.Generator | None = None) -> torch.Tensor:
+    """The texture network's adversarial step: fakes are the frozen decoder's mean decodes of the real
+    crops' posterior means (and of generated latents `gen`, unscaled) plus the network's texture, clamped
+    to the mel range as generation clamps it; real crops are the reals. Updates the discriminators and
+    returns the texture network's hinge loss. (`noise`, the posterior sample, is unused: generation
+    decodes latents as sampled, the texture supplies the randomness.)"""
+    from dittomusic.audio.discriminators import adversarial_loss, discriminator_loss
+
+    with torch.no_grad():
+        mean = model._decode(model.posterior(mel)[0])
+        if gen is not None:
+            mean = torch.cat([mean, model._decode(gen)])
+        mean = mean.clamp(-1, 1)
+    b, f, t = mean.shape
+    eps = torch.randn((b, model.texture_net.noise_channels, f, t), generator=tex).to(mean)
+    fake = (mean + tnet(mean, eps)).clamp(-1, 1)
+    opt.zero_grad(set_to_none=True)
+    discriminator_loss(dnet(mel), dnet(fake.detach())).backward()
+    torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    disc.requires_grad_(False)
+    adv = adversarial_loss(disc(fake))
+    disc.requires_grad_(True)
+    return adv
 
 
 @torch.no_grad()
