@@ -168,10 +168,14 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     if d.main and val is not None:
         val_mel = _Batches(val, cfg.seed).get(range(min(cfg.val_clips, len(val))))["mel"].to(d.device)
 
+    loss_label = ("texture network's hinge loss" if cfg.texture_gan else
+                  "L1 + Δt + Δf (+ KL, + adversarial)" if cfg.adversarial else "L1 + Δt + Δf + KL")
+
     def checkpoint(cpu_seconds: float, wall_seconds: float):
         meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
                 "train_config": asdict(cfg), "model_config": mcfg.to_dict()}
-        write_checkpoint(out / CKPT, state_tensors(modules, opt), meta, f"MelAutoencoder, batch {cfg.batch_size}")
+        write_checkpoint(out / CKPT, state_tensors(modules, opt), meta, f"MelAutoencoder, batch {cfg.batch_size}",
+                         ylabel=loss_label)
 
     @torch.no_grad()
     def val_loss() -> float:
