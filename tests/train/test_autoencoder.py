@@ -211,6 +211,8 @@ def test_texture_gan_trains_only_the_texture_network(tiny_dataset, tmp_path):
     assert not torch.equal(ae.decode(z), ae.decode(z, texture=False))
     with pytest.raises(DittoError, match="--texture-gan"):
         train_autoencoder(cfg("bad", freeze_encoder=False), progress=False)
+    with pytest.raises(DittoError, match="only --texture-gan trains"):
+        train_autoencoder(cfg("bad1", texture_gan=False, adversarial=False), progress=False)
     bad = cfg("bad2")
     bad.model = TINY_AE
     with pytest.raises(DittoError, match="--texture-channels"):

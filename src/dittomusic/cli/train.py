@@ -151,7 +151,8 @@ def autoencoder() -> None:
 @friendly
 def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_channels, channels, kl_weight, init,
                       freeze_encoder, post_channels, freeze_decoder, adversarial, adv_weight, disc_view, adv_texture,
-                      gen_latents, gen_batch, texture_channels, texture_gan, max_minutes, max_cpu_hours, ckpt_minutes, val_every, seed, device):
+                      gen_latents, gen_batch, texture_channels, texture_gan, max_minutes, max_cpu_hours, ckpt_minutes,
+                      val_every, seed, device):
     """Train the mel VAE. Multi-process: torchrun --nproc_per_node 2 -m dittomusic autoencoder train ..."""
     from dittomusic.train.autoencoder import AETrainConfig, train_autoencoder
 

@@ -118,6 +118,8 @@ def train_autoencoder(cfg: AETrainConfig, progress: bool = True) -> dict:
     if cfg.texture_gan and not (cfg.init and cfg.freeze_encoder and cfg.adversarial and mcfg.texture_channels > 0):
         raise DittoError("--texture-gan trains a new texture network on a finished autoencoder: it needs --init, "
                          "--freeze-encoder, --adversarial and --texture-channels > 0")
+    if mcfg.texture_channels > 0 and not cfg.texture_gan and not (init is not None and init.texture_net is not None):
+        raise DittoError("--texture-channels adds a texture network, which only --texture-gan trains")
     if cfg.texture_gan and cfg.adv_texture:
         raise DittoError("--texture-gan trains the texture itself: drop --adv-texture")
     if cfg.adv_texture and not mcfg.texture_edges:
