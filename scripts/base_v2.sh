@@ -7,6 +7,8 @@
 #                                  #      bake-off AE's val loss was still falling when its LR schedule ended
 #   scripts/base_v2.sh cache       # ae_long's latents of the training crops, encoded once (EPOCHS crops per clip,
 #                                  #      default 2): latent_long then skips the encoder, 12 % of a bf16 step
+#                                  # TIMESTEPS=uniform: the denoiser's training timesteps (default lognormal, EDM's;
+#                                  #      it gives t >= 0.8 T 8.5 % of the steps where uniform gives 20 %)
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
@@ -61,7 +63,7 @@ NPROC=${NPROC:-1}
 if [ "$NPROC" -gt 1 ]; then RUN=(python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic)
 else RUN=(python3 -m dittomusic); fi
 BUNDLED=src/dittomusic/assets/base.safetensors
-COMMON=(--data "$DATA" --batch-size 32 --warmup 200 --lr "${LR:-3e-4}" --timesteps lognormal --val-every 500 --ckpt-minutes 5)
+COMMON=(--data "$DATA" --batch-size 32 --warmup 200 --lr "${LR:-3e-4}" --timesteps "${TIMESTEPS:-lognormal}" --val-every 500 --ckpt-minutes 5)
 
 case "${1:-}" in
   ae)
