@@ -7,14 +7,16 @@
 #                                  #      bake-off AE's val loss was still falling when its LR schedule ended
 #   scripts/base_v2.sh cache       # ae_long's latents of the training crops, encoded once (EPOCHS crops per clip,
 #                                  #      default 2): latent_long then skips the encoder, 12 % of a bf16 step
-#                                  # TIMESTEPS=uniform: the denoiser's training timesteps (default lognormal, EDM's;
-#                                  #      it gives t >= 0.8 T 8.5 % of the steps where uniform gives 20 %)
+#                                  # TIMESTEPS=uniform|mixed: the denoiser's training timesteps (default lognormal, EDM's;
+#                                  #      it gives t >= 0.8 T 8.5 % of the steps where uniform gives 20 %; mixed:
+#                                  #      each sample from either, even odds)
 #   scripts/base_v2.sh latent_long # (a') the winner's run in ae_long's latent: one session-sized phase, STEPS-step
 #                                  #      LR schedule (default 4000), BUDGET CPU-hours (default 2.5), bf16 autocast
 #   scripts/base_v2.sh continue    # the next phase: from the bundled v2 (--init; its own latent), STEPS steps at LR
 #                                  #      (default 1.5e-4), into $RUNS/latent_cont; run folders do not outlive a machine.
 #                                  #      Encodes the bundled autoencoder's latent cache first ($RUNS/latents_bundled;
-#                                  #      EPOCHS=N: N crops per clip, in latents_bundled_eN). OUT=name: another run folder
+#                                  #      EPOCHS=N: N crops per clip, in latents_bundled_eN). OUT=name: another run folder;
+#                                  #      INIT=file: start from another release in the bundled latent (e.g. an earlier phase)
 #   scripts/base_v2.sh ae_gan      # (a') ae_long's decoder fine-tuned with a mel PatchGAN, encoder frozen, so
 #                                  #      latent_long's latents stay valid (1 CPU-hour); AE=ae_gan for eval
 #   scripts/base_v2.sh ae_gan2     # the bundled decoder's GAN fine-tune continued (ADV weight, default 1.0; STEPS
@@ -102,7 +104,7 @@ case "${1:-}" in
     python3 -m dittomusic autoencoder cache --ae "$BUNDLED" --data "$DATA" --out "$CACHE" \
       --epochs "${EPOCHS:-2}"
     "${RUN[@]}" train "${COMMON[@]}" --out "$RUNS/${OUT:-latent_cont}" --steps "${STEPS:-4000}" \
-      --init "$BUNDLED" --autoencoder "$BUNDLED" --latent-cache "$CACHE" --patch-frames 1 \
+      --init "${INIT:-$BUNDLED}" --autoencoder "$BUNDLED" --latent-cache "$CACHE" --patch-frames 1 \
       --precision bf16 --max-cpu-hours "${BUDGET:-2.5}" ;;
   ae_gan2)
     "${RUN[@]}" autoencoder train --data "$DATA" --out "$RUNS/ae_gan2" --init "$BUNDLED" \

@@ -15,7 +15,9 @@ and invert_ddim's docstring), each one a command. Prints one JSON object per pro
     python scripts/base_v2_probes.py sdedit     --data data/full   # real latents noised to t, denoised by the model, decoded
     python scripts/base_v2_probes.py motion     --data data/full   # melodic motion: how often the dominant pitch class moves
     python scripts/base_v2_probes.py guidance_interval --data data/full  # CFG only inside a noise interval
+    python scripts/base_v2_probes.py score      --data data/full --model M  # a model at its defaults, two seeds, outliers
 
+--model / --sampler / --guidance: another release, or other sampling settings (default: the bundled model's own).
 Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
 for any calibration; C2ST with 5 splits (3 for the per-band rows, 2 for level_bias's bands).
 """
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 
 from dittomusic.data.dataset import MelDataset
 from dittomusic.eval.base_model import pick_clips, stack_clips
-from dittomusic.eval.realism import c2st, compare, measures, texture_fad
+from dittomusic.eval.realism import c2st, compare, level_outliers, measures, texture_fad
 from dittomusic.generate import Pipeline, Tags
 from dittomusic.models.autoencoder import add_texture_noise
 from dittomusic.sampling.samplers import get_sampler, invert_ddim
@@ -41,9 +43,11 @@ def tags_of(ds, idx):
 
 
 class Probe:
-    def __init__(self, data: str):
+    def __init__(self, data: str, model: str | None = None, sampler: str | None = None, guidance: float | None = None):
         torch.manual_seed(0)
-        self.pipe = Pipeline(None)
+        self.pipe = Pipeline(model)
+        sampler, guidance = self.pipe.resolve(sampler, guidance)
+        self.pipe.sampling = {**self.pipe.sampling, "sampler": sampler, "guidance": guidance}
         self.b, self.ae = self.pipe.backend, self.pipe.model.ae
         self.data = data
         self.te = MelDataset(data, "test", random_crop=False)
@@ -83,7 +87,7 @@ class Probe:
         return {"c2st": round(r["accuracy"], 3), "splits": [round(a, 3) for a in r["accuracies"]],
                 "texture_fad": round(texture_fad(self.real, x), 2), "grain": round(ratio["grain"], 3),
                 "grain_audible": round(ratio["grain_audible"], 3), "flatness_mean": round(ratio["flatness_mean"], 3),
-                "background_db": round(delta["background_db_mean"], 2)}
+                "background_db": round(delta["background_db_mean"], 2), "outliers": level_outliers(self.real, x)}
 
     def bands(self, x, repeats: int = 3) -> list[float]:
         return [round(c2st(self.real[:, lo:lo + 40], x[:, lo:lo + 40], 0, groups=(self.groups, None),
@@ -236,6 +240,14 @@ def probe_time_noise(p: Probe) -> dict:
             e[..., t] = rho * e[..., t - 1] + (1 - rho ** 2) ** 0.5 * w[..., t]
         out[f"rho {rho}"] = p.score((gen + std * e / (1 - rho) ** 0.5).clamp(-1, 1))
     return {"generated": out}
+
+
+def probe_score(p: Probe) -> dict:
+    """The model as generation runs it (its sampler and guidance, textured decode), scored on the probe yardstick
+    with the level outliers: one row per seed offset, so that a model can be compared in one command."""
+    tags = tags_of(p.te, p.idx)
+    return {"generated": {f"seed {seed}": p.score(p.texture(p.generated(tags, seed), seed=9 + seed))
+                          for seed in (0, 1000)}}
 
 
 def probe_texture_scale(p: Probe) -> dict:
@@ -405,7 +417,7 @@ def probe_guidance_interval(p: Probe) -> dict:
     return {"guidance": sm["guidance"], "sampler": sm["sampler"], "rows": rows}
 
 
-PROBES = {"guidance_interval": probe_guidance_interval, "motion": probe_motion, "sdedit": probe_sdedit, "as_heard": probe_as_heard, "latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+PROBES = {"score": probe_score, "guidance_interval": probe_guidance_interval, "motion": probe_motion, "sdedit": probe_sdedit, "as_heard": probe_as_heard, "latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
           "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration, "time_noise": probe_time_noise,
           "texture_scale": probe_texture_scale, "smoothed": probe_smoothed}
 
@@ -414,8 +426,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("probe", choices=sorted(PROBES))
     ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default=None, help="a model release [default: the bundled one]")
+    ap.add_argument("--sampler", default=None, help="[default: the model's own]")
+    ap.add_argument("--guidance", type=float, default=None, help="[default: the model's own]")
     a = ap.parse_args()
-    print(json.dumps({"probe": a.probe, **PROBES[a.probe](Probe(a.data))}, indent=1))
+    p = Probe(a.data, a.model, a.sampler, a.guidance)
+    print(json.dumps({"probe": a.probe, "model": a.model or "bundled", **p.pipe.sampling, **PROBES[a.probe](p)}, indent=1))
 
 
 if __name__ == "__main__":

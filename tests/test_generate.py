@@ -52,6 +52,29 @@ def test_pipeline_is_deterministic_per_seed(tiny_model_path, sampler):
     assert m1.abs().max() <= 1.0 and torch.isfinite(a1).all()
 
 
+def test_bf16_generation_is_close_to_fp32_deterministic_and_resolved_by_auto(tiny_model_path, monkeypatch):
+    from dittomusic import utils
+
+    fp32, bf16 = Pipeline(tiny_model_path, "cpu"), Pipeline(tiny_model_path, "cpu", precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    tags = make_tags(fp32.vocab, collection="chorale")
+    a = fp32.generate(tags, seed=2, steps=4, seconds=1.5)[0]
+    b1, b2 = (bf16.generate(tags, seed=2, steps=4, seconds=1.5)[0] for _ in range(2))
+    assert b1.dtype == torch.float32 and torch.equal(b1, b2)
+    assert not torch.equal(a, b1) and (a - b1).abs().mean() < 0.02  # bf16 arithmetic, the same sample
+    # the backend's model_fn (what controls use) follows the pipeline's precision
+    x = torch.randn(1, *fp32.backend.latent_shape(128))
+    t = torch.tensor([500])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        assert fp32.backend.model_fn(None, 1.0)(x, t).dtype == torch.float32
+    assert bf16.backend.model_fn(None, 1.0)(x, t).dtype == torch.float32
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(utils, "fast_bf16", lambda device, native=native: native)
+        assert Pipeline(tiny_model_path, "cpu", precision="auto").precision == want
+    with pytest.raises(DittoError, match="unknown precision 'fp16'; choose from: auto, fp32, bf16"):
+        Pipeline(tiny_model_path, "cpu", precision="fp16")
+
+
 def test_guidance_and_tags_change_the_output(tiny_model_path):
     pipe = Pipeline(tiny_model_path, "cpu")
     tags = make_tags(pipe.vocab, collection="folk song")

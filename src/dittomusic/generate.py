@@ -151,13 +151,17 @@ class Pipeline:
     """A loaded model plus everything needed to turn tags into audio. `backend` is the same model
     as a `Backend`, what control methods take; the methods here are its tag-level shorthands."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str | None = None):
+    def __init__(self, model_path: str | Path | None = None, device: str | None = None, vocoder: str | None = None,
+                 precision: str = "fp32"):
         """vocoder: a registered name ("neural", "griffinlim"), a neural vocoder .safetensors file, or None for
-        the default (the bundled neural vocoder if installed, else Griffin-Lim)."""
+        the default (the bundled neural vocoder if installed, else Griffin-Lim). precision: the network's and
+        decoder's, "fp32", "bf16" (autocast) or "auto" (bf16 where the device has it natively: `generate`'s
+        default, 1.5x faster sampling on an AMX CPU); `self.precision` is the resolved one."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.backends import DenoiserBackend
         from dittomusic.checkpoint import check_model_meta, sampling_defaults
         from dittomusic.models.loading import bundled_path, load_model
+        from dittomusic.utils import resolve_precision
 
         self.model, self.meta = load_model(model_path, device)
         check_model_meta(self.meta, model_path, tags=str(model_path or "the bundled model"))
@@ -165,6 +169,7 @@ class Pipeline:
         self.backend = DenoiserBackend(self.model, model_file=Path(model_path) if model_path is not None
                                        else bundled_path())
         self.backend.vocoder = get_vocoder(vocoder, self.backend.mel_cfg, device=self.backend.device)
+        self.backend.precision = self.precision = resolve_precision(precision, self.backend.device)
         b = self.backend
         self.model_file, self.device, self.vocab, self.schedule, self.mel_cfg, self.vocoder = (
             b.model_file, b.device, b.vocab, b.schedule, b.mel_cfg, b.vocoder)

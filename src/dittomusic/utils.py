@@ -52,6 +52,34 @@ def resolve_device(device: str | None = None):
     return torch.device(device)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def fast_bf16(device) -> bool:
+    """Whether the device runs bfloat16 matmuls natively: a CUDA GPU that supports bf16, or a CPU with AMX or
+    AVX512-BF16 (elsewhere bf16 is emulated and slower than fp32)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch exposes the CPU's ISA only through these private probes
+        probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return any(bool(f()) for f in probes if f is not None)
+    return False
+
+
+def resolve_precision(precision: str | None, device) -> str:
+    """"auto" (or None) -> "bf16" where the device has native bf16 (fast_bf16), else "fp32"."""
+    from dittomusic.errors import DittoError
+
+    if precision not in (None, *PRECISIONS):
+        raise DittoError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if precision in (None, "auto"):
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

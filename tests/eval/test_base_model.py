@@ -75,3 +75,6 @@ def test_card_speed_section_names_the_vocoder_and_its_side_by_side_rival():
     old = {k: v for k, v in sp.items() if k not in ("vocoders_s", "default")}
     old["samplers"] = {"ddim-20-cfg3": {"sampling_s": 0.7}}
     assert "(ddim-20-cfg3) takes 0.70 s" in "\n".join(speed_markdown({**old, "vocoder": "GriffinLimVocoder"}))
+    bf = "\n".join(speed_markdown({**sp, "precision": "bf16", "default_fp32_total_s": 1.06}))
+    assert "(dpmpp_2m-20-cfg2, bf16) takes 0.65 s" in bf and "The same in fp32: 1.06 s in all." in bf
+    assert "The same in fp32" not in "\n".join(speed_markdown({**sp, "precision": "fp32", "default_fp32_total_s": 0.9}))

@@ -149,6 +149,19 @@ def test_c2st_validates_input():
         R.c2st(torch.zeros(4, 160, 64), torch.zeros(4, 80, 64))
 
 
+def test_level_outliers_find_blown_out_and_silent_clips_a_mean_hides(clean):
+    assert R.level_outliers(clean, clean[:6]) == {**R.level_outliers(clean, clean[:6]), "too_loud": 0.0,
+                                                  "too_quiet": 0.0, "saturated": 0.0}
+    gen = clean.clone()
+    gen[0] = (gen[0] + 1.5).clamp(-1, 1)  # blown out: most bins at full scale
+    gen[1] = gen[1] - 0.5  # 40 dB quieter than its real self
+    o = R.level_outliers(clean, gen)
+    n = len(gen)
+    assert o["too_loud"] == pytest.approx(1 / n) and o["saturated"] == pytest.approx(1 / n)
+    assert o["too_quiet"] == pytest.approx(1 / n) and o["real_saturated"] == 0.0
+    assert "blown out" in R.realism_markdown(R.realism_report(clean, gen, with_c2st=False))
+
+
 def test_report_markdown_and_figure(clean, tmp_path):
     gen = R.degrade(clean, "smear", 2.0)
     r = R.realism_report(clean, gen, c2st_kwargs=dict(FAST, steps=5))
@@ -234,6 +247,27 @@ def test_model_card_shows_realism(tiny_dataset, tiny_model_path, tmp_path):
     card = (out / "README.md").read_text()
     assert "### Realism" in card and "![real vs generated](realism.png)" in card and "C2ST held-out accuracy" in card
     assert (out / "realism.png").stat().st_size > 1000
+
+
+def test_eval_figure_draws_more_rows_for_more_clips_and_names_the_sampler(tiny_dataset, tiny_model_path, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from dittomusic.cli import cli
+
+    root, _ = tiny_dataset
+    heights = []
+    for n in (1, 2):
+        out = tmp_path / f"fig{n}.png"
+        r = CliRunner().invoke(cli, ["eval", "figure", "--model", str(tiny_model_path), "--data", str(root),
+                                     "--per-collection", str(n), "--sampler", "dpmpp_2m", "--steps", "2",
+                                     "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        heights.append(Image.open(out).size[1])
+    assert heights[1] > 1.5 * heights[0]
+    r = CliRunner().invoke(cli, ["eval", "figure", "--model", str(tiny_model_path), "--data", str(root),
+                                 "--sampler", "nope", "--out", str(tmp_path / "x.png")])
+    assert r.exit_code != 0 and "nope" in r.output and not (tmp_path / "x.png").exists()
 
 
 def test_benchmark_runs_on_the_tiny_dataset(tiny_dataset, tiny_model_path, tmp_path, monkeypatch, capsys):

@@ -109,6 +109,12 @@ def test_lognormal_timesteps_favour_low_noise():
     t_u = _draw_t("uniform", g, 4000, 1000, 0.3)
     assert 0 <= t_ln.min() and t_ln.max() <= 999
     assert (t_ln < 200).float().mean() > 2 * (t_u < 200).float().mean()
+    t_mix = _draw_t("mixed", g, 4000, 1000, 0.3)
+    high = [(t >= 800).float().mean().item() for t in (t_ln, t_mix, t_u)]
+    assert high[0] + 0.03 < high[1] < high[2] - 0.03  # between the two, on both ends
+    assert (t_mix < 200).float().mean() > (t_u < 200).float().mean() + 0.1
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(_draw_t("mixed", g1, 64, 1000, 0.3), _draw_t("mixed", g2, 64, 1000, 0.3))
 
 
 def test_adversarial_decoder_finetune_keeps_the_latent_space(tiny_dataset, tmp_path):

@@ -36,6 +36,12 @@ class DenoiserBackend(BackendBase):
         self.mel_cfg = MelConfig(n_mels=model.mel_bins, clip_frames=model.cfg.clip_frames * model.frames_per_step)
         self.clip_frames = self.mel_cfg.clip_frames
         self.vocoder = vocoder
+        # "bf16": the network and decoder run under bfloat16 autocast (outputs back in fp32, sampler arithmetic
+        # fp32): generation on hardware with native bf16 (`Pipeline(precision=)`); controls keep fp32
+        self.precision = "fp32"
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @property
     def model_digest(self) -> str:
@@ -98,10 +104,18 @@ class DenoiserBackend(BackendBase):
     def model_fn(self, cond, guidance: float):
         from dittomusic.sampling.guidance import cfg_model_fn
 
-        return cfg_model_fn(self.model, cond, guidance)
+        fn = cfg_model_fn(self.model, cond, guidance)
+        if self.precision == "fp32":
+            return fn
+
+        def model_fn(x: Tensor, t: Tensor) -> Tensor:
+            with self._autocast():
+                return fn(x, t).float()
+        return model_fn
 
     def decode(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.model.decode(x0, generator)
+        with self._autocast():
+            return self.model.decode(x0, generator).float()
 
     def encode(self, mel: Tensor) -> Tensor:
         return self.model.encode(mel)

@@ -85,6 +85,15 @@ def vocoder_option(fn):
              "[default: the bundled neural vocoder if installed, else griffinlim].")(fn)
 
 
+def precision_option(fn):
+    from dittomusic.utils import PRECISIONS
+
+    return click.option(
+        "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+        help="The network's and decoder's arithmetic: bf16 autocast, fp32, or auto (bf16 where the device has it "
+             "natively: a CPU with AMX / AVX512-BF16, a bf16 GPU; else fp32).")(fn)
+
+
 TAG_OPTIONS = ("caption", "collection", "instruments", "tempo", "mode", "unconditional")
 
 

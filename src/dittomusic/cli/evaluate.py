@@ -11,7 +11,7 @@ from dittomusic.errors import DittoError
 
 from dittomusic.sampling.names import SAMPLER_NAMES
 
-from .core import FINITE, cli, friendly, vocoder_option
+from .core import FINITE, cli, friendly, precision_option, vocoder_option
 
 
 @cli.group("eval")
@@ -54,9 +54,10 @@ def eval_classifier(data, out, epochs, device):
               help="Training steps of the C2ST critic [default: ~40 passes over its training clips, 60-300].")
 @click.option("--c2st-repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="C2ST splits to average: one split of a few dozen clips per side is a noisy estimate.")
+@precision_option
 @friendly
 def eval_model(model_path, data, classifier, per_collection, sampler, steps, guidance, seed, out, device, no_realism,
-               no_as_heard, c2st_steps, c2st_repeats):
+               no_as_heard, c2st_steps, c2st_repeats, precision):
     """Classifier accuracy on generated vs real clips, FAD(generated|validation|unconditional, test), and realism
     (grain, spectral flatness, harmonic prominence, background, onsets, C2ST) of generated vs real test clips."""
     from dittomusic.eval.base_model import evaluate_model, report_markdown
@@ -67,12 +68,35 @@ def eval_model(model_path, data, classifier, per_collection, sampler, steps, gui
     classifier = classifier or bundled_path("classifier")
     r = evaluate_model(model_path, data, classifier, per_collection=per_collection, sampler=sampler, steps=steps,
                        guidance=guidance, seed=seed, device=device, realism=not no_realism, c2st_steps=c2st_steps,
-                       c2st_repeats=c2st_repeats, as_heard=not no_as_heard)
+                       c2st_repeats=c2st_repeats, as_heard=not no_as_heard, precision=precision)
     md = report_markdown(r)
     click.echo(md)
     if out:
         atomic_write_text(out, json.dumps(r, indent=2))
         atomic_write_text(Path(out).with_suffix(".md"), md + "\n")
+
+
+@eval_group.command("figure")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Model checkpoint [default: bundled].")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--per-collection", type=click.IntRange(min=1, max=8), default=1, show_default=True,
+              help="Real test clips per collection, each beside a clip generated with its tags.")
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None, help="[default: the model's own]")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--guidance", type=FINITE, default=None, help="[default: the model's own]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Picks the clips and the noise.")
+@click.option("--device", default=None)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@precision_option
+@friendly
+def eval_figure(model_path, data, per_collection, sampler, steps, guidance, seed, device, out, precision):
+    """Real test clips beside clips generated with their tags, on one colour scale: the look that no single
+    number replaces."""
+    from dittomusic.eval.card import realism_figure
+
+    click.echo(str(realism_figure(model_path, data, out, seed=seed, steps=steps, guidance=guidance, device=device,
+                                  sampler=sampler, per_collection=per_collection, precision=precision)))
 
 
 @eval_group.command("student")

@@ -8,7 +8,7 @@ import click
 
 from dittomusic.sampling.names import SAMPLER_NAMES
 
-from .core import FINITE, cli, fast_exit_ok, friendly, tag_options, vocoder_option
+from .core import FINITE, cli, fast_exit_ok, friendly, precision_option, tag_options, vocoder_option
 
 
 @cli.command()
@@ -29,21 +29,22 @@ from .core import FINITE, cli, fast_exit_ok, friendly, tag_options, vocoder_opti
               help="Model checkpoint (.safetensors) [default: the bundled base model].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")
 @vocoder_option
+@precision_option
 @friendly
 def generate(caption, collection, instruments, tempo, mode, unconditional, list_tags, seconds, seed, sampler, steps,
-             guidance, batch, out, no_png, model_path, device, vocoder):
+             guidance, batch, out, no_png, model_path, device, vocoder, precision):
     """Generate music from tags or a caption with the base diffusion model."""
     from dittomusic.audio.io import save_wav
     from dittomusic.generate import Pipeline, tags_from_options
 
-    pipe = Pipeline(model_path, device, vocoder)
+    pipe = Pipeline(model_path, device, vocoder, precision)
     v = pipe.vocab
     if list_tags:
         for k in ("collections", "instruments", "tempo_buckets", "modes"):
             click.echo(f"{k}: {', '.join(v[k])}")
         return
     tags = tags_from_options(v, caption, collection, instruments, tempo, mode, unconditional)
-    click.echo(f"tags: {tags.describe() if tags else 'unconditional'}", err=True)
+    click.echo(f"tags: {tags.describe() if tags else 'unconditional'}; precision {pipe.precision}", err=True)
     mel, audio = pipe.generate(tags, n=batch, seconds=seconds, seed=seed, sampler=sampler, steps=steps,
                                guidance=guidance, progress=True)
     out = Path(out)

@@ -38,8 +38,9 @@ from .core import FINITE, FiniteFloat, cli, friendly, int_list
 @click.option("--blocks", type=click.IntRange(min=1), default=None, help="unet1d: residual blocks per level [default: 2].")
 @click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
               help="An exported MelAutoencoder: train a latent diffusion model in its latent.")
-@click.option("--timesteps", type=click.Choice(["uniform", "lognormal"]), default="uniform", show_default=True,
-              help="Training noise levels: uniform over the 1000 steps, or EDM's log-normal in sigma.")
+@click.option("--timesteps", type=click.Choice(["uniform", "lognormal", "mixed"]), default="uniform", show_default=True,
+              help="Training noise levels: uniform over the 1000 steps, EDM's log-normal in sigma, or mixed "
+                   "(each sample from either, even odds).")
 @click.option("--max-cpu-hours", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) once the run has used this much CPU time, over all processes and resumes.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -65,12 +65,14 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
                    sampler: str | None = None, steps: int = 20, guidance: float | None = None, seed: int = 0,
                    batch: int = 16,
                    device: str | None = None, progress: bool = True, realism: bool = True,
-                   c2st_steps: int | None = None, c2st_repeats: int = 5, as_heard: bool = True) -> dict:
+                   c2st_steps: int | None = None, c2st_repeats: int = 5, as_heard: bool = True,
+                   precision: str = "auto") -> dict:
     """The report of `dittomusic eval model`; `realism=False` skips the realism block (and its C2ST
     training, ~1-2 min for 240 + 240 clips on 2 cores); `as_heard=False` skips its C2ST on the vocoded
-    clips (`realism.as_heard_block`: two more C2STs and the vocoding of both sets)."""
+    clips (`realism.as_heard_block`: two more C2STs and the vocoding of both sets). precision: generation's
+    ("auto", as `generate` runs by default)."""
     t0 = time.time()
-    pipe = Pipeline(model, device)
+    pipe = Pipeline(model, device, precision=precision)
     sampler, guidance = pipe.resolve(sampler, guidance)  # None: the model's own defaults
     clf, clf_meta = load_classifier(classifier, pipe.device)
     test = MelDataset(data, "test", random_crop=False)
@@ -99,7 +101,8 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
     report = {
         "model": str(model or "bundled"), "model_train": pipe.meta.get("train", {}),
         "settings": {"per_collection": per_collection, "n": n, "sampler": sampler, "steps": steps,
-                     "guidance": guidance, "seed": seed, "fad_reference": f"all {len(test_all)} test clips"},
+                     "guidance": guidance, "seed": seed, "fad_reference": f"all {len(test_all)} test clips",
+                     "precision": pipe.precision},
         "classifier": {"path": str(classifier), "test": clf_meta.get("test")},
         "real": m_real, "generated": m_gen,
         "accuracy_ratio": m_gen["collection_accuracy"] / max(m_real["collection_accuracy"], 1e-9),
@@ -142,7 +145,8 @@ def realism_block(real: torch.Tensor, gen: torch.Tensor, val: torch.Tensor | Non
 def report_markdown(r: dict) -> str:
     lines = [f"Model: {r['model']} ({r['model_train'].get('steps', '?')} steps, "
              f"{r['model_train'].get('cpu_hours', '?')} CPU-h); {r['settings']['n']} clips per set, "
-             f"{r['settings']['sampler']} {r['settings']['steps']} steps, guidance {r['settings']['guidance']}",
+             f"{r['settings']['sampler']} {r['settings']['steps']} steps, guidance {r['settings']['guidance']}"
+             f"{', ' + r['settings']['precision'] if r['settings'].get('precision') else ''}",
              "", "| collection | real acc | generated acc |", "|---|---|---|"]
     for c, a in r["real"]["collection_accuracy_per"].items():
         lines.append(f"| {c} | {a:.3f} | {r['generated']['collection_accuracy_per'].get(c, float('nan')):.3f} |")

@@ -180,10 +180,14 @@ def speed_markdown(sp: dict) -> list[str]:
     total = sp.get("default_total_s", sp.get("ddim20_cfg_total_s"))
     others = "".join(f" {_vocoder_name(k)} in the same run: {v:.2f} s." for k, v in sp.get("vocoders_s", {}).items()
                      if k != sp["vocoder"])
+    prec = sp.get("precision")
+    if prec and prec != "fp32" and sp.get("default_fp32_total_s") is not None:
+        others += f" The same in fp32: {sp['default_fp32_total_s']:.2f} s in all."
     return ["## Speed", "", f"`python benchmarks/generate_speed.py` ([speed.json](speed.json)): one "
-            f"{sp['clip_seconds']:.2f} s clip at the model's defaults ({key}) takes {main['sampling_s']:.2f} s "
-            f"to sample plus {sp['vocoder_s']:.2f} s of the vocoder ({_vocoder_name(sp['vocoder'])}), {total:.2f} s "
-            f"in all ({sp['realtime_factor']:.1f}x real time) on {sp['cpu_count']} CPU cores.{others}", ""]
+            f"{sp['clip_seconds']:.2f} s clip at the model's defaults ({key}{', ' + prec if prec else ''}) takes "
+            f"{main['sampling_s']:.2f} s to sample plus {sp['vocoder_s']:.2f} s of the vocoder "
+            f"({_vocoder_name(sp['vocoder'])}), {total:.2f} s in all ({sp['realtime_factor']:.1f}x real time) on "
+            f"{sp['cpu_count']} CPU cores.{others}", ""]
 
 
 def _vocoder_name(cls_name: str) -> str:
@@ -251,8 +255,10 @@ def _sampling_line(meta: dict) -> str:
 
 
 def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Path, seed: int = 0,
-                   steps: int = 20, guidance: float | None = None, device: str | None = None) -> Path:
-    """One real test clip per collection beside a clip generated with its tags (same colour scale)."""
+                   steps: int = 20, guidance: float | None = None, device: str | None = None,
+                   sampler: str | None = None, per_collection: int = 1, precision: str = "auto") -> Path:
+    """Real test clips (per_collection per collection) beside clips generated with their tags (same colour
+    scale); sampler, guidance and precision default to what `generate` uses."""
     import torch
 
     from dittomusic.data.dataset import MelDataset
@@ -260,31 +266,32 @@ def realism_figure(model: str | Path | None, data: str | Path, out_png: str | Pa
     from dittomusic.eval.realism import plot_side_by_side
     from dittomusic.generate import Pipeline, Tags
 
-    pipe = Pipeline(model, device)
+    pipe = Pipeline(model, device, precision=precision)
     test = MelDataset(data, "test", random_crop=False)
-    idx = pick_clips(test, 1, seed)
+    idx = pick_clips(test, per_collection, seed)
     rows = [test.rows[i] for i in idx]
     real = torch.stack([test[i]["mel"] for i in idx])
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in rows]
     x_T = pipe.noise(len(tags), real.shape[-1] // pipe.model.frames_per_step, seed)  # model frames (latent: fewer)
-    sampler, guidance = pipe.resolve(None, guidance)
+    sampler, guidance = pipe.resolve(sampler, guidance)
     with torch.no_grad():
         gen = pipe.sample(x_T, tags, sampler=sampler, steps=steps, guidance=guidance,
                           generator=torch.Generator().manual_seed(seed + 1)).cpu()
     labels = [f"{r['collection']} ({', '.join(r['instruments'])}; {r['tempo_bucket']}, {r['mode']})" for r in rows]
     return plot_side_by_side(real, gen, labels, out_png, pipe.mel_cfg,
-                             title=f"real test clips | generated with their tags ({sampler} {steps}, guidance {guidance:g})")
+                             title=f"real test clips | generated with their tags ({sampler} {steps}, guidance {guidance:g}, "
+                                   f"{pipe.precision})")
 
 
 def example_grid(model: str | Path | None, out_png: str | Path, seed: int = 0, steps: int = 20,
-                 guidance: float | None = None) -> Path:
-    """One generated clip per collection, as a spectrogram grid."""
+                 guidance: float | None = None, precision: str = "auto") -> Path:
+    """One generated clip per collection, as a spectrogram grid (as `generate` makes them)."""
     import torch
 
     from dittomusic.data.stats import plot_mels
     from dittomusic.generate import Pipeline, Tags
 
-    pipe = Pipeline(model)
+    pipe = Pipeline(model, precision=precision)
     tags = [Tags(c) for c in pipe.vocab["collections"]]
     x_T = pipe.noise(len(tags), pipe.model.cfg.clip_frames, seed)
     with torch.no_grad():

@@ -521,6 +521,24 @@ def compare(real_m: dict, gen_m: dict) -> tuple[dict, dict]:
     return ratios, deltas
 
 
+def level_outliers(real, generated, ceiling_db: float = 6.0, saturated_share: float = 0.1) -> dict:
+    """Clips a set mean hides: the share of generated clips whose mean level (dB over all bins and frames) lies
+    above the loudest real clip's or below the quietest's, and of clips with more than `saturated_share` of their
+    bins within `ceiling_db` of the scale's top (blown out; beside the real clips' own share)."""
+    def levels(x):
+        return torch.cat([_db(x[s]).mean((1, 2)) for s in _chunks(len(x))])
+
+    def saturated(x):
+        top = DB_MIN + 2 * DB_PER_UNIT - ceiling_db
+        return torch.cat([(_db(x[s]) >= top).float().mean((1, 2)) > saturated_share for s in _chunks(len(x))])
+
+    r, g = _as_tensor(real), _as_tensor(generated)
+    lr, lg = levels(r), levels(g)
+    return {"too_loud": float((lg > lr.max()).float().mean()), "too_quiet": float((lg < lr.min()).float().mean()),
+            "saturated": float(saturated(g).float().mean()), "real_saturated": float(saturated(r).float().mean()),
+            "real_level_db": [round(float(lr.min()), 1), round(float(lr.max()), 1)]}
+
+
 def realism_report(real, generated, *, seed: int = 0, device=None, c2st_kwargs: dict | None = None,
                    cfg: MelConfig | None = None, real_measures: dict | None = None, with_c2st: bool = True) -> dict:
     """Every measure for both sets, generated/real ratios and dB differences, texture FAD and
@@ -531,7 +549,7 @@ def realism_report(real, generated, *, seed: int = 0, device=None, c2st_kwargs: 
     gm = measures(generated, cfg)
     ratios, deltas = compare(rm, gm)
     out = {"real": rm, "generated": gm, "ratio": ratios, "delta": deltas,
-           "texture_fad": texture_fad(real, generated, cfg)}
+           "texture_fad": texture_fad(real, generated, cfg), "outliers": level_outliers(real, generated)}
     if with_c2st:
         out["c2st"] = c2st(real, generated, seed, device=device, **(c2st_kwargs or {}))
     out["seconds"] = round(time.time() - t0, 1)
@@ -596,6 +614,12 @@ def realism_markdown(r: dict, title: str | None = "Realism (texture yardstick)")
     for name, a, b, q, fmt in rows:
         lines.append(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {'' if q is None else f'{q:.2f}x'} |")
     lines += ["", f"Texture FAD (standardized by real): {r['texture_fad']:.2f}"]
+    o = r.get("outliers")
+    if o:
+        lines.append(f"Level outliers (clips a mean hides): {100 * o['too_loud']:.1f} % of generated clips louder than "
+                     f"the loudest real one, {100 * o['too_quiet']:.1f} % quieter than the quietest; blown out "
+                     f"(over 10 % of bins within 6 dB of full scale): {100 * o['saturated']:.1f} % "
+                     f"(real {100 * o['real_saturated']:.1f} %)")
     c = r.get("c2st")
     if c:
         lo, hi = c["ci95"] or (float("nan"), float("nan"))

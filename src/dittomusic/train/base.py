@@ -55,7 +55,8 @@ class TrainConfig(LoopConfig):
     # a trained MelAutoencoder release: diffuse in its latent instead of the mel (latent diffusion)
     autoencoder: str | None = None
     # "uniform" over the 1000 steps, or "lognormal": ln sigma ~ N(ln(0.6 sigma_data), 1.2^2), EDM's
-    # training distribution, which spends most steps where fine detail is decided
+    # training distribution, which spends most steps where fine detail is decided; "mixed": each
+    # sample from either with even odds (low-noise detail kept, the high-noise steps still fed)
     timesteps: str = "uniform"
     # a release checkpoint to start from (model and EMA): training continued across machines from
     # the shipped weights, since run folders do not outlive a session; the optimizer starts fresh
@@ -95,7 +96,7 @@ class _Batches:
                 for k in items[0]}
 
 
-TIMESTEPS = ("uniform", "lognormal")
+TIMESTEPS = ("uniform", "lognormal", "mixed")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -107,6 +108,9 @@ def autocast(precision: str, device) -> "torch.autocast":
 
 
 def _draw_t(kind: str, g: torch.Generator, batch: int, n_train: int, sigma_data: float) -> torch.Tensor:
+    if kind == "mixed":
+        u, ln = (_draw_t(k, g, batch, n_train, sigma_data) for k in ("uniform", "lognormal"))
+        return torch.where(torch.rand((batch,), generator=g) < 0.5, u, ln)
     if kind == "uniform":
         return torch.randint(0, n_train, (batch,), generator=g)
     # the training step whose sigma is nearest above a log-normal draw
