@@ -16,6 +16,7 @@ and invert_ddim's docstring), each one a command. Prints one JSON object per pro
     python scripts/base_v2_probes.py motion     --data data/full   # melodic motion: how often the dominant pitch class moves
     python scripts/base_v2_probes.py guidance_interval --data data/full  # CFG only inside a noise interval
     python scripts/base_v2_probes.py score      --data data/full --model M  # a model at its defaults, two seeds, outliers
+    python scripts/base_v2_probes.py fad_outliers --data data/full  # eval model --seed 1's set: each clip's share of the FAD
 
 --model / --sampler / --guidance: another release, or other sampling settings (default: the bundled model's own).
 Test clips: 20 per collection (eval model's pick), generated at the model's defaults; training clips
@@ -250,6 +251,33 @@ def probe_score(p: Probe) -> dict:
                           for seed in (0, 1000)}}
 
 
+def probe_fad_outliers(p: Probe, seed: int = 1) -> dict:
+    """`eval model --seed 1`'s generated set (its clips' tags, its x_T and texture seeds, the model's defaults):
+    the classifier FAD against all test clips, and each clip's leave-one-out share of it, largest first."""
+    from dittomusic.eval.base_model import generate_mels
+    from dittomusic.eval.classifier import load_classifier, predict
+    from dittomusic.eval.fad import fad
+    from dittomusic.eval.realism import _db
+    from dittomusic.models.loading import bundled_path
+
+    idx = pick_clips(p.te, 20, seed)
+    tags = tags_of(p.te, idx)
+    sm = p.pipe.sampling
+    gen = generate_mels(p.pipe, tags, len(tags), seed, 16, False, sampler=sm["sampler"], steps=20,
+                        guidance=sm["guidance"])
+    clf, _ = load_classifier(bundled_path("classifier"), "cpu")
+    ref = predict(clf, stack_clips(p.te, list(range(len(p.te))), "mel"))["embedding"].numpy()
+    e = predict(clf, gen)["embedding"].numpy()
+    full = fad(e, ref)
+    share = sorted(((full - fad(e[[j for j in range(len(e)) if j != i]], ref), i) for i in range(len(e))), reverse=True)
+    db = _db(gen)
+    top = [{"clip": i, "fad_share": round(d, 2), "tags": tags[i].describe(), "mean_db": round(float(db[i].mean()), 1),
+            "bins_within_6db_of_full_scale": round(float((db[i] >= 34).float().mean()), 3)} for d, i in share[:5]]
+    two = [i for _, i in share[:2]]
+    return {"seed": seed, "fad": round(full, 2),
+            "fad_without_top_two": round(fad(e[[j for j in range(len(e)) if j not in two]], ref), 2), "top": top}
+
+
 def probe_texture_scale(p: Probe) -> dict:
     """The calibrated texture std times k on generated clips: the calibration matches the frame-to-frame
     variance over all levels (grain 0.96x), yet the audible grain (floored 60 dB below the clip's peak, what
@@ -417,7 +445,7 @@ def probe_guidance_interval(p: Probe) -> dict:
     return {"guidance": sm["guidance"], "sampler": sm["sampler"], "rows": rows}
 
 
-PROBES = {"score": probe_score, "guidance_interval": probe_guidance_interval, "motion": probe_motion, "sdedit": probe_sdedit, "as_heard": probe_as_heard, "latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
+PROBES = {"fad_outliers": probe_fad_outliers, "score": probe_score, "guidance_interval": probe_guidance_interval, "motion": probe_motion, "sdedit": probe_sdedit, "as_heard": probe_as_heard, "latent_gap": probe_latent_gap, "residual": probe_residual, "inversion": probe_inversion, "bands": probe_bands, "level_bias": probe_level_bias,
           "freq_noise": probe_freq_noise, "gen_calibration": probe_gen_calibration, "time_noise": probe_time_noise,
           "texture_scale": probe_texture_scale, "smoothed": probe_smoothed}
 
