@@ -156,7 +156,7 @@ class Pipeline:
         """vocoder: a registered name ("neural", "griffinlim"), a neural vocoder .safetensors file, or None for
         the default (the bundled neural vocoder if installed, else Griffin-Lim). precision: the network's and
         decoder's, "fp32", "bf16" (autocast) or "auto" (bf16 where the device has it natively: `generate`'s
-        default, 1.5x faster sampling on an AMX CPU); `self.precision` is the resolved one."""
+        default, up to 1.35x faster sampling on an AMX CPU); `self.precision` is the resolved one."""
         from dittomusic.audio.vocoder import get_vocoder
         from dittomusic.backends import DenoiserBackend
         from dittomusic.checkpoint import check_model_meta, sampling_defaults
