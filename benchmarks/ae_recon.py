@@ -3,6 +3,7 @@ yardstick against the originals. A latent diffusion model can be no more realist
 Prints JSON.
 
     python benchmarks/ae_recon.py --ae runs/ae.safetensors --data data/full [--clips 60] [--png recon.png]
+    python benchmarks/ae_recon.py --ae MODEL --data data/full --eval-seed 1   # the clips `eval model --seed 1` scores
 
 An autoencoder with texture noise (`dittomusic autoencoder texture`) is scored twice, side by side:
 the mean decoder (`texture: false`) and with its noise (`texture: true`, the default decode).
@@ -28,13 +29,21 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="a built dataset")
     ap.add_argument("--clips", type=int, default=60, help="test clips, evenly spaced over the split")
     ap.add_argument("--png", default=None, help="also draw originals | reconstructions (6 clips)")
+    ap.add_argument("--eval-seed", type=int, default=None,
+                    help="score the real clips `dittomusic eval model --seed N` draws (20 per collection) instead, so "
+                         "the ceiling and a generated set are read on the same clips")
     ap.add_argument("--c2st-repeats", type=int, default=5, help="C2ST splits averaged (one split is noisy)")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
     try:
         ae, meta = load_autoencoder(a.ae, a.device)
         ds = MelDataset(a.data, "test", random_crop=False)
-        idx = list(range(0, len(ds), max(1, len(ds) // a.clips)))[:a.clips]
+        if a.eval_seed is not None:
+            from dittomusic.eval.base_model import pick_clips
+
+            idx = pick_clips(ds, 20, a.eval_seed)
+        else:
+            idx = list(range(0, len(ds), max(1, len(ds) // a.clips)))[:a.clips]
         dev = next(ae.parameters()).device
         mel = torch.stack([ds[i]["mel"] for i in idx]).to(dev)
         groups = [ds.rows[i]["piece_id"] for i in idx]
@@ -56,7 +65,7 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = {"autoencoder": a.ae, "train": meta.get("train"), "latent_channels": ae.cfg.latent_channels,
-           "downsample": ae.cfg.downsample, "clips": len(idx), **rows[-1]}
+           "downsample": ae.cfg.downsample, "clips": len(idx), "eval_seed": a.eval_seed, **rows[-1]}
     if len(rows) > 1:
         out["mean_decoder"] = rows[0]
     print(json.dumps(out, indent=1))

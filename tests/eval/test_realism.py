@@ -213,6 +213,31 @@ def test_eval_model_report_has_realism(tiny_dataset, tiny_model_path, clf, tmp_p
                                            realism=False)
 
 
+def test_eval_model_seeds_reports_every_draw_and_their_spread(tiny_dataset, tiny_model_path, clf, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from dittomusic.cli import cli
+
+    root, _ = tiny_dataset
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(cli, ["eval", "model", "--model", str(tiny_model_path), "--data", str(root), "--classifier",
+                                 str(clf), "--per-collection", "2", "--steps", "1", "--c2st-steps", "3",
+                                 "--c2st-repeats", "1", "--no-as-heard", "--seed", "3", "--seeds", "2",
+                                 "--precision", "fp32", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    a = rep["across_seeds"]
+    assert a["seeds"] == [3, 4] and rep["settings"]["seed"] == 3
+    for k in ("c2st", "fad_ratio", "accuracy_ratio", "flatness_ratio"):
+        v = a[k]["per_seed"]
+        assert len(v) == 2 and a[k]["min"] <= a[k]["mean"] <= a[k]["max"] and a[k]["sd"] >= 0
+    assert a["fad_ratio"]["per_seed"][0] == pytest.approx(rep["fad_ratio_generated_over_validation"], abs=1e-4)
+    assert a["fad_ratio"]["per_seed"][0] != a["fad_ratio"]["per_seed"][1]  # another draw, another number
+    assert "Across 2 seeds" in out.with_suffix(".md").read_text()
+
+
 def test_model_card_shows_realism(tiny_dataset, tiny_model_path, tmp_path):
     import json
 

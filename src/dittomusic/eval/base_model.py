@@ -123,6 +123,32 @@ def evaluate_model(model: str | Path | None, data: str | Path, classifier: str |
     return report
 
 
+# the headline numbers of a report, read across several seeds' reports (None where a report lacks the block)
+HEADLINES = {
+    "c2st": lambda r: r.get("realism", {}).get("c2st", {}).get("accuracy"),
+    "fad_ratio": lambda r: r["fad_ratio_generated_over_validation"],
+    "accuracy_ratio": lambda r: r["accuracy_ratio"],
+    "grain_ratio": lambda r: r.get("realism", {}).get("ratio", {}).get("grain"),
+    "flatness_ratio": lambda r: r.get("realism", {}).get("ratio", {}).get("flatness_mean"),
+    "blown_out": lambda r: r.get("realism", {}).get("outliers", {}).get("saturated"),
+}
+
+
+def across_seeds(reports: list[dict]) -> dict:
+    """Per-seed headline numbers of `eval model` reports of one model at several --seed (other test clips, tags,
+    validation clips and x_T each), with their mean, sd and range: one draw can sit far from another."""
+    out = {"seeds": [r["settings"]["seed"] for r in reports]}
+    for k, get in HEADLINES.items():
+        vals = [get(r) for r in reports]
+        if any(v is None for v in vals):
+            continue
+        t = torch.tensor(vals, dtype=torch.float64)
+        out[k] = {"per_seed": [round(v, 4) for v in vals], "mean": round(float(t.mean()), 4),
+                  "sd": round(float(t.std()), 4) if len(vals) > 1 else 0.0,
+                  "min": round(float(t.min()), 4), "max": round(float(t.max()), 4)}
+    return out
+
+
 def realism_block(real: torch.Tensor, gen: torch.Tensor, val: torch.Tensor | None = None, *, seed: int = 0,
                   device=None, c2st_steps: int | None = None, real_groups: list | None = None,
                   c2st_repeats: int = 5) -> dict:
@@ -167,4 +193,15 @@ def report_markdown(r: dict) -> str:
             lines.append(f"Reference, validation vs test clips: grain {ref['ratio']['grain']:.2f}x, mean flatness "
                          f"{ref['ratio']['flatness_mean']:.2f}x, prominence {ref['ratio']['prominence_db_mean']:.2f}x, "
                          f"texture FAD {ref['texture_fad']:.2f}.")
+    a = r.get("across_seeds")
+    if a:
+        names = {"c2st": "C2ST", "fad_ratio": "FAD/validation", "accuracy_ratio": "tag accuracy ratio",
+                 "grain_ratio": "grain ×real", "flatness_ratio": "mean flatness ×real", "blown_out": "blown-out share"}
+        lines += ["", f"**Across {len(a['seeds'])} seeds** ({', '.join(map(str, a['seeds']))}: each its own test clips, "
+                  "tags, validation clips and x_T; the tables above are the first seed's)", "",
+                  "| measure | per seed | mean | sd |", "|---|---|---|---|"]
+        for k, name in names.items():
+            if k in a:
+                lines.append(f"| {name} | {', '.join(f'{v:.3f}' for v in a[k]['per_seed'])} | {a[k]['mean']:.3f} | "
+                             f"{a[k]['sd']:.3f} |")
     return "\n".join(lines)
