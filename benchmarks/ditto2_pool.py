@@ -7,7 +7,8 @@ every clip of every run counts once, so a claim rests on all of them rather than
 
 Prints JSON: per task and method, the clips pooled, the mean and median metric, how many clips
 score at least as well as DITTO's clip from the same noise and target, mean seconds per clip, and
-the speedup (DITTO's pooled seconds per clip over the method's).
+the speedup (DITTO's pooled seconds per clip over the method's), and how many clips are within the
+paper's DITTO-2 figure (TaskSpec.paper_scale).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 
 import numpy as np
 
+from dittomusic.control.spec import get_task, within_paper_scale
 from dittomusic.eval.control import METRIC
 
 
@@ -40,7 +42,7 @@ def pool(runs: list[dict]) -> dict:
     out = {}
     for task in sorted({t for r in runs for t in r["tasks"]}):
         metric = METRIC[task]
-        better = np.greater_equal if task == "melody" else np.less_equal
+        better = np.greater_equal if get_task(task).higher_better else np.less_equal
         rows = [r["tasks"][task] for r in runs if task in r["tasks"]]
         methods = [m for m in rows[0] if all(m in row for row in rows)]
         if "ditto" not in methods:
@@ -52,7 +54,8 @@ def pool(runs: list[dict]) -> dict:
             vals = np.concatenate([row[m]["per_target"] for row in rows])
             secs = float(np.mean([row[m]["wall_per_clip_s"] for row in rows]))
             table[m] = {"clips": int(vals.size), "mean": float(vals.mean()), "median": float(np.median(vals)),
-                        "wall_per_clip_s": secs}
+                        "wall_per_clip_s": secs,
+                        "within_paper_scale": int(sum(bool(within_paper_scale(task, v)) for v in vals))}
             if m != "ditto":
                 table[m].update(clips_as_good_as_ditto=int(better(vals, ref).sum()), speedup=ref_s / secs,
                                 mean_as_good_as_ditto=bool(better(vals.mean(), ref.mean())))

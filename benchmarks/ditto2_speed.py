@@ -30,6 +30,7 @@ def main() -> None:
     from dittomusic.control.methods import Settings, run_control
     from dittomusic.control.optimize import OptimConfig
     from dittomusic.control.methods import default_lr
+    from dittomusic.control.spec import get_task, within_paper_scale
     from dittomusic.control.tasks import default_iters
     from dittomusic.eval.control import METRIC, build_targets
     from dittomusic.generate import Pipeline, make_tags
@@ -80,9 +81,11 @@ def main() -> None:
                          progress=True, **d2)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
+            per = [it[METRIC[task]] for it in o.report["items"]]
             r = {"wall_per_clip_s": o.report["method_wall_s"] / len(ctrls), "model_calls": o.report["model_calls"],
                  "iterations": o.report["iterations"], METRIC[task]: o.report["metrics"][METRIC[task]],
-                 "per_target": [it[METRIC[task]] for it in o.report["items"]], "decode": decode,
+                 "per_target": per, "within_paper_scale": sum(bool(within_paper_scale(task, v)) for v in per),
+                 "decode": decode,
                  **{k: o.report[k] for k in ("decode_sampler", "decode_steps", "refresh") if k in o.report}}
             if real is not None:
                 from dittomusic.eval.classifier import predict
@@ -91,7 +94,7 @@ def main() -> None:
                 e = predict(clf, o.mel)["embedding"].numpy()
                 r["fad"] = fad(e, real)
             rows[name] = r
-        better = np.greater_equal if task == "melody" else np.less_equal
+        better = np.greater_equal if get_task(task).higher_better else np.less_equal
         for name in [v[0] for v in variants[1:]]:
             rows[name]["speedup"] = rows["ditto"]["wall_per_clip_s"] / rows[name]["wall_per_clip_s"]
             rows[name]["metric_as_good_as_ditto"] = bool(better(rows[name][METRIC[task]], rows["ditto"][METRIC[task]]))

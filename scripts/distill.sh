@@ -9,10 +9,11 @@
 # 5 minutes and resumes where it stopped when rerun with the same settings (set MAX_MINUTES to
 # stop cleanly after that long). Then the EMA student is exported as fp16 safetensors.
 #
-# Cost, measured with 1 thread on this machine (seconds per step): CD 1.6 (batch 8), 4.5 (32);
-# CTD 2.3 / 7.2 with one teacher step, plus 0.4 / 1.9 per further teacher step (mean k = 2.5).
-# With 2 processes at global batch 32 (16 each) expect roughly 2.5-3 s/step for CD (2000 steps:
-# ~1.5 h) and 5-6 s/step for CTD (1500 steps: ~2.3 h).
+# The teacher is the bundled base model (v2: a latent model, so the students work in its latent).
+# PRECISION=bf16 (default) runs every pass under bfloat16 autocast: on v2 with 1 thread at batch 16,
+# CD 0.93 s/step against 2.25 in fp32, CTD (mean k = 2.5) 1.94 against 3.9
+# (benchmarks/distill_step_time.py --batch 16). With 2 processes at global batch 32 (16 each) expect
+# ~1 s/step for CD (2000 steps: ~35 min) and ~2 s/step for CTD (1500 steps: ~50 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ RUNS=${RUNS:-/work/data/runs}
 NPROC=${NPROC:-2}
 MAX_MINUTES=${MAX_MINUTES:-}
 STEPS=${STEPS:-}  # override the step count (and LR schedule length) of the chosen kind
+PRECISION=${PRECISION:-bf16}
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 run() {  # kind steps
@@ -31,7 +33,7 @@ run() {  # kind steps
     --kind "$kind" --data "$DATA" --out "$RUNS/distill_$kind" \
     --steps "$steps" --batch-size 32 --lr 1e-4 --warmup 100 \
     --guidance 3.0 --grid-steps 20 --teacher-steps 4 --target-decay 0.95 \
-    --val-every 250 --val-clips 16 --log-every 10 --ckpt-minutes 5 "${extra[@]}"
+    --precision "$PRECISION" --val-every 250 --val-clips 16 --log-every 10 --ckpt-minutes 5 "${extra[@]}"
   python3 -m dittomusic distill export "$RUNS/distill_$kind" "$RUNS/student_$kind.safetensors"
 }
 

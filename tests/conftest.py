@@ -80,6 +80,33 @@ def tiny_model_path(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def latent_teacher_path(tiny_dataset, tmp_path_factory):
+    """A tiny random *latent* teacher (MelDiT over a 2x-downsampling autoencoder's latent), one release file."""
+    import torch
+
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.data.dataset import TagVocab
+    from dittomusic.models import MelDiT, ModelConfig
+    from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder
+    from dittomusic.models.loading import AE_PREFIX
+
+    root, _ = tiny_dataset
+    torch.manual_seed(1)
+    ae = MelAutoencoder(AutoencoderConfig(n_mels=160, latent_channels=4, channels=[16, 16], blocks=1, groups=4))
+    cfg = ModelConfig.for_vocab(TagVocab.load(root).to_dict(), n_mels=4, clip_frames=256, sigma_data=1.0,
+                                width=32, depth=2, heads=2, patch_frames=8, denoise_head=64)
+    net = MelDiT(cfg)
+    for m in (net.patch_out, net.ada_out, net.head[-1], *[b.ada for b in net.blocks]):
+        torch.nn.init.normal_(m.weight, std=0.05)
+    tensors = {**net.state_dict(), **{AE_PREFIX + k: v for k, v in ae.state_dict().items()}}
+    path = tmp_path_factory.mktemp("latent_teacher") / "latent.safetensors"
+    save_tensors(path, {k: v.half() for k, v in tensors.items()},
+                 {"kind": "base", "model_config": cfg.to_dict(), "schedule": "cosine",
+                  "autoencoder": {"model_config": ae.cfg.to_dict()}})
+    return path
+
+
 TINY_VOCODER = {"dim": 32, "intermediate": 64, "layers": 2, "n_fft": 512}
 
 

@@ -196,3 +196,27 @@ def test_a_refresh_comes_before_its_iterations_forward_pass(pipe, student_path):
     s.refresh, s.optim = 3, OptimConfig(iters=6, lr=0.05)  # a refresh falls on the last iterate
     r = run_control(pipe, "ditto2", ctrl, tags, seed=0, settings=s).report
     assert r["decodes"] == 4 and r["model_calls"] == 7 + 4 * 2 + 2  # scored at 6, corrected at 0 and 3 only
+
+
+def test_tol_is_read_on_real_decodes_and_stops_at_the_refresh_that_meets_it(pipe, student_path):
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+
+    def run(tol):
+        s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=3,
+                     optim=OptimConfig(iters=9, lr=0.05, tol=tol))
+        return run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s).report
+
+    full = run(None)
+    assert full["stopped"] == "iters" and full["iterations"] == 9 and full["decodes"] == 5  # 0, 3, 6, 9 + final
+    initial = max(full["decoded_initial_loss"])
+    easy = run(initial + 1.0)  # the unsteered decodes already meet it: nothing is optimized
+    assert easy["stopped"] == "tolerance" and easy["iterations"] == 0 and easy["decodes"] == 1
+    # [iteration, per-item decoded loss] at every refresh, and the final scoring of the best surrogate iterate
+    assert [h[0] for h in full["decoded_history"]] == [0, 3, 6, 9, 9]
+    at3 = min(max(full["decoded_history"][0][1]), max(full["decoded_history"][1][1]))
+    mid = run(at3 + 1e-6)  # the decodes of iteration 3 meet it (or the initial ones did): stop there
+    assert mid["stopped"] == "tolerance" and mid["iterations"] <= 3 and mid["decodes"] <= 2
+    assert all(v <= at3 + 1e-6 for v in mid["final_loss"]) or mid["iterations"] == 0
+    tiny = run(1e-12)  # no decode meets it: all K iterations run
+    assert tiny["stopped"] == "iters" and tiny["iterations"] == 9

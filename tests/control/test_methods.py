@@ -336,3 +336,12 @@ def test_backends_open_by_name(monkeypatch, tiny_model_path):
     assert isinstance(b, backends.Backend) and b.model_file == tiny_model_path
     with pytest.raises(DittoError, match="unknown backend 'nope'"):
         backends.open_backend("nope")
+
+
+def test_paper_scale_counts_a_clip_by_its_metrics_direction():
+    from dittomusic.control.spec import within_paper_scale
+
+    assert within_paper_scale("intensity", 3.3) and not within_paper_scale("intensity", 3.31)
+    assert within_paper_scale("melody", 85.0) and not within_paper_scale("melody", 84.9)  # higher is better
+    assert within_paper_scale("structure", 0.017) and not within_paper_scale("structure", 0.02)
+    assert within_paper_scale("outpaint", 0.1) is None  # no paper figure: not counted

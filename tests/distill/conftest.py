@@ -39,3 +39,4 @@ def teacher_path(tiny_dataset, tmp_path_factory):
     save_tensors(path, {k: v.half() for k, v in net.state_dict().items()},
                  {"kind": "base", "model_config": net.cfg.to_dict(), "schedule": "cosine"})
     return path
+

@@ -127,3 +127,35 @@ def test_cli_bad_input_is_one_clear_line(tiny_dataset, tmp_path):
         assert len([ln for ln in r.output.splitlines() if ln.startswith("Error")]) == 1
     r = CliRunner().invoke(cli, ["distill", "export", str(tmp_path), str(tmp_path / "s.safetensors")])
     assert r.exit_code == 1 and "checkpoint not found" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_latent_teacher_distills_in_its_latent_and_steers_through_ditto2(tiny_dataset, latent_teacher_path,
+                                                                            tmp_path, precision):
+    from dittomusic.control import get_control, intensity_preset
+    from dittomusic.control.methods import Settings, run_control
+    from dittomusic.control.optimize import OptimConfig
+    from dittomusic.distill import export_student
+    from dittomusic.generate import Pipeline, make_tags
+
+    root, _ = tiny_dataset
+    run = tmp_path / "r"
+    res = distill(_cfg(root, latent_teacher_path, run, steps=20, precision=precision), progress=False)
+    meta = load_tensors(run / CKPT)[1]
+    # a latent is never clipped to [-1, 1], whatever --teacher-clip says: the pipeline does not clip it
+    assert meta["distill"]["latent"] and not meta["distill"]["teacher_clip"]
+    val = [h["val_loss"] for h in _history(run) if "val_loss" in h]
+    assert len(val) == 4 and val[-1] < res["val_init"]
+    out = export_student(run, tmp_path / "student.safetensors")
+    tensors, smeta = load_tensors(out)
+    assert not any(k.startswith("autoencoder.") for k in tensors)  # the student is the denoiser alone
+    assert smeta["model_config"]["n_mels"] == 4 and smeta["model_config"]["clip_frames"] == 256
+    pipe = Pipeline(latent_teacher_path, "cpu", "griffinlim")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", 512, -40, -20))
+    s = Settings(steps=3, student=str(out), decode="student", decode_steps=2, refresh=2,
+                 optim=OptimConfig(iters=4, lr=0.05))
+    r = run_control(pipe, "ditto2", ctrl, make_tags(pipe.vocab, collection="chorale"), seed=0, settings=s)
+    assert r.report["method"] == "ditto2" and r.mel.shape == (1, 160, 512)  # decoded through the teacher's AE
+    if precision == "bf16":  # a run resumes only with the precision it started with
+        with pytest.raises(DittoError, match="different settings \\(precision\\)"):
+            distill(_cfg(root, latent_teacher_path, run, steps=20, precision="fp32"), progress=False)

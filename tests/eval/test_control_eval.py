@@ -25,6 +25,11 @@ def test_eval_control_tables_plots_and_resume(tiny_dataset, tiny_model_path, clf
     assert all("seam_ratio" in it for it in res["runs"]["outpaint/ditto"]["items"])
     md = (out / "README.md").read_text()
     assert "Table 3 form" in md and "Table 1 form: outpainting" in md and "| ditto |" in md
+    # the share of clips within the paper's DITTO-2 figure (3.3 dB² for intensity), counted from the items
+    row = res["tables"]["intensity"]["ditto"]
+    inside = sum(it["intensity_mse_db2"] <= 3.3 for it in res["runs"]["intensity/ditto"]["items"])
+    assert row["within_paper_scale"] == [inside, 2] and f"({inside}/2 ≤ 3.3)" in md
+    assert "within_paper_scale" not in res["tables"]["outpaint"]["ditto"]  # painting has no paper figure
     for p in ("png/intensity_0.png", "png/intensity_1.png", "png/outpaint_0.png"):
         assert (out / p).stat().st_size > 1000
     # a re-run with one more method only runs that method

@@ -71,3 +71,28 @@ def test_card_describes_the_kinds_teacher_solver_and_how_to_reproduce(kind, tmp_
     assert ("1 to 3 steps from t to u" in card) == (kind == "ctd")
     assert ("one step between adjacent grid points" in card) == (kind == "cd")
     assert json.loads((tmp_path / "report.json").read_text())["kind"] == kind
+
+
+def test_a_latent_student_is_scored_on_decoded_mels_with_the_realism_yardstick(tiny_dataset, latent_teacher_path,
+                                                                                clf, tmp_path):
+    from dittomusic.checkpoint import save_tensors
+    from dittomusic.distill import student_from_teacher, time_grid
+    from dittomusic.eval.student import evaluate_student, report_markdown
+    from dittomusic.models.loading import load_model
+    from dittomusic.utils import file_sha1
+
+    root, _ = tiny_dataset
+    teacher, _ = load_model(latent_teacher_path, "cpu")
+    st = student_from_teacher(teacher, "cd")
+    path = tmp_path / "latent_cd.safetensors"
+    info = {"kind": "cd", "guidance": 3.0, "grid": time_grid(20), "teacher_sha1": file_sha1(latent_teacher_path)}
+    save_tensors(path, st.state_dict(), {"kind": "cd", "guidance": 3.0, "grid": info["grid"], "distill": info,
+                                         "model_config": st.cfg.to_dict(), "schedule": "cosine"})
+    rep = evaluate_student(path, root, clf, teacher=latent_teacher_path, per_collection=3, steps=(1,),
+                           teacher_steps=2, progress=False, c2st_repeats=1)
+    assert rep["teacher_sha1"] == file_sha1(latent_teacher_path)
+    for x in rep["rows"]:  # decoded mels (160 bins) were scored: every yardstick number is real
+        assert 0.0 <= x["c2st"] <= 1.0 and x["grain_ratio"] > 0 and x["flatness_ratio"] > 0
+        assert 0.0 <= x["blown_out"] <= 1.0
+    md = report_markdown(rep)
+    assert "C2ST ↓" in md and md.count("\n| ") == 3  # header, teacher and one student row

@@ -125,10 +125,14 @@ def eval_figure(model_path, data, per_collection, sampler, steps, guidance, seed
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the model card (README.md), report.json and loss.png.")
 @click.option("--note", "notes", multiple=True, help="A line for the card's Notes (repeatable), e.g. how it was trained.")
+@click.option("--realism/--no-realism", default=True, show_default=True,
+              help="Score every row on the realism yardstick (C2ST, grain, flatness, blown-out share).")
+@click.option("--c2st-repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="C2ST splits per row (their mean is the row's C2ST).")
 @click.option("--device", default=None)
 @friendly
 def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, notes,
-                 device):
+                 realism, c2st_repeats, device):
     """A student's 1/2/4/8-step samples vs the teacher's 20-step DDIM: accuracy, FAD, fidelity; its model card."""
     from dittomusic.eval.student import evaluate_student, report_markdown, write_student_card
 
@@ -137,7 +141,8 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
     except ValueError:
         raise DittoError(f"--steps takes comma-separated step counts such as 1,2,4,8; got {steps!r}") from None
     r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
-                         teacher_steps=teacher_steps, seed=seed, device=device)
+                         teacher_steps=teacher_steps, seed=seed, device=device, realism=realism,
+                         c2st_repeats=c2st_repeats)
     click.echo(report_markdown(r))
     from dittomusic.distill.student import DEFAULT_KIND, KINDS
 

@@ -283,6 +283,9 @@ def autoencoder_export(run, out, data, fp32):
               help="CTD: most teacher steps from t to u.")
 @click.option("--target-decay", type=FiniteFloat(min=0, max=1), default=0.95, show_default=True,
               help="EMA decay of the target network theta^-.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: every pass under bfloat16 autocast (2.4x faster on a CPU with native bf16; "
+                   "benchmarks/distill_step_time.py).")
 @click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Stop (after a checkpoint) when this much wall time has passed; rerun to resume.")
 @click.option("--ckpt-minutes", type=FiniteFloat(min=0, min_open=True), default=5.0, show_default=True)
@@ -294,7 +297,7 @@ def autoencoder_export(run, out, data, fp32):
 @click.pass_context
 @friendly
 def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidance, grid_steps, teacher_steps,
-            target_decay, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
+            target_decay, precision, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
     """Distill the base model into a one-pass student (guidance baked in), or `distill export RUN OUT`.
 
     Multi-process: torchrun --nproc_per_node 2 -m dittomusic distill --kind cd ...
@@ -310,7 +313,7 @@ def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidan
 
     res = run(DistillConfig(kind=kind, data=data, out=out, teacher=teacher, steps=steps, batch_size=batch_size, lr=lr,
                             warmup=warmup, guidance=guidance, grid_steps=grid_steps, teacher_steps=teacher_steps,
-                            target_decay=target_decay, max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
+                            target_decay=target_decay, precision=precision, max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
                             val_every=val_every, val_clips=val_clips, log_every=log_every, seed=seed, device=device))
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(res, indent=2))

@@ -50,6 +50,10 @@ class TaskSpec:
     metric: str | None = None  # the report metric the eval's Table 3 shows (None: a painting table instead)
     metric_label: str = "MSE ↓"
     metric_cell: Callable[[float, float], str] = _plain  # (mean, median) -> table cell
+    higher_better: bool = False  # the metric's direction (accuracy up, MSE down)
+    # the paper's DITTO-2 figure for this metric (DITTO-2 Table 1 as reported): a clip within it adheres at
+    # the scale a listener of the paper's demos heard; the tables give the share of clips within it
+    paper_scale: float | None = None
     painting: bool = False  # needs matched frames: naive masking / MultiDiffusion / ditto_draft apply
     method: str = "ditto"  # default method
     iters: int = 70  # default optimization steps K (DITTO sec. 5.1: 150 for melody and structure)
@@ -75,6 +79,14 @@ def register_task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.name!r} is already registered")
     _TASKS[spec.name] = spec
     return spec
+
+
+def within_paper_scale(task: str, value: float) -> bool | None:
+    """Whether one clip's metric is within the paper's DITTO-2 figure for the task (None: the task has none)."""
+    spec = get_task(task)
+    if spec.paper_scale is None:
+        return None
+    return value >= spec.paper_scale if spec.higher_better else value <= spec.paper_scale
 
 
 def _discover() -> None:

@@ -34,7 +34,9 @@ def student_from_teacher(teacher: MelDiT, kind: str) -> MelDiT:
         raise DittoError("the teacher is itself a consistency-trajectory student; distill from a base model")
     cfg = ModelConfig.from_dict({**teacher.cfg.to_dict(), "target_time": kind == "ctd"})
     student = MelDiT(cfg).to(next(teacher.parameters()).device)
-    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    # a latent teacher's autoencoder stays with the teacher: the student works in its latent
+    state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("autoencoder.")}
+    missing, unexpected = student.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("s_mlp.") for k in missing), (missing, unexpected)
     return student.requires_grad_(True)
 

@@ -33,7 +33,7 @@ from dittomusic.distill.consistency import (consistency_fn, cd_loss, ctd_loss, c
 from dittomusic.distill.student import check_kind, student_from_teacher
 from dittomusic.errors import DittoError
 from dittomusic.models.loading import bundled_path, load_model
-from dittomusic.train.base import CKPT, _Batches, _to, cond_from_batch, open_run, rank_slice
+from dittomusic.train.base import CKPT, _Batches, _to, autocast, cond_from_batch, open_run, rank_slice
 from dittomusic.train.common import (LoopConfig, adamw, ddp, ema_update, lr_at, optimizer_step, resume, run_steps,
                                      set_lr, state_tensors, write_checkpoint)
 from dittomusic.utils import stable_hash
@@ -56,7 +56,8 @@ class DistillConfig(LoopConfig):
     guidance: float = 3.0  # teacher CFG scale baked into the student (generation's default)
     grid_steps: int = 20
     teacher_steps: int = 4  # CTD: at most this many teacher steps from t to u (drawn per step)
-    teacher_clip: bool = True  # clip the teacher's x0 to [-1, 1] as the generation pipeline does
+    teacher_clip: bool = True  # clip the teacher's x0 to [-1, 1] as the generation pipeline does (mel teachers only)
+    precision: str = "fp32"  # "bf16": student, target and teacher passes under bfloat16 autocast
     tag_drop: float = 0.1
     all_drop: float = 0.1
     val_every: int = field(default=250, kw_only=True)
@@ -65,7 +66,7 @@ class DistillConfig(LoopConfig):
     # changing these would make a resumed run a different run
     FIXED = ("kind", "data", "teacher", "steps", "batch_size", "lr", "warmup", "weight_decay", "grad_clip",
              "target_decay", "ema_decay", "guidance", "grid_steps", "teacher_steps", "teacher_clip", "tag_drop",
-             "all_drop", "seed")
+             "all_drop", "seed", "precision")
 
     def __post_init__(self):
         check_kind(self.kind)
@@ -112,8 +113,15 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     if tc.vocab and tc.vocab != ds.vocab.to_dict():
         raise DittoError(f"the teacher's tag vocabulary differs from {cfg.data}'s: distill on the data it was "
                          f"trained on (or a dataset built with the same collections)")
-    if tc.n_mels != ds[0]["mel"].shape[0]:
-        raise DittoError(f"the teacher takes {tc.n_mels} mel bins but {cfg.data} has {ds[0]['mel'].shape[0]}")
+    if teacher.mel_bins != ds[0]["mel"].shape[0]:
+        raise DittoError(f"the teacher takes {teacher.mel_bins} mel bins but {cfg.data} has {ds[0]['mel'].shape[0]}")
+    if ds.clip_frames != tc.clip_frames * teacher.frames_per_step:
+        raise DittoError(f"{cfg.data}'s clips are {ds.clip_frames} frames; the teacher's are "
+                         f"{tc.clip_frames * teacher.frames_per_step}")
+    autocast(cfg.precision, d.device)  # validates before any work
+    latent = teacher.ae is not None
+    # a latent model's pipeline never clips: dynamic thresholding assumes data in [-1, 1]
+    clip = cfg.teacher_clip and not latent
     digest = _file_digest(teacher_file)
     torch.manual_seed(cfg.seed)  # the CTD s embedding's first layer: same on every rank
     model = student_from_teacher(teacher, cfg.kind)
@@ -128,10 +136,13 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
 
     grid = time_grid(cfg.grid_steps)
     grid_t = torch.tensor(grid, dtype=torch.float32)
-    shape = (tc.n_mels, ds.clip_frames)
+    shape = (tc.n_mels, tc.clip_frames)
     batches = _Batches(ds, cfg.seed)
     info = {"kind": cfg.kind, "guidance": cfg.guidance, "grid": grid, "grid_steps": cfg.grid_steps,
-            "teacher_clip": cfg.teacher_clip, "teacher": str(teacher_file), "teacher_sha1": digest}
+            "teacher_clip": clip, "teacher": str(teacher_file), "teacher_sha1": digest, "latent": latent}
+
+    def bounded(x):  # what the pipeline's decode sees: a mel sample in [-1, 1]; a latent unchanged
+        return x if latent else x.clamp(-1, 1)
     sample = consistency_sample if cfg.kind == "cd" else ctd_sample
 
     val_ref = val_init = None
@@ -141,12 +152,12 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
         n = len(cond["collection"])
         x_T = torch.randn((n, *shape), generator=torch.Generator().manual_seed(stable_hash(cfg.seed, "val") % 2**63))
         x_T = x_T.to(d.device)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(cfg.precision, d.device):
             x = x_T
             for t, s in zip(grid[:-1], grid[1:]):
-                x = teacher_step(teacher, x, t, s, cond, cfg.guidance, clip=cfg.teacher_clip)
+                x = teacher_step(teacher, x, t, s, cond, cfg.guidance, clip=clip)
             val_ref = (x_T, cond, x)
-            val_init = float(torch.mean((consistency_fn(teacher, x_T, grid[0], cond).clamp(-1, 1) - x) ** 2))
+            val_init = float(torch.mean((bounded(consistency_fn(teacher, x_T, grid[0], cond)) - x) ** 2))
 
     def checkpoint(cpu_seconds: float, wall_seconds: float):
         meta = {**asdict(counters), "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "world": d.world,
@@ -159,7 +170,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     @torch.no_grad()
     def val_loss() -> float:
         x_T, cond, ref = val_ref
-        return float(torch.mean((sample(ema, x_T, cond, 1).clamp(-1, 1) - ref) ** 2))
+        with autocast(cfg.precision, d.device):
+            return float(torch.mean((bounded(sample(ema, x_T, cond, 1)) - ref) ** 2))
 
     def step_fn(step: int):
         k, dr = _draws(cfg, step, cfg.batch_size, shape, len(grid))
@@ -167,12 +179,14 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
         lr = set_lr(opt, lr_at(step, cfg.lr, cfg.warmup, cfg.steps))
         cond = cond_from_batch(b, dr["drop_tags"] | dr["drop_all"][:, None])  # all dropped = unconditional row
         path = grid_t[dr["i_t"].cpu()[None] + torch.arange(k + 1)[:, None]].to(d.device)  # [k + 1, B]
-        if cfg.kind == "cd":
-            loss = cd_loss(net, target, teacher, b["mel"], path[0], path[1], dr["noise"], cond, cfg.guidance,
-                           clip=cfg.teacher_clip)
-        else:
-            loss = ctd_loss(net, target, teacher, b["mel"], path, grid_t[dr["i_s"].cpu()].to(d.device), dr["noise"],
-                            cond, cfg.guidance, clip=cfg.teacher_clip)
+        with torch.no_grad():
+            x0 = teacher.encode(b["mel"])  # a mel teacher's encode is the identity
+        with autocast(cfg.precision, d.device):
+            if cfg.kind == "cd":
+                loss = cd_loss(net, target, teacher, x0, path[0], path[1], dr["noise"], cond, cfg.guidance, clip=clip)
+            else:
+                loss = ctd_loss(net, target, teacher, x0, path, grid_t[dr["i_s"].cpu()].to(d.device), dr["noise"],
+                                cond, cfg.guidance, clip=clip)
         gnorm = optimizer_step(loss, model, opt, cfg.grad_clip)
         ema_update(target, model, step, cfg.target_decay)
         ema_update(ema, model, step, cfg.ema_decay)

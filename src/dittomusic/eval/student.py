@@ -1,10 +1,12 @@
 """`dittomusic eval student`: a distilled student's 1/2/4/8-step samples against its teacher's
 20-step guided DDIM, from the same noise and the same tags, plus its model card.
 
-Per row: classifier collection accuracy and family F1 (the base-model yardstick), FAD against
-all real test clips (every row has the same number of clips, so their FAD bias is the same),
-MSE to the teacher's sample from the same x_T (how faithfully the student maps noise to music:
-what DITTO-2's surrogate relies on), and seconds per clip.
+Per row: classifier collection accuracy and family F1, FAD against all real test clips (every
+row has the same number of clips, so their FAD bias is the same), MSE to the teacher's sample
+from the same x_T (how faithfully the student maps noise to music: what DITTO-2's surrogate relies
+on), seconds per clip, and the realism yardstick of `eval model` (C2ST against the picked test
+clips, grain and mean flatness against theirs, the blown-out share). A latent student's samples are
+decoded by its teacher's autoencoder, with the texture noise the teacher's row used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dittomusic.utils import atomic_write_text
 
 def evaluate_student(student: str | Path | None, data: str | Path, classifier: str | Path | None = None, *,
                      teacher: str | Path | None = None, per_collection: int = 40, steps: tuple[int, ...] = (1, 2, 4, 8), teacher_steps: int = 20,
-                     seed: int = 0, batch: int = 16, device: str | None = None, progress: bool = True) -> dict:
+                     seed: int = 0, batch: int = 16, device: str | None = None, progress: bool = True,
+                     realism: bool = True, c2st_repeats: int = 5) -> dict:
     from tqdm.auto import tqdm
 
     from dittomusic.distill.student import get_student, student_sampler
@@ -30,6 +33,7 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     from dittomusic.eval.base_model import generate_mels, pick_clips, stack_clips
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
     from dittomusic.eval.fad import fad
+    from dittomusic.eval.realism import measures, realism_report
     from dittomusic.generate import Pipeline, Tags
     from dittomusic.models.loading import bundled_path
 
@@ -47,6 +51,17 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
     tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (test.rows[i] for i in idx)]
     ref = predict(clf, stack_clips(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
+    real = stack_clips(test, idx, "mel")
+    groups = [test.rows[i].get("piece_id", i) for i in idx]
+    real_m = measures(real) if realism else None
+
+    def yardstick(mels: torch.Tensor) -> dict:
+        if not realism:
+            return {}
+        r = realism_report(real, mels, seed=seed, device=pipe.device, real_measures=real_m,
+                           c2st_kwargs={"groups": (groups, None), "repeats": c2st_repeats})
+        return {"c2st": r["c2st"]["accuracy"], "grain_ratio": r["ratio"]["grain"],
+                "flatness_ratio": r["ratio"]["flatness_mean"], "blown_out": r["outliers"]["saturated"]}
 
     def score(mels: torch.Tensor, seconds: float, label: dict, teacher: torch.Tensor | None) -> dict:
         p = predict(clf, mels.to(pipe.device))
@@ -55,7 +70,7 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
         m = tag_metrics(p, coll, fams, names)
         return {**label, "collection_accuracy": m["collection_accuracy"], "family_micro_f1": m["family_micro_f1"],
                 "fad": fad(e, ref), "seconds_per_clip": seconds / n,
-                "mse_to_teacher": None if teacher is None else float(((mels - teacher) ** 2).mean())}
+                "mse_to_teacher": None if teacher is None else float(((mels - teacher) ** 2).mean()), **yardstick(mels)}
 
     t0 = time.perf_counter()
     teacher = generate_mels(pipe, tags, n, seed, batch, progress, sampler="ddim", steps=teacher_steps,
@@ -71,7 +86,8 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
             b = min(batch, n - s)
             x_T = pipe.noise(b, pipe.model.cfg.clip_frames, seed + s)  # the teacher's noise, batch for batch
             with torch.no_grad():
-                out.append(sample(x_T, pipe.cond(tags[s:s + b], b), k).clamp(-1, 1).cpu())
+                x0 = sample(x_T, pipe.cond(tags[s:s + b], b), k)
+                out.append(pipe.backend.decode(x0, torch.Generator().manual_seed(seed + s + 1)).cpu())
         rows.append(score(torch.cat(out), time.perf_counter() - t0,
                           {"sampler": f"student ({meta['kind']})", "steps": k, "passes_per_clip": k}, teacher))
     base = rows[0]
@@ -81,25 +97,34 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     return {"student": str(student or "bundled"), "kind": meta["kind"], "guidance": meta["guidance"],
             "grid": meta["grid"], "train": meta.get("train", {}), "train_config": meta.get("train_config", {}),
             "distill": meta.get("distill", {}),
+            "teacher_sha1": meta.get("distill", {}).get("teacher_sha1"),
             "settings": {"per_collection": per_collection, "n": n, "seed": seed, "teacher_steps": teacher_steps,
+                         "c2st_repeats": c2st_repeats if realism else None,
                          "fad_reference": f"all {len(test)} test clips", "device": str(pipe.device)},
             "rows": rows}
 
 
 def report_markdown(r: dict) -> str:
     tr = r["train"]
+    real = "c2st" in r["rows"][0]
     lines = [f"Student: {r['student']} ({r['kind'].upper()}, guidance {r['guidance']:g} baked in, "
              f"{tr.get('steps', '?')} distillation steps, {tr.get('cpu_hours', '?')} CPU-h); "
              f"{r['settings']['n']} clips per row, the same x_T and tags in every row; FAD vs "
-             f"{r['settings']['fad_reference']}.", "",
+             f"{r['settings']['fad_reference']}"
+             + (f"; C2ST ({r['settings'].get('c2st_repeats')} splits), grain and flatness against the "
+                f"{r['settings']['n']} test clips whose tags the rows use" if real else "") + ".", "",
              "| sampler | steps | network passes / clip | s / clip | collection acc ↑ | family F1 ↑ | FAD ↓ | "
-             "FAD / teacher | MSE to teacher ↓ |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "FAD / teacher | MSE to teacher ↓ |" + (" C2ST ↓ | grain ×real | flatness ×real | blown out |" if real else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|---|" if real else "")]
     for x in r["rows"]:
         mse = "–" if x["mse_to_teacher"] is None else f"{x['mse_to_teacher']:.4f}"
-        lines.append(f"| {x['sampler']} | {x['steps']} | {x['passes_per_clip']} | {x['seconds_per_clip']:.3f} | "
-                     f"{x['collection_accuracy']:.3f} | {x['family_micro_f1']:.3f} | {x['fad']:.2f} | "
-                     f"{x['fad_over_teacher']:.2f} | {mse} |")
+        line = (f"| {x['sampler']} | {x['steps']} | {x['passes_per_clip']} | {x['seconds_per_clip']:.3f} | "
+                f"{x['collection_accuracy']:.3f} | {x['family_micro_f1']:.3f} | {x['fad']:.2f} | "
+                f"{x['fad_over_teacher']:.2f} | {mse} |")
+        if real:
+            line += (f" {x['c2st']:.3f} | {x['grain_ratio']:.2f} | {x['flatness_ratio']:.2f} | "
+                     f"{100 * x['blown_out']:.1f} % |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -115,7 +140,9 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
               "target's jump from u to an earlier s is what the student's jump from t to s must match")
     lines = [f"# Distilled student: {report['kind'].upper()}", "",
              f"`{Path(student).name}`: a one-pass-per-step student of the bundled base model for DITTO-2 "
-             "(`dittomusic control TASK --method ditto2`).", "",
+             "(`dittomusic control TASK --method ditto2`)"
+             + (f", distilled from the teacher file with sha1 `{report['teacher_sha1'][:12]}`"
+                if report.get("teacher_sha1") else "") + ".", "",
              "## Training", "",
              f"- Kind: {'consistency distillation' if report['kind'] == 'cd' else 'consistency trajectory distillation'}; "
              f"student initialised from the teacher, EMA target (decay {d.get('target_decay', '?')}), "

@@ -14,10 +14,15 @@ the residual is frozen between refreshes, so gradients still come from the one-s
 that iteration's forward pass, so every iteration's loss and gradient come from one surrogate,
 and the optimizer's best iterate is chosen among iterates of the latest one. Each refresh also
 scores the real decode, and the result is the best decode seen, not the best surrogate value.
+
+Tolerance. `--tol` (OptimConfig.tol) is read on those real decodes, not on the surrogate: the run
+stops at the first refresh where every item's best decode is within it (report: stopped
+"tolerance"), so an easy target costs a fraction of K iterations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -119,13 +124,15 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
 
     B = x_T.shape[0]
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
-    state = {"residual": 0.0, "decodes": 0, "corrections": 0}
+    state = {"residual": 0.0, "decodes": 0, "corrections": 0, "met": False, "history": []}
+    tol = s.optim.tol
 
     def score(x, k: int, correct: bool) -> None:
         with torch.no_grad():
             mel = decode(x)
             state["decodes"] += 1
             lv = control.loss(mel).detach().float().cpu()
+            state["history"].append([k, lv.tolist()])
             if k == 0 and correct:
                 state["initial"] = lv.tolist()
             better = torch.isfinite(lv) & (lv < best["loss"])
@@ -136,7 +143,8 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
             best["mel"][m], best["x"][m] = mel[m], x.detach()[m]
             for b in torch.nonzero(better).flatten().tolist():
                 best["iter"][b] = k
-            if correct:
+            state["met"] = tol is not None and bool((best["loss"] <= tol).all())
+            if correct and not state["met"]:
                 state["residual"] = mel - one_step(x)
                 state["corrections"] += 1
 
@@ -153,12 +161,20 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
     def surrogate(x):
         return one_step(x) + state["residual"]
 
-    r = optimize_latent(surrogate, control.loss, x_T, s.optim, resume=resume, progress=s.progress,
-                        callback=s.callback, pre_step=pre_step, desc=f"ditto2 {control.name}")
-    score(r.x_T, r.iters, False)  # the surrogate's own best iterate competes too
+    def callback(info: dict) -> bool:
+        user = s.callback(info) if s.callback is not None else False
+        return bool(user) or state["met"]  # the decodes met --tol: stop after this evaluation
+
+    # the surrogate's loss never decides the stop: only real decodes do (callback)
+    r = optimize_latent(surrogate, control.loss, x_T, dataclasses.replace(s.optim, tol=None), resume=resume,
+                        progress=s.progress, callback=callback, pre_step=pre_step, desc=f"ditto2 {control.name}")
+    if state["met"]:
+        r = dataclasses.replace(r, stopped="tolerance")
+    else:
+        score(r.x_T, r.iters, False)  # the surrogate's own best iterate competes too
     calls = r.evaluations + state["decodes"] * decode_calls + state["corrections"]
     info = {"student_kind": meta["kind"], "student_guidance": meta["guidance"], "decode": decoder,
             "decode_sampler": t_sampler or f"{meta['kind']} student", "decode_steps": decode_calls, "refresh": every, "decodes": state["decodes"],
             "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
-            "decoded_best_iter": best["iter"]}
+            "decoded_best_iter": best["iter"], "decoded_history": state["history"]}
     return MethodResult(best["x"], best["mel"], calls, optim=r, info=info)

@@ -138,7 +138,7 @@ def preview(ax, ctrl: IntensityControl) -> None:
 
 register_task(TaskSpec(
     "intensity", build, eval_targets, plot, preview=preview, order=0, overlay=True, metric="intensity_mse_db2",
-    help="loudness over time (a dB curve)",
+    help="loudness over time (a dB curve)", paper_scale=3.3,
     # its dB^2 loss is ~10-100x the others': App. H weighs it 1/4 next to melody, 1/40 otherwise
     weight=lambda others: 0.25 if others == {"melody"} else 1 / 40,
     options=(

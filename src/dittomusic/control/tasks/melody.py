@@ -121,6 +121,7 @@ def preview(ax, ctrl: MelodyControl) -> None:
 register_task(TaskSpec(
     "melody", build, eval_targets, plot, preview=preview, order=1, iters=150, metric="melody_accuracy_pct", metric_label="Acc % ↑",
     metric_cell=lambda value, median: f"{value:.1f}", help="the top line's pitch class over time",
+    higher_better=True, paper_scale=85.0,
     # DITTO-2 decodes with the teacher's DDIM: it kept melody (99.4 vs 94.4 % frame accuracy with the
     # student's 4-step decode; benchmarks/ditto2_speed.py, 2 targets, lr 1e-2)
     method_defaults={"ditto2": {"decode": "teacher"}},

@@ -92,7 +92,7 @@ def preview(ax, ctrl: StructureControl) -> None:
 
 register_task(TaskSpec(
     "structure", build, eval_targets, plot, preview=preview, order=2, iters=150, metric="structure_mse",
-    help="repetition and contrast between phrases (a pattern such as ABBA)",
+    help="repetition and contrast between phrases (a pattern such as ABBA)", paper_scale=0.018,
     # DITTO-2's teacher decode, chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored
     # 0.0053 against DITTO's 0.0041, DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held
     # out (seeds 2, 3) 0.0035 vs DITTO's 0.0045. A short decode tracks the one-step surrogate more
