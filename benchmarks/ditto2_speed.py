@@ -6,8 +6,8 @@ the vocoded waveform, and FAD (tag-classifier yardstick) of the clips against re
 when --data is given. DITTO-2 runs twice (its optimization is deterministic, so on the same x_T): decoded by the teacher's
 sampler (by task; --ditto2-sampler, --ditto2-steps) and by the student's own multistep sampler
 (--decode-steps), so the default decoder is chosen by measurement. Last, one intensity clip alone (batch 1) with the default decoder.
-Targets (issue #5): DITTO-2 >= 20x faster with a metric at least as good, one intensity clip
-<= 6 s wall.
+Targets (issue 20): DITTO-2 >= 20x faster with a metric at least as good (pool >= 10 clips per task with
+benchmarks/ditto2_pool.py), one intensity clip <= 3 s wall (benchmarks/ditto2_floor.py times it alone).
 
     python benchmarks/ditto2_speed.py --data data/full [--targets 2] [--student FILE or cd/ctd]
 
@@ -27,11 +27,9 @@ import torch
 
 def main() -> None:
     from dittomusic.control import BatchedControl
+    from dittomusic.control.defaults import resolve
     from dittomusic.control.methods import Settings, run_control
-    from dittomusic.control.optimize import OptimConfig
-    from dittomusic.control.methods import default_lr
     from dittomusic.control.spec import get_task, within_paper_scale
-    from dittomusic.control.tasks import default_iters
     from dittomusic.eval.control import METRIC, build_targets
     from dittomusic.generate import Pipeline, make_tags
 
@@ -39,14 +37,15 @@ def main() -> None:
     ap.add_argument("--student", default=None, help="comma-separated for several [default: the bundled student]")
     ap.add_argument("--tasks", default="intensity,melody,structure")
     ap.add_argument("--targets", type=int, default=2)
-    ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the same K as DITTO]")
-    ap.add_argument("--decode-steps", type=int, default=4)
+    ap.add_argument("--ditto2-iters", type=int, default=None, help="[default: the task's, as the CLI runs it]")
+    ap.add_argument("--decode-steps", type=int, default=None, help="student decode steps [default: by task]")
     ap.add_argument("--ditto2-steps", type=int, default=None,
                     help="steps of DITTO-2's teacher decode [default: by task, TaskSpec.method_defaults['ditto2']]")
     ap.add_argument("--ditto2-sampler", default=None, choices=["ddim", "dpmpp_2m"],
                     help="sampler of DITTO-2's teacher decode [default: by task]")
     ap.add_argument("--refresh", type=int, default=None,
-                    help="DITTO-2 re-decodes (and re-corrects its surrogate) every N iterations [default: by decoder]")
+                    help="DITTO-2 re-decodes (and re-corrects its surrogate) every N iterations [default: by task "
+                         "and decoder]")
     ap.add_argument("--data", default=None, help="dataset for FAD against real test clips")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
@@ -75,17 +74,17 @@ def main() -> None:
             variants += [(f"ditto2{tag(st)}", "ditto2", "teacher", st),
                          (f"ditto2{tag(st)}_student_decode", "ditto2", "student", st)]
         for name, method, decode, student in variants:
-            k = default_iters(task) if method == "ditto" or a.ditto2_iters is None else a.ditto2_iters
+            # each method at the CLI's defaults for the task (TaskSpec.method_defaults)
+            _, optim = resolve(task, method, a.ditto2_iters if method == "ditto2" else None)
             d2 = dict(refresh=a.refresh, teacher_steps=a.ditto2_steps, decode_sampler=a.ditto2_sampler) if method == "ditto2" else {}
-            s = Settings(optim=OptimConfig(iters=k, lr=default_lr(method)), student=student, decode=decode, decode_steps=a.decode_steps,
-                         progress=True, **d2)
+            s = Settings(optim=optim, student=student, decode=decode, decode_steps=a.decode_steps, progress=True, **d2)
             o = run_control(pipe, method, control, [tags[i % len(tags)] for i in range(len(ctrls))], seed=a.seed,
                             settings=s, task=task)
             per = [it[METRIC[task]] for it in o.report["items"]]
             r = {"wall_per_clip_s": o.report["method_wall_s"] / len(ctrls), "model_calls": o.report["model_calls"],
                  "iterations": o.report["iterations"], METRIC[task]: o.report["metrics"][METRIC[task]],
                  "per_target": per, "within_paper_scale": sum(bool(within_paper_scale(task, v)) for v in per),
-                 "decode": decode,
+                 "decode": decode, "lr": optim.lr, "tol": optim.tol,
                  **{k: o.report[k] for k in ("decode_sampler", "decode_steps", "refresh") if k in o.report}}
             if real is not None:
                 from dittomusic.eval.classifier import predict
@@ -103,8 +102,7 @@ def main() -> None:
     # one clip on its own, as a user runs it: the real-time target
     ctrls, _ = build_targets("intensity", 1, pipe.backend.clip_frames, None, pipe.mel_cfg)
     o = run_control(pipe, "ditto2", ctrls[0], tags[0], seed=a.seed, task="intensity",
-                    settings=Settings(optim=OptimConfig(iters=default_iters("intensity"), lr=default_lr("ditto2")),
-                                      student=students[0]))
+                    settings=Settings(optim=resolve("intensity", "ditto2")[1], student=students[0]))
     out["single_intensity_clip"] = {"wall_s": o.report["wall_s"], "method_wall_s": o.report["method_wall_s"],
                                     "clip_s": o.clip_audio.shape[-1] / o.sr,
                                     METRIC["intensity"]: o.report["metrics"][METRIC["intensity"]]}

@@ -1,7 +1,8 @@
 """Wall time of one DITTO iteration (intensity, 20-step DDIM with CFG, per-step checkpointing) on the
 bundled model against another, side by side in one run. Prints JSON.
 
-    python benchmarks/ditto_iteration.py [--other src/dittomusic/assets/base_v1.safetensors]
+    git show e73203f:src/dittomusic/assets/base_v1.safetensors > /tmp/base_v1.safetensors  # v1, from git
+    python benchmarks/ditto_iteration.py --other /tmp/base_v1.safetensors
 
 One iteration = (time of a run with 1 + N iterations - time with 1) / N, so model loading, the
 initial sample and the final decode cancel. Issue 17's target: v2's iteration at most 1.25x v1's.
@@ -20,7 +21,6 @@ from dittomusic.backends import open_backend
 from dittomusic.control.methods import run_control
 from dittomusic.control.runs import run_settings
 from dittomusic.control.tasks import TaskOptions, build_control
-from dittomusic.models.loading import bundled_path
 
 
 def per_iteration(model, iters: int, device: str) -> float:
@@ -41,7 +41,7 @@ def per_iteration(model, iters: int, device: str) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--other", default=str(bundled_path("base_v1")), help="The model to compare with.")
+    ap.add_argument("--other", required=True, help="The model file to compare with.")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()

@@ -169,7 +169,8 @@ case "${1:-}" in
       --max-cpu-hours "${BUDGET:-0.5}" ;;
   eval)
     name=${2:?give a run name: latent, unet, dit_p2, or v1 for the bundled model}
-    if [ "$name" = v1 ]; then model=src/dittomusic/assets/base_v1.safetensors
+    if [ "$name" = v1 ]; then  # v1 left the package in issue 20; git keeps it
+      model="$RUNS/base_v1.safetensors"; git show e73203f:src/dittomusic/assets/base_v1.safetensors > "$model"
     elif [ "$name" = bundled ]; then model=$BUNDLED; else
       model="$RUNS/$name.safetensors"
       python3 -m dittomusic export "$RUNS/$name" --out "$model" ${AE:+--autoencoder "$RUNS/$AE.safetensors"}

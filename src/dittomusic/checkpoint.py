@@ -24,8 +24,7 @@ META_KEY = "dittomusic"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 TAG_KINDS = ("collections", "instruments", "tempo_buckets", "modes")  # a model's tag vocabulary
 
-# base_v1: the mel-space model the bundled DITTO-2 students were distilled from (until they are re-distilled)
-BUNDLED = {"base": "base.safetensors", "base_v1": "base_v1.safetensors", "classifier": "classifier.safetensors",
+BUNDLED = {"base": "base.safetensors", "classifier": "classifier.safetensors",
            "clap": "clap.safetensors", "clap2": "clap2.safetensors"}
 
 

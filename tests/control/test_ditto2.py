@@ -96,24 +96,37 @@ def test_ditto2_needs_a_student(pipe, tiny_model_path, tmp_path):
         run_control(pipe, "ditto2", ctrl, None, settings=Settings(decode="vocoder"))
 
 
-def test_default_decoder_is_the_teacher_when_melody_or_structure_is_steered():
+def test_default_decoder_is_the_teacher_where_a_steered_task_asks_for_it(monkeypatch):
     from dittomusic.control import BatchedControl, MultiControl, structure_from_pattern
     from dittomusic.control.methods.ditto2 import default_decoder
+    from dittomusic.control.spec import get_task
 
     inten = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     melody = get_control("melody", target=torch.zeros(FR, dtype=torch.long))
     struct = get_control("structure", target=structure_from_pattern("ABBA", FR))
-    assert default_decoder(inten) == "student"
-    assert default_decoder(BatchedControl([inten, inten])) == "student"
-    assert default_decoder(melody) == default_decoder(struct) == "teacher"
+    # on v2 the student decode measured best for every task
+    assert {default_decoder(c) for c in (inten, melody, struct)} == {"student"}
+    spec = get_task("melody")
+    monkeypatch.setattr(spec, "method_defaults", {"ditto2": {**spec.method_defaults.get("ditto2", {}), "decode": "teacher"}})
+    assert default_decoder(inten) == default_decoder(BatchedControl([inten, inten])) == "student"
+    assert default_decoder(melody) == "teacher"
     assert default_decoder(MultiControl([(inten, 1.0), (melody, 0.5)])) == "teacher"
-    assert default_decoder(BatchedControl([MultiControl([inten, struct])])) == "teacher"
+    assert default_decoder(BatchedControl([MultiControl([struct, melody])])) == "teacher"
 
 
 def test_report_names_the_decoder_chosen_by_task(pipe, student_path):
     ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
     s = Settings(steps=2, student=str(student_path), decode_steps=2, refresh=0, optim=OptimConfig(iters=1))
     assert run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s).report["decode"] == "student"
+    # unset, the student decode's steps and refresh are the task's tuned ones
+    from dittomusic.control.spec import get_task
+
+    tuned = get_task("intensity").method_defaults["ditto2"]
+    s = Settings(steps=2, student=str(student_path), optim=OptimConfig(iters=1))
+    rep = run_control(pipe, "ditto2", ctrl, None, seed=0, settings=s).report
+    assert (rep["decode_steps"], rep["refresh"]) == (tuned["decode_steps"], tuned["refresh"])
+    with pytest.raises(DittoError, match="--decode-steps must be >= 1"):
+        run_control(pipe, "ditto2", ctrl, None, seed=0, settings=Settings(student=str(student_path), decode_steps=0))
 
 
 def test_teacher_decode_defaults_by_task_and_its_overrides():

@@ -154,13 +154,33 @@ def test_split_task_and_defaults():
     assert default_iters("intensity") == 70 and default_iters("intensity+structure") == 150
     assert default_lr("ditto") == 5e-3 and default_lr("freedom") == 5e-3 and default_lr("ditto2") == 1e-2
     assert default_method("loop") == "ditto_draft" and default_method("intensity+outpaint") == "ditto_draft"
-    assert default_method("melody") == "ditto"
+    assert default_method("structure") == "ditto" and default_method("intensity") == default_method("melody") == "ditto2"
+    # a '+' task keeps a part's own method only where every part has it
+    assert default_method("intensity+structure") == default_method("structure+intensity") == "ditto"
+    assert default_method("text+intensity") == default_method("melody+intensity") == "ditto2"
     with pytest.raises(DittoError, match="unknown task 'tempo'"):
         split_task("tempo")
     with pytest.raises(DittoError, match="at most one of"):
         split_task("outpaint+loop")
     with pytest.raises(DittoError, match="twice"):
         split_task("melody+melody")
+
+
+def test_tuned_defaults_apply_per_task_and_method():
+    from dittomusic.control.defaults import resolve
+    from dittomusic.control.spec import get_task, method_default
+
+    tuned = get_task("intensity").method_defaults["ditto2"]
+    _, o = resolve("intensity", "ditto2")
+    assert (o.iters, o.lr) == (tuned["iters"], tuned["lr"]) != (70, 1e-2)
+    # DITTO and the untuned tasks keep the general defaults
+    assert (resolve("intensity", "ditto")[1].iters, resolve("intensity", "ditto")[1].lr) == (70, 5e-3)
+    assert (resolve("melody", "ditto2")[1].iters, resolve("melody", "ditto2")[1].lr) == (150, 1e-2)
+    # a '+' task takes a tuned value only where its parts agree; the caller's values always win
+    assert resolve("intensity+melody", "ditto2")[1].lr == 1e-2
+    assert resolve("intensity", "ditto2", iters=3, lr=0.5, tol=0.1)[1] == OptimConfig(iters=3, lr=0.5, tol=0.1)
+    assert method_default(["intensity", "intensity"], "ditto2", "refresh") == tuned["refresh"]
+    assert method_default("intensity+melody", "ditto2", "refresh", 7) == 7
 
 
 def test_build_control_weights_follow_app_h():

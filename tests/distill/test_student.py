@@ -8,17 +8,21 @@ import torch
 from dittomusic.distill import load_student, student_from_teacher
 from dittomusic.errors import DittoError
 from dittomusic.models import MelDiT, ModelConfig
-from dittomusic.models.loading import bundled_path, load_model
+from dittomusic.checkpoint import save_tensors
+from dittomusic.models.loading import load_model
 
 from ..conftest import make_vocab
 from .conftest import random_teacher
 
 
-def test_old_configs_and_checkpoints_load_without_the_new_key():
-    old = ModelConfig(width=32, depth=2).to_dict()
+def test_old_configs_and_checkpoints_load_without_the_new_key(tmp_path):
+    old = ModelConfig(width=32, depth=2, vocab=make_vocab()).to_dict()
     del old["target_time"]
     assert ModelConfig.from_dict(old).target_time is False
-    model, meta = load_model(bundled_path("base_v1"))  # saved before target_time existed
+    path = tmp_path / "old.safetensors"  # a file saved before target_time existed (as v1 was)
+    save_tensors(path, MelDiT(ModelConfig.from_dict(old)).state_dict(),
+                 {"kind": "base", "model_config": old, "schedule": "cosine"})
+    model, meta = load_model(path)
     assert "target_time" not in meta["model_config"] and not hasattr(model, "s_mlp")
     with pytest.raises(ValueError, match="no target-time embedding"):
         model(torch.zeros(1, 160, 64), torch.tensor([10.0]), None, None, torch.tensor([5.0]))

@@ -41,6 +41,11 @@ def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_mod
     card = (out / "README.md").read_text()
     assert "0.25 CPU-hours" in card and "| student (cd) | 2 | 2 |" in card
     assert "## Notes" in card and "- made in a test" in card and "EMA target (decay 0.95)" in card
+    # spectrograms: real, the teacher and each student row, two collections each
+    from PIL import Image
+
+    assert "![samples](samples.png)" in card
+    assert Image.open(out / "samples.png").size[1] > 6 * 100
     r = CliRunner().invoke(cli, args + ["--steps", "one,two"])
     assert r.exit_code != 0 and "comma-separated step counts" in r.output
 

@@ -103,17 +103,23 @@ def control_cmd(task, **kw):
     """
     from dittomusic.backends import open_backend
     from dittomusic.control.methods import all_methods, run_control
-    from dittomusic.control.runs import model_for, run_settings, start_latent, write_outputs
+    from dittomusic.control.runs import model_for, run_settings, runnable_method, start_latent, write_outputs
     from dittomusic.control.tasks import TaskOptions, build_control, task_options, task_reports
 
     opts = TaskOptions(**{k: kw.pop(k) for k in task_options()})
     method_opts = {o.dest: kw.pop(o.dest) for m in all_methods() for o in m.options}
-    method, settings = run_settings(task, kw["method"], kw["iters"], kw["lr"], kw["tol"], steps=kw["steps"],
-                                    guidance=kw["guidance"], checkpoint=not kw["no_checkpoint"], progress=True,
-                                    sampler=kw["sampler"], noise_seed=kw["seed"], **method_opts)
+
+    def settings_for(method):
+        return run_settings(task, method, kw["iters"], kw["lr"], kw["tol"], steps=kw["steps"], guidance=kw["guidance"],
+                            checkpoint=not kw["no_checkpoint"], progress=True, sampler=kw["sampler"],
+                            noise_seed=kw["seed"], **method_opts)
+
+    method, settings = settings_for(kw["method"])
     seed = kw["seed"]
     model_path = model_for(method, kw["model_path"], kw["backend"], method_opts.get("student"))
     backend = open_backend(kw["backend"], model=model_path, device=kw["device"], vocoder=kw["vocoder"])
+    if runnable_method(task, method, kw["method"], backend, method_opts.get("student")) != method:
+        method, settings = settings_for("ditto")
     prompt_opts = {k: kw[k] for k in TAG_OPTIONS}
     if kw["negative_prompt"] is not None:
         if not getattr(backend, "takes_text", False):

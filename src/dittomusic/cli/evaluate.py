@@ -110,7 +110,7 @@ def eval_figure(model_path, data, per_collection, sampler, steps, guidance, seed
 
 @eval_group.command("student")
 @click.option("--student", default=None,
-              help="A student release file, a distillation run folder, or cd / ctd for a bundled one [default: cd].")
+              help="A student release file, a distillation run folder, or cd / ctd for a bundled one [default: ctd].")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--classifier", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Tag classifier [default: the bundled one].")
@@ -142,7 +142,7 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
         raise DittoError(f"--steps takes comma-separated step counts such as 1,2,4,8; got {steps!r}") from None
     r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
                          teacher_steps=teacher_steps, seed=seed, device=device, realism=realism,
-                         c2st_repeats=c2st_repeats)
+                         c2st_repeats=c2st_repeats, samples_png=Path(out) / "samples.png")
     click.echo(report_markdown(r))
     from dittomusic.distill.student import DEFAULT_KIND, KINDS
 
@@ -243,7 +243,7 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False))
 @click.option("--method", type=click.Choice(["ditto2", "ditto"]), default="ditto2", show_default=True,
               help="Steering method of rows c and d (ditto2 falls back to ditto without a student of the model).")
-@click.option("--student", default=None, help="ditto2's student [default: the bundled CD student].")
+@click.option("--student", default=None, help="ditto2's student [default: the bundled CTD student].")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--guidance", type=FINITE, default=3.0, show_default=True)
 @click.option("--iters", type=click.IntRange(min=0), default=None, help="Optimization steps [default: 70].")

@@ -15,7 +15,7 @@ from .core import cli, friendly, vocoder_option
               help="Base model safetensors [default: the bundled model].")
 @click.option("--student", default=None,
               help="DITTO-2's distilled student for --model: a release file, a distill run folder, or cd / ctd "
-                   "[default: the bundled CD student, distilled from the bundled model].")
+                   "[default: the bundled CTD student, distilled from the bundled model].")
 @click.option("--outputs", default=None, type=click.Path(file_okay=False),
               help="Folder for the results [default: a new temporary folder].")
 @click.option("--device", default=None, help="cpu, cuda ... [default: cuda if available].")

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dittomusic.errors import DittoError
 
 from .base import Control
 from .defaults import resolve
@@ -63,6 +64,26 @@ def model_for(method: str, model_path, backend: str | None, student=None):
             "distilled from the default model yet)", teacher.name)
         return teacher
     return model_path
+
+
+def runnable_method(task: str, method: str, given: str | None, backend, student=None) -> str:
+    """`method`, or "ditto" where it is the task's ditto2 default (the user chose neither --method nor
+    --student) and no bundled student fits the backend: another backend, or a --model no bundled
+    student was distilled from."""
+    if given is not None or method != "ditto2" or student is not None:
+        return method
+    from dittomusic.distill.student import check_teacher, get_student
+
+    try:
+        st, meta = get_student(student, backend.device)
+        check_teacher(meta, backend, st)
+    except DittoError as e:
+        import logging
+
+        logging.getLogger("dittomusic").warning(
+            "%s: running ditto, as DITTO-2 (this task's default) cannot run here: %s", task, str(e).split(":")[0])
+        return "ditto"
+    return method
 
 
 @dataclass

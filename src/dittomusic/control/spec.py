@@ -59,7 +59,9 @@ class TaskSpec:
     iters: int = 70  # default optimization steps K (DITTO sec. 5.1: 150 for melody and structure)
     overlay: bool = False  # plot every method in one panel (else one panel per method)
     weight: Callable[[set[str]], float] = _equal_weight  # its weight next to the other tasks of a '+' task
-    method_defaults: dict[str, dict] = field(default_factory=dict)  # per method, tuned settings (e.g. "ditto2")
+    # per method, tuned settings: "iters", "lr", "tol" (the optimizer's) and the method's own (ditto2:
+    # "decode", "decode_steps", "refresh", "teacher_decode"); a '+' task uses one only where its parts agree
+    method_defaults: dict[str, dict] = field(default_factory=dict)
     eval_settings: dict = field(default_factory=dict)  # painting: the eval's overlap / gap
     table: str = ""  # painting: the eval table's title, formatted with eval_settings
     control_eval: bool = True  # in `eval control`'s default tasks (False: the task has its own eval / table)
@@ -79,6 +81,14 @@ def register_task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.name!r} is already registered")
     _TASKS[spec.name] = spec
     return spec
+
+
+def method_default(task: str | list[str], method: str, key: str, fallback=None):
+    """A task's tuned `key` for `method` (TaskSpec.method_defaults); for a '+' task (or a list of
+    task names) only when every part sets the same value, else `fallback`."""
+    parts = [p.strip().lower() for p in task.split("+")] if isinstance(task, str) else list(task)
+    vals = [get_task(p).method_defaults.get(method, {}).get(key) for p in parts]
+    return vals[0] if vals and vals[0] is not None and all(v == vals[0] for v in vals) else fallback
 
 
 def within_paper_scale(task: str, value: float) -> bool | None:

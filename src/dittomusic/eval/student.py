@@ -25,7 +25,9 @@ from dittomusic.utils import atomic_write_text
 def evaluate_student(student: str | Path | None, data: str | Path, classifier: str | Path | None = None, *,
                      teacher: str | Path | None = None, per_collection: int = 40, steps: tuple[int, ...] = (1, 2, 4, 8), teacher_steps: int = 20,
                      seed: int = 0, batch: int = 16, device: str | None = None, progress: bool = True,
-                     realism: bool = True, c2st_repeats: int = 5) -> dict:
+                     realism: bool = True, c2st_repeats: int = 5, samples_png: str | Path | None = None) -> dict:
+    """The card's table: the teacher's 20-step DDIM and the student at each step count on the same
+    x_T and tags. samples_png: also draw the first clips of two collections, real beside every row."""
     from tqdm.auto import tqdm
 
     from dittomusic.distill.student import get_student, student_sampler
@@ -79,6 +81,8 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
                   {"sampler": f"teacher DDIM, CFG {meta['guidance']:g}", "steps": teacher_steps,
                    "passes_per_clip": 2 * teacher_steps}, None)]
     sample = student_sampler(st, meta)
+    firsts = sorted({coll[i].item(): i for i in reversed(range(n))}.values())[:2]  # first clip of two collections
+    shown = [("real", real[firsts]), (f"teacher {teacher_steps}-step DDIM", teacher[firsts])]
     for k in steps:
         t0 = time.perf_counter()
         out = []
@@ -88,8 +92,16 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
             with torch.no_grad():
                 x0 = sample(x_T, pipe.cond(tags[s:s + b], b), k)
                 out.append(pipe.backend.decode(x0, torch.Generator().manual_seed(seed + s + 1)).cpu())
-        rows.append(score(torch.cat(out), time.perf_counter() - t0,
+        mels = torch.cat(out)
+        shown.append((f"student ({meta['kind']}) {k}-step", mels[firsts]))
+        rows.append(score(mels, time.perf_counter() - t0,
                           {"sampler": f"student ({meta['kind']})", "steps": k, "passes_per_clip": k}, teacher))
+    if samples_png is not None:
+        from dittomusic.spectrogram import plot_mels
+
+        titles = [f"{label}: {names[coll[i].item()]}" for label, _ in shown for i in firsts]
+        Path(samples_png).parent.mkdir(parents=True, exist_ok=True)
+        plot_mels([m.numpy() for _, ms in shown for m in ms], titles, samples_png, pipe.mel_cfg)
     base = rows[0]
     for r in rows:
         r["fad_over_teacher"] = r["fad"] / base["fad"]
@@ -157,7 +169,11 @@ def write_student_card(student: str | Path, report: dict, out_dir: str | Path, l
         if Path(loss_png).resolve() != (out_dir / "loss.png").resolve():
             shutil.copyfile(loss_png, out_dir / "loss.png")
         lines += ["![loss](loss.png)", ""]
-    lines += ["## Samples against the teacher", "", report_markdown(report), "",
+    lines += ["## Samples against the teacher", "", report_markdown(report), ""]
+    if (out_dir / "samples.png").exists():
+        lines += ["Spectrograms: the first test clip of two collections, real, then the teacher and each student row "
+                  "from the same x_T and tags (samples.png).", "", "![samples](samples.png)", ""]
+    lines += [
               f"Reproduce: `dittomusic eval student --student {report['kind']} --data DATA --out DIR` (the bundled "
               "release; `--student FILE` for another).", ""]
     if notes:

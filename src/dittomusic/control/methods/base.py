@@ -69,7 +69,7 @@ class GuidanceGradientsConfig(MethodConfig):
 class Ditto2Config(DittoConfig):
     student: str | None = None  # the distilled student (None = bundled)
     decode: str | None = None  # "student" or "teacher"; None: by task (TaskSpec.method_defaults)
-    decode_steps: int = 4  # student decode steps
+    decode_steps: int | None = None  # student decode steps; None: by task, else 4
     decode_sampler: str | None = None  # teacher decode: "ddim" or "dpmpp_2m"; None: by task
     teacher_steps: int | None = None  # teacher decode steps; None: by task, else `steps`
     refresh: int | None = None  # re-decode (and re-correct the surrogate) every N iterations; None: by decoder

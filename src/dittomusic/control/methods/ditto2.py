@@ -33,16 +33,17 @@ from dittomusic.options import Option
 
 from ..base import BatchedControl, Control, MultiControl
 from ..optimize import optimize_latent
-from ..spec import all_tasks
+from ..spec import all_tasks, method_default
 from .base import Ditto2Config, MethodResult, register_method
 
 DECODERS = ("student", "teacher")
 TEACHER_SAMPLERS = ("ddim", "dpmpp_2m")  # one (CFG-batched) model call per step each
 REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
-# Per task (TaskSpec.method_defaults["ditto2"]): "decode", the default decoder (the student's 4-step
-# decode unless a task says "teacher"), and "teacher_decode", the teacher decode's (sampler, steps,
-# refresh) (else DDIM with Settings.steps); benchmarks/ditto2_speed.py measured both per task.
-TEACHER_DECODED = frozenset(t.name for t in all_tasks() if t.method_defaults.get("ditto2", {}).get("decode") == "teacher")
+DECODE_STEPS = 4
+# Per task (TaskSpec.method_defaults["ditto2"]): "decode", the default decoder (the student's
+# multistep decode unless a task says "teacher"); with the student decode, "decode_steps" and
+# "refresh" (else DECODE_STEPS, REFRESH); "teacher_decode", the teacher decode's (sampler, steps,
+# refresh) (else DDIM with Settings.steps). benchmarks/ditto2_speed.py and ditto2_floor.py measured them.
 TEACHER_DECODE = {t.name: t.method_defaults["ditto2"]["teacher_decode"] for t in all_tasks()
                   if "teacher_decode" in t.method_defaults.get("ditto2", {})}
 # DITTO-2's Adam step size: its one-step surrogate is smoother, and benchmarks/ditto2_speed.py measured
@@ -60,7 +61,9 @@ def leaf_names(control: Control) -> list[str]:
 
 
 def default_decoder(control: Control) -> str:
-    return "teacher" if TEACHER_DECODED & set(leaf_names(control)) else "student"
+    """The teacher where any steered task asks for it (TaskSpec.method_defaults), else the student."""
+    return "teacher" if any(method_default([n], "ditto2", "decode") == "teacher" for n in leaf_names(control)) \
+        else "student"
 
 
 def teacher_decode(control: Control, s: Ditto2Config) -> tuple[str, int, int]:
@@ -79,18 +82,19 @@ def teacher_decode(control: Control, s: Ditto2Config) -> tuple[str, int, int]:
 
 OPTIONS = (
     Option("--student", "student", None, "ditto2: distilled student: a release file, a distill run folder, or cd / ctd "
-           "for a bundled one [default: the bundled CD student]."),
+           "for a bundled one [default: the bundled CTD student]."),
     Option("--decode", "decode", None, "ditto2: decode the optimized x_T with the teacher's sampler or the student's "
-           "multistep sampler [default: by measurement, teacher for melody and structure, student otherwise].",
+           "multistep sampler [default: by task, measured; the student for every bundled task].",
            "choice", choices=tuple(reversed(DECODERS))),
-    Option("--decode-steps", "decode_steps", 4, "ditto2 with --decode student: student sampling steps.", "int",
-           lo=1, hi=20),
+    Option("--decode-steps", "decode_steps", None, "ditto2 with --decode student: student sampling steps [default: "
+           "by task, 4 unless measured otherwise].", "int", lo=1, hi=20),
     Option("--decode-sampler", "decode_sampler", None, "ditto2 with the teacher decode: its sampler [default: "
            "dpmpp_2m for structure, ddim otherwise].", "choice", choices=TEACHER_SAMPLERS),
     Option("--teacher-steps", "teacher_steps", None, "ditto2 with the teacher decode: its steps [default: 8 for "
            "structure, --steps otherwise].", "int", lo=1, hi=1000),
     Option("--refresh", "refresh", None, "ditto2: decode for real and re-correct the one-step surrogate every N "
-           "iterations (0: never) [default: 10 with the student decode or for structure, 20 otherwise].", "int", lo=0),
+           "iterations (0: never) [default: by task; 10 with the student decode or for structure, 20 otherwise].",
+           "int", lo=0),
 )
 
 
@@ -106,8 +110,12 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
     check_teacher(meta, backend, student)
     sample = student_sampler(student, meta)
     if decoder == "student":
-        t_sampler, every = None, REFRESH["student"] if s.refresh is None else s.refresh
-        decode_calls = s.decode_steps
+        names = leaf_names(control)
+        every = method_default(names, "ditto2", "refresh", REFRESH["student"]) if s.refresh is None else s.refresh
+        steps = method_default(names, "ditto2", "decode_steps", DECODE_STEPS) if s.decode_steps is None else s.decode_steps
+        if steps < 1:
+            raise DittoError(f"--decode-steps must be >= 1, got {steps}")
+        t_sampler, decode_calls = None, steps
     else:
         t_sampler, decode_calls, every = teacher_decode(control, s)
     if every < 0:
@@ -119,7 +127,7 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
 
     def decode(x):
         if decoder == "student":
-            return backend.decode(sample(x, cond, s.decode_steps))
+            return backend.decode(sample(x, cond, decode_calls))
         return backend.sample(x, cond, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
 
     B = x_T.shape[0]

@@ -18,7 +18,7 @@ from dittomusic.audio.mel import MelConfig
 from dittomusic.errors import DittoError
 
 from ..base import Control, MultiControl
-from ..spec import TaskSpec, all_tasks, get_task, task_names
+from ..spec import TaskSpec, all_tasks, get_task, method_default, task_names
 
 for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
@@ -104,10 +104,14 @@ def default_iters(task: str) -> int:
 
 
 def default_method(task: str) -> str:
-    """The painting part's method if any (ditto_draft), else the first part's (ditto)."""
+    """The painting part's method if any (ditto_draft), else the parts' own where they agree, else
+    ditto (every task runs it; a tuned default such as ditto2's was measured on its task alone)."""
     specs = [get_task(p) for p in split_task(task)]
-    return next((t.method for t in specs if t.painting), specs[0].method)
+    painting = next((t.method for t in specs if t.painting), None)
+    if painting:
+        return painting
+    return specs[0].method if all(t.method == specs[0].method for t in specs) else "ditto"
 
 
 __all__ = ["TaskOptions", "TaskSpec", "all_tasks", "build_control", "combine", "default_iters", "default_method",
-           "get_task", "join", "split_task", "task_names", "task_options", "task_reports"]
+           "get_task", "join", "method_default", "split_task", "task_names", "task_options", "task_reports"]

@@ -93,13 +93,13 @@ def preview(ax, ctrl: StructureControl) -> None:
 register_task(TaskSpec(
     "structure", build, eval_targets, plot, preview=preview, order=2, iters=150, metric="structure_mse",
     help="repetition and contrast between phrases (a pattern such as ABBA)", paper_scale=0.018,
-    # DITTO-2's teacher decode, chosen on seeds 0, 1 (5 targets each): DDIM 20 / refresh 20 scored
-    # 0.0053 against DITTO's 0.0041, DPM-Solver++(2M) 8 / refresh 10 0.0041 at the same cost; held
-    # out (seeds 2, 3) 0.0035 vs DITTO's 0.0045. A short decode tracks the one-step surrogate more
-    # closely; DPM-Solver++ keeps more quality than DDIM at 8 steps (plain-sampling FAD 72 vs 80;
-    # DDIM 20: 62). The student decode lost (0.0053 vs the teacher's 0.0037). Reproduce with
-    # benchmarks/ditto2_speed.py --tasks structure --targets 5 --seed S, pooled by ditto2_pool.py.
-    method_defaults={"ditto2": {"decode": "teacher", "teacher_decode": ("dpmpp_2m", 8, 10)}},
+    # DITTO-2 decodes with the CTD student (4 steps) by measurement on v2 (10 clips, seeds 0 and 1 x 5
+    # targets; benchmarks/ditto2_speed.py + ditto2_pool.py): MSE 0.0065 against DITTO's 0.0079 and
+    # the teacher decode's 0.0096 (DPM-Solver++(2M) 8 / refresh 10, which v1 had chosen: 0.0041 vs
+    # DITTO's 0.0045 there), at 32x DITTO's speed. DITTO stays the default method here: the steered
+    # clips' FAD is worse with DITTO-2 (5-clip FADs 804 / 911 vs DITTO's 445 / 717).
+    # teacher_decode: what --decode teacher runs.
+    method_defaults={"ditto2": {"teacher_decode": ("dpmpp_2m", 8, 10)}},
     options=(
         TaskOption("--target-pattern", "target_pattern", "ABBA", "Structure pattern, e.g. AABA."),
         TaskOption("--ssm-smoothing", "ssm_smoothing", "sg", "Structure: smooth the SSMs with a 2-D Savitzky-Golay "
