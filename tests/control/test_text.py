@@ -141,7 +141,8 @@ def test_text_combines_with_intensity_through_the_multi_objective_path(claps):
     mel = torch.zeros(1, 160, FR, requires_grad=True)
     terms = c.terms(mel)
     torch.testing.assert_close(c.loss(mel), wt * terms["text"] + wi * terms["intensity"])
-    assert default_method("text") == "ditto2" and default_method("intensity+text") == "ditto"
+    assert default_method("text") == default_method("intensity+text") == "ditto2"
+    assert default_method("structure+text") == "ditto"  # parts with different defaults: the paper's DITTO
 
 
 def _run(args, tiny_model_path, tmp_path, name="t"):
@@ -194,8 +195,12 @@ def test_cli_text_refuses_a_missing_prompt_before_any_work(tiny_model_path, clap
 
 
 def test_ditto2_needs_a_student_of_the_model(tiny_model_path, claps, tmp_path):
-    """text defaults to DITTO-2; a model without a student of its own gets a clear pointer to ditto."""
-    r, _ = _run(["text", "--prompt", PROMPT, "--clap", str(claps[0])], tiny_model_path, tmp_path)
+    """text defaults to DITTO-2: on a model without a student of its own the default falls back to
+    DITTO, and asking for ditto2 by name gets a clear pointer."""
+    r, rep = _run(["text", "--prompt", PROMPT, "--clap", str(claps[0])], tiny_model_path, tmp_path)
+    assert r.exit_code == 0, r.output
+    assert rep["method"] == "ditto" and "text with ditto" in r.output
+    r, _ = _run(["text", "--prompt", PROMPT, "--clap", str(claps[0]), "--method", "ditto2"], tiny_model_path, tmp_path)
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "DITTO-2 needs the student's own teacher" in r.output
 

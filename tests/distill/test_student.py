@@ -59,6 +59,7 @@ def test_bundled_students_are_found_by_kind(tiny_model_path, tmp_path, monkeypat
     from dittomusic.distill import time_grid
 
     monkeypatch.setattr(student_mod, "bundled_student", lambda kind="cd": tmp_path / f"student_{kind}.safetensors")
+    monkeypatch.setattr(student_mod, "DEFAULT_KIND", "cd")
     with pytest.raises(DittoError, match="no CTD student is bundled"):
         load_student("ctd")
     with pytest.raises(DittoError, match="does not exist"):
@@ -74,13 +75,13 @@ def test_bundled_students_are_found_by_kind(tiny_model_path, tmp_path, monkeypat
 
 @pytest.mark.parametrize("kind", [None, "cd", "ctd"])
 def test_the_bundled_students_were_distilled_from_a_bundled_model(kind):
-    from dittomusic.distill.student import bundled_teacher
+    from dittomusic.distill.student import DEFAULT_KIND, bundled_teacher
     from dittomusic.distill.train import _file_digest
 
     model, meta = load_student(kind)
     teacher_file = bundled_teacher(kind)  # what `control --method ditto2` runs on without --model
     assert teacher_file is not None and teacher_file.parent.name == "assets"
     teacher, _ = load_model(teacher_file)
-    assert meta["kind"] == (kind or "cd") and model.cfg.vocab == teacher.cfg.vocab
+    assert meta["kind"] == (kind or DEFAULT_KIND) and model.cfg.vocab == teacher.cfg.vocab
     assert meta["distill"]["teacher_sha1"] == _file_digest(teacher_file)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, float32 to compute
