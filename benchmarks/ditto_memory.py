@@ -36,8 +36,9 @@ def worker(steps: int, checkpoint: bool, device: str) -> dict:
     torch.set_num_threads(1)
     pipe = Pipeline(device=device)
     tags = make_tags(pipe.vocab, collection="chorale")
-    ctrl = get_control("intensity", target=intensity_preset("linear-rise", 512, -38, -18))
-    x = pipe.noise(1, 512, 0).requires_grad_(True)
+    frames = pipe.backend.frames_for(None)  # the model's clip, in mel frames
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", frames, -38, -18))
+    x = pipe.backend.noise(1, frames, 0).requires_grad_(True)
     cuda = pipe.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()

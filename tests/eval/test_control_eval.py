@@ -66,3 +66,30 @@ def test_eval_control_rejects_bad_config(tmp_path):
     for bad in (0, 1):  # one clip has no FAD
         with pytest.raises(DittoError, match="--targets must be 2-"):
             ControlEvalConfig(data=".", out=str(tmp_path), targets=bad)
+
+
+def test_eval_folder_shared_by_processes(tmp_path):
+    """Processes sharing --out: saves merge each other's runs, and a (task, method) another live
+    process claimed is skipped, while a dead process's claim is void."""
+    import os
+    import subprocess
+    import sys
+
+    from dittomusic.eval.control import _claim, _save
+
+    res = tmp_path / "control_eval.json"
+    mine = {"runs": {"intensity/default": {"a": 1}}}
+    _save(res, mine)
+    _save(res, {"runs": {"melody/ditto": {"b": 2}}})  # another process, which never saw ours
+    assert set(json.loads(res.read_text())["runs"]) == {"intensity/default", "melody/ditto"}
+    assert _claim(tmp_path, "melody/ditto", mine) == 0 and mine["runs"]["melody/ditto"] == {"b": 2}
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "claims").mkdir()
+        (tmp_path / "claims" / "structure_ditto").write_text(str(sleeper.pid))
+        assert _claim(tmp_path, "structure/ditto", mine) == sleeper.pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert _claim(tmp_path, "structure/ditto", mine) is None  # its process is gone: ours now
+    assert (tmp_path / "claims" / "structure_ditto").read_text() == str(os.getpid())

@@ -91,6 +91,8 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     for k in ROWS:
         assert f"| ({k}) " in md
     assert "Targets (issue #21)" in md and "held-out caption templates" in md
+    assert "](spectrograms.png)" in md and (out / "spectrograms.png").stat().st_size > 1000
+    assert "batches of 2)" in md and all(res["rows"][k]["batch"] == 2 for k in ROWS)
     assert "d_beats_b_on_second_clap" in res["targets"] and "ditto2_within_10s" in res["targets"]
     # a re-run skips finished rows; other settings in the same folder are refused
     stamp = res["rows"]["c"]["wall_s"]

@@ -6,13 +6,17 @@ adherence tasks borrow the tags of the same clips). Every method sees the same t
 and x_T seeds. Metrics are measured on the vocoded waveform; FAD uses the base-model yardstick
 (tag-classifier embeddings) against all real test clips, so it compares rows within a table,
 not with the paper's CLAP-based numbers. Results are written after every (task, method) and
-finished pairs are skipped on a re-run, so an interrupted evaluation resumes.
+finished pairs are skipped on a re-run, so an interrupted evaluation resumes. Several processes on one
+machine may share --out: each (task, method) is claimed by one of them, and every save merges what the
+others saved (re-run the whole command at the end for tables over every task).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +70,65 @@ class ControlEvalConfig:
     def methods_for(self, task: str) -> tuple[str, ...]:
         base = self.methods or (PAINT_METHODS if task in PAINT_SETTINGS else ADHERENCE_METHODS)
         return tuple(base) + tuple(m for m in self.extra_methods if m not in base)
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """An exclusive lock on the eval folder, held across processes (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one process per folder
+        yield
+        return
+    with open(out / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _merge_saved(res_path: Path, results: dict) -> None:
+    """Take in the runs another process saved since we read the file (call under _locked)."""
+    if res_path.exists():
+        for k, v in json.loads(res_path.read_text()).get("runs", {}).items():
+            results["runs"].setdefault(k, v)
+
+
+def _save(res_path: Path, results: dict) -> None:
+    with _locked(res_path.parent):
+        _merge_saved(res_path, results)
+        atomic_write_text(res_path, json.dumps(results, indent=1))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _claim(out: Path, key: str, results: dict) -> int | None:
+    """Claim (task, method) for this process: None if claimed now, else the pid of the live process
+    running it. A claim whose process died (killed, or the session ended) is void."""
+    path = out / "claims" / key.replace("/", "_")
+    with _locked(out):
+        _merge_saved(out / "control_eval.json", results)
+        if key in results["runs"]:
+            return 0
+        if path.exists():
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                return pid
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, str(os.getpid()))
+    return None
 
 
 def reference_clips(data: str, n: int, seed: int):
@@ -159,13 +222,19 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
         ran = False
         for method in cfg.methods_for(task):
             key = f"{task}/{method}"
+            with _locked(out):
+                _merge_saved(res_path, results)
             if key in results["runs"]:
                 if cfg.rescore_seams and task in PAINT_SETTINGS:
                     _rescore(results["runs"][key], ctrls, pipe, out, task, method)
-                    atomic_write_text(res_path, json.dumps(results, indent=1))
+                    _save(res_path, results)
                     ran = True
                 else:
                     log.info("skipping %s (done)", key)
+                continue
+            other = _claim(out, key, results)
+            if other is not None:
+                log.info("skipping %s (%s)", key, f"process {other} is running it" if other else "done")
                 continue
             log.info("%s: %d targets", key, len(ctrls))
             t0 = time.perf_counter()
@@ -186,10 +255,13 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
             # the generated mels too: stitching and seam scoring can be redone without regenerating
             np.save(out / "audio" / f"{task}_{method}_mel.npy", o.mel.float().cpu().numpy())
             results["runs"][key] = rep
-            atomic_write_text(res_path, json.dumps(results, indent=1))
+            _save(res_path, results)
+            (out / "claims" / key.replace("/", "_")).unlink(missing_ok=True)
             ran = True
         if ran:
             _plots(task, control, cfg, out, sr, names)
+    with _locked(out):  # the tables cover what other processes sharing the folder saved
+        _merge_saved(res_path, results)
     for key, r in results["runs"].items():  # cheap, so recomputed: runs may predate the current KID
         p = out / "audio" / f"{key.replace('/', '_')}_emb.npy"
         if p.exists():
@@ -207,7 +279,7 @@ def evaluate_control(cfg: ControlEvalConfig, progress: bool = True) -> dict:
             e = np.unique(np.concatenate(embs), axis=0)  # default sampling is the same clips for every task
             results["pooled"][m] = {"tasks": len(embs), "n_clips": len(e), "fad": fad(e, real_emb), "kid": kid(e, real_emb)}
     results["tables"] = tables(results, cfg)
-    atomic_write_text(res_path, json.dumps(results, indent=1))
+    _save(res_path, results)
     atomic_write_text(out / "README.md", report_markdown(results, cfg))
     return results
 

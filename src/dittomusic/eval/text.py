@@ -386,8 +386,26 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
         atomic_write_text(res_path, json.dumps(results, indent=1))
     results["targets"] = targets(results)
     atomic_write_text(res_path, json.dumps(results, indent=1))
+    if spectrograms_png(out, results, backend.mel_cfg):
+        results["spectrograms"] = "spectrograms.png"
     atomic_write_text(out / "README.md", report_markdown(results))
     return results
+
+
+def spectrograms_png(out: Path, results: dict, mel_cfg, prompts: int = 2) -> Path | None:
+    """The first prompts' clips, every row of each beside the others (rows read from mels_<row>.npy)."""
+    from dittomusic.spectrogram import plot_mels
+
+    rows = [r for r in ROWS if r in results["rows"] and (out / f"mels_{r}.npy").exists()]
+    if not rows:
+        return None
+    saved = {r: np.load(out / f"mels_{r}.npy", mmap_mode="r") for r in rows}
+    mels, titles = [], []
+    for i, p in enumerate(results["prompts"][:prompts]):
+        for r in rows:
+            mels.append(np.asarray(saved[r][i]))
+            titles.append(f"({r}) {ROWS[r][0]}: {p['text'][:90]}")
+    return plot_mels(mels, titles, out / "spectrograms.png", mel_cfg)
 
 
 def score_row(row, mel, texts, exps, scorer, judge: TextJudge, real, real_m, groups, cfg: TextEvalConfig, wall: float,
@@ -413,7 +431,8 @@ def score_row(row, mel, texts, exps, scorer, judge: TextJudge, real, real_m, gro
                         c2st_kwargs={"steps": cfg.c2st_steps, "groups": (groups, None)})
     label, conditioned, steered = ROWS[row]  # the C2ST trains its critic: not under no_grad
     return {"label": label, "conditioned": conditioned, "steered": steered, "method": method,
-            "n": len(texts), "wall_s": wall, "wall_per_clip_s": wall / len(texts), "model_calls": calls,
+            "n": len(texts), "batch": cfg.batch, "wall_s": wall, "wall_per_clip_s": wall / len(texts),
+            "model_calls": calls,
             "summary": summ, "items": items,
             "realism": {k: rr[k] for k in ("ratio", "delta", "texture_fad", "generated")}
             | ({"c2st": rr["c2st"]} if "c2st" in rr else {})}
@@ -455,6 +474,12 @@ def _yes(x) -> str:
     return "–" if x is None else ("yes" if x else "no")
 
 
+def _batches(results: dict) -> str:
+    """The batch sizes the steered rows ran at (wall per clip depends on it)."""
+    b = sorted({r["batch"] for k, r in results["rows"].items() if k in ("c", "d") and "batch" in r})
+    return "/".join(map(str, b)) or "?"
+
+
 def report_markdown(results: dict) -> str:
     c = results["config"]
     n = len(results["prompts"])
@@ -482,8 +507,10 @@ def report_markdown(results: dict) -> str:
               f"({', '.join(f'{k} {v:.2f}x' for k, v in t.get('c_realism_vs_b', {}).items()) or '–'})",
               f"- (d) beats (b) on the second CLAP: {_yes(t.get('d_beats_b_on_second_clap'))}",
               f"- DITTO-2 ≤ 10 s per clip: {_yes(t.get('ditto2_within_10s'))} "
-              f"({_f(t.get('ditto2_wall_per_clip_s'), '{:.1f} s')}, batches of {c.get('batch', '?')})"
+              f"({_f(t.get('ditto2_wall_per_clip_s'), '{:.1f} s')}, batches of {_batches(results)})"
               if "ditto2_within_10s" in t else "- DITTO-2 ≤ 10 s per clip: – (no DITTO-2 row)"]
+    if results.get("spectrograms"):
+        lines += ["", f"![the first prompts, every row]({results['spectrograms']})"]
     if results.get("notes"):
         lines += ["", "Notes:", ""] + [f"- {x}" for x in results["notes"]]
     lines += ["", "Prompts (template, what the judge expects, what the parser gave rows b and d):", ""]

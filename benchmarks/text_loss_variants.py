@@ -1,0 +1,99 @@
+"""Unconditional + CLAP-steered DITTO-2 (`eval text`'s row c) under other text losses.
+
+Row c lifts the steering CLAP's score far above tag-conditioned sampling's, but the tag classifier
+hardly sees the prompt's collection in it (issue #21). This runs row c on the first --prompts
+held-out prompts once per loss variant, each in its own eval folder, and prints one JSON line per
+variant with the second opinions:
+
+- plain: 1 - cos(CLAP(mel), prompt), the text task's loss;
+- cropK: the mean of that over K random crops (50-100 % of the clip) per step, against scores
+  that only the whole clip earns (differentiable augmentation, as in CLIP-guided generation);
+- nceT: -log softmax at temperature T of the prompt's cosine against 64 train captions, so the clip
+  must match the prompt better than typical captions.
+
+    python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain crop4 nce0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+from pathlib import Path
+
+import torch
+
+
+def variant_loss(name: str, bank: list[str]):
+    """A TextControl.loss for the variant `name`."""
+    from dittomusic.control.tasks.text import TextControl
+
+    plain = TextControl.loss
+    if name == "plain":
+        return plain
+    g = torch.Generator().manual_seed(0)
+    if m := re.fullmatch(r"crop(\d+)", name):
+        views = int(m.group(1))
+
+        def crop(self, mel):
+            mel = self._check_mel(mel)
+            self._follow(mel)
+            frames, scores = mel.shape[-1], []
+            for _ in range(views):
+                n = int(frames * (0.5 + 0.5 * float(torch.rand(1, generator=g))))
+                s = int(torch.randint(0, frames - n + 1, (1,), generator=g))
+                scores.append(self.scorer.score(mel[..., s:s + n].float(), [self.prompt])[:, 0])
+            return 1 - torch.stack(scores).mean(0)
+
+        return crop
+    if m := re.fullmatch(r"nce([\d.]+)", name):
+        temp = float(m.group(1))
+
+        def nce(self, mel):
+            mel = self._check_mel(mel)
+            self._follow(mel)
+            s = self.scorer.score(mel.float(), [self.prompt] + bank)
+            return -torch.log_softmax(s / temp, dim=-1)[:, 0]
+
+        return nce
+    raise SystemExit(f"unknown variant {name!r}: plain, crop<K> or nce<T>")
+
+
+def main() -> None:
+    from dittomusic.control.tasks.text import TextControl
+    from dittomusic.data.dataset import MelDataset
+    from dittomusic.eval.text import TextEvalConfig, evaluate_text
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--variants", nargs="+", default=["plain", "crop4", "nce0.1"])
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--lr", type=float)
+    a = ap.parse_args()
+    train = MelDataset(a.data, "train", random_crop=False)
+    bank = [train.rows[i]["caption"] for i in random.Random(0).sample(range(len(train)), 64)]
+    plain = TextControl.loss
+    for name in a.variants:
+        TextControl.loss = variant_loss(name, bank)  # evaluate_text builds TextControls itself
+        try:
+            r = evaluate_text(TextEvalConfig(data=a.data, out=str(Path(a.out) / name), prompts=a.prompts,
+                                             rows=("c",), c2st=False, iters=a.iters, lr=a.lr), progress=False)
+        finally:
+            TextControl.loss = plain
+        row, prompts = r["rows"]["c"], r["prompts"]
+        col = [it["collection_hit"] for it, p in zip(row["items"], prompts) if p["expected"].get("collection")]
+        fam = [it["family_hit"] for it in row["items"] if it["family_hit"] is not None]
+        n = len(row["items"])
+        print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr,
+                          "collection_hits": [sum(col), len(col)], "family_hits": [sum(fam), len(fam)],
+                          "clap": sum(it["clap"] for it in row["items"]) / n,
+                          "clap2": sum(it["clap2"] for it in row["items"]) / n,
+                          "texture_fad": row["realism"]["texture_fad"],
+                          "wall_per_clip_s": row["wall_per_clip_s"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
