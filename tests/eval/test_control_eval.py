@@ -25,6 +25,7 @@ def test_eval_control_tables_plots_and_resume(tiny_dataset, tiny_model_path, clf
     assert all("seam_ratio" in it for it in res["runs"]["outpaint/ditto"]["items"])
     md = (out / "README.md").read_text()
     assert "Table 3 form" in md and "Table 1 form: outpainting" in md and "| ditto |" in md
+    assert "K = ditto 1 (by task)" in md  # the iterations each method's runs recorded
     # the share of clips within the paper's DITTO-2 figure (3.3 dB² for intensity), counted from the items
     row = res["tables"]["intensity"]["ditto"]
     inside = sum(it["intensity_mse_db2"] <= 3.3 for it in res["runs"]["intensity/ditto"]["items"])

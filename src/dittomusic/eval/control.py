@@ -385,13 +385,17 @@ def tables(results: dict, cfg: ControlEvalConfig) -> dict:
     return t
 
 
-def _lrs(results: dict) -> str:
-    """The step size each optimizing method ran with, as its runs recorded it."""
-    lrs = {}
+def _per_method(results: dict, field: str, fmt: str = "{:g}") -> str:
+    """The values of `field` (lr, iterations) each optimizing method's runs recorded, e.g. "ditto 70/150"."""
+    vals = {}
     for key, r in results["runs"].items():
-        if r.get("lr") is not None:
-            lrs.setdefault(key.split("/")[1], set()).add(r["lr"])
-    return ", ".join(f"{m} {'/'.join(f'{v:g}' for v in sorted(v))}" for m, v in sorted(lrs.items())) or "–"
+        if r.get(field):
+            vals.setdefault(key.split("/")[1], set()).add(r[field])
+    return ", ".join(f"{m} {'/'.join(fmt.format(v) for v in sorted(v))}" for m, v in sorted(vals.items())) or "–"
+
+
+def _lrs(results: dict) -> str:
+    return _per_method(results, "lr")
 
 
 def _f(x, nd=3):
@@ -402,7 +406,7 @@ def report_markdown(results: dict, cfg: ControlEvalConfig) -> str:
     t = results["tables"]
     lines = ["# Control evaluation (DITTO Tables 1-3 on the dittomusic base model)", "",
              f"{cfg.targets} targets per task, seed {cfg.seed}, DDIM {cfg.steps} steps, CFG {cfg.guidance}, "
-             f"K = {cfg.iters or '70 (150 for melody and structure)'}, Adam lr {_lrs(results)}. Metrics on the vocoded "
+             f"K = {_per_method(results, 'iterations')} (by task), Adam lr {_lrs(results)}. Metrics on the vocoded "
              "waveform. "
              "FAD: tag-classifier embeddings vs all real test clips, over the "
              f"{cfg.targets} clips of each row; at this size it is strongly biased upward (compare rows, not "
