@@ -28,6 +28,8 @@ def timeit(fn, repeats):
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        if torch.cuda.is_available():  # CUDA kernels run asynchronously: time them, not their launch
+            torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
