@@ -5,13 +5,18 @@ hardly sees the prompt's collection in it (issue #21). This runs row c on the fi
 held-out prompts once per loss variant, each in its own eval folder, and prints one JSON line per
 variant with the second opinions:
 
-- plain: 1 - cos(CLAP(mel), prompt), the text task's loss;
+- plain: 1 - cos(CLAP(mel), prompt), the text task's loss with --prompt-terms none;
+- terms: the text task's default loss, the prompt's cosine averaged with "a <collection>"'s;
 - cropK: the mean of that over K random crops (50-100 % of the clip) per step, against scores
   that only the whole clip earns (differentiable augmentation, as in CLIP-guided generation);
 - nceT: -log softmax at temperature T of the prompt's cosine against 64 train captions, so the clip
   must match the prompt better than typical captions.
 
-    python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain crop4 nce0.1
+Unset --iters and --search take the text task's defaults (K = 20, best of 32 draws); the first
+comparison (plain, crop4, nce0.1) ran before those defaults, at --iters 70 --search 1.
+
+    python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain crop4 nce0.1 --iters 70 --search 1
+    python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain terms --search 16 --iters 20
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def variant_loss(name: str, bank: list[str]):
     from dittomusic.control.tasks.text import TextControl
 
     plain = TextControl.loss
-    if name == "plain":
+    if name in ("plain", "terms"):  # the task's own loss; its terms come from TextEvalConfig.prompt_terms
         return plain
     g = torch.Generator().manual_seed(0)
     if m := re.fullmatch(r"crop(\d+)", name):
@@ -57,7 +62,7 @@ def variant_loss(name: str, bank: list[str]):
             return -torch.log_softmax(s / temp, dim=-1)[:, 0]
 
         return nce
-    raise SystemExit(f"unknown variant {name!r}: plain, crop<K> or nce<T>")
+    raise SystemExit(f"unknown variant {name!r}: plain, terms, crop<K> or nce<T>")
 
 
 def main() -> None:
@@ -72,6 +77,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["plain", "crop4", "nce0.1"])
     ap.add_argument("--iters", type=int)
     ap.add_argument("--lr", type=float)
+    ap.add_argument("--search", type=int, help="ditto2's noise draws per clip [default: the text task's]")
     a = ap.parse_args()
     train = MelDataset(a.data, "train", random_crop=False)
     bank = [train.rows[i]["caption"] for i in random.Random(0).sample(range(len(train)), 64)]
@@ -79,15 +85,19 @@ def main() -> None:
     for name in a.variants:
         TextControl.loss = variant_loss(name, bank)  # evaluate_text builds TextControls itself
         try:
-            r = evaluate_text(TextEvalConfig(data=a.data, out=str(Path(a.out) / name), prompts=a.prompts,
-                                             rows=("c",), c2st=False, iters=a.iters, lr=a.lr), progress=False)
+            folder = Path(a.out) / (name + (f"_s{a.search}" if a.search else "") + (
+                f"_k{a.iters}" if a.iters is not None else "") + (f"_lr{a.lr:g}" if a.lr else ""))
+            cfg = TextEvalConfig(data=a.data, out=str(folder), prompts=a.prompts, rows=("c",), c2st=False,
+                                 iters=a.iters, lr=a.lr, search=a.search,
+                                 prompt_terms="collection" if name == "terms" else "none")
+            r = evaluate_text(cfg, progress=False)
         finally:
             TextControl.loss = plain
         row, prompts = r["rows"]["c"], r["prompts"]
         col = [it["collection_hit"] for it, p in zip(row["items"], prompts) if p["expected"].get("collection")]
         fam = [it["family_hit"] for it in row["items"] if it["family_hit"] is not None]
         n = len(row["items"])
-        print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr,
+        print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr, "search": a.search,
                           "collection_hits": [sum(col), len(col)], "family_hits": [sum(fam), len(fam)],
                           "clap": sum(it["clap"] for it in row["items"]) / n,
                           "clap2": sum(it["clap2"] for it in row["items"]) / n,

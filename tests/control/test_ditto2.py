@@ -233,3 +233,29 @@ def test_tol_is_read_on_real_decodes_and_stops_at_the_refresh_that_meets_it(pipe
     assert all(v <= at3 + 1e-6 for v in mid["final_loss"]) or mid["iterations"] == 0
     tiny = run(1e-12)  # no decode meets it: all K iterations run
     assert tiny["stopped"] == "iters" and tiny["iterations"] == 9
+
+
+def test_search_starts_each_item_from_its_best_noise_draw(pipe, student_path):
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+
+    def run(search, iters=0):
+        s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=0, search=search,
+                     optim=OptimConfig(iters=iters, lr=0.05))
+        return run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
+
+    plain, out = run(1), run(4)
+    assert plain.report["search"] == 1 and plain.report["search_losses"] is None
+    r = out.report
+    lv = torch.tensor(r["search_losses"])  # [item, draw]; draw 0 is the seed's own x_T
+    assert r["search"] == 4 and lv.shape == (2, 4)
+    assert lv[:, 0].tolist() == pytest.approx(plain.report["decoded_initial_loss"] or ctrl.loss(plain.mel).tolist(),
+                                              rel=1e-5)
+    assert ctrl.loss(out.mel).tolist() == pytest.approx(lv.min(1).values.tolist(), rel=1e-5)
+    assert len(set(lv.flatten().tolist())) == 8  # the draws differ from each other and from x_T
+    assert r["model_calls"] == plain.report["model_calls"] + 4 * 2  # four decodes of two student steps
+    again = run(4)
+    assert torch.equal(again.x_T, out.x_T)  # the pool is a function of x_T, so of the seed
+    assert run(4, iters=3).report["search_losses"] == r["search_losses"]
+    with pytest.raises(DittoError, match="--search"):
+        run(0)

@@ -53,8 +53,8 @@ def student(pipe, tmp_path_factory):
 
 
 def test_the_loss_is_one_minus_the_clap_cosine_and_differentiable(scorer):
-    ctrl = TextControl(PROMPT, scorer=scorer)
-    assert ctrl.higher_is_better and ctrl.frames is None and ctrl.prompt == PROMPT
+    ctrl = TextControl(PROMPT, scorer=scorer, terms="none")
+    assert ctrl.higher_is_better and ctrl.frames is None and ctrl.prompt == PROMPT and ctrl.terms == []
     mel = (torch.rand(2, 160, FR) * 1.4 - 1).requires_grad_(True)
     loss = ctrl.loss(mel)
     cos = scorer.score(mel, [PROMPT])[:, 0]
@@ -71,6 +71,20 @@ def test_the_loss_is_one_minus_the_clap_cosine_and_differentiable(scorer):
     audio = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
     m = torch.from_numpy(mel_spectrogram(audio))[None]
     assert ctrl.metric(audio, 22050) == pytest.approx(float(1 - ctrl.loss(m)[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("prompt, terms", [
+    (PROMPT, ["a chorale"]), ("A recording of marimba performing a Celtic dance tune", ["an Irish folk tune"]),
+    ("Ars Nova part-song arranged for singers.", ["a medieval polyphony"]), ("violin, something fast", [])])
+def test_the_collection_term_averages_the_prompts_cosine_with_its_collections(scorer, prompt, terms):
+    ctrl = TextControl(prompt, scorer=scorer)
+    assert ctrl.terms == terms
+    mel = torch.rand(2, 160, FR) * 1.4 - 1
+    cos = scorer.score(mel, [prompt, *terms])
+    torch.testing.assert_close(ctrl.loss(mel), 1 - cos.mean(1))
+    torch.testing.assert_close(ctrl.feature(mel), cos[:, 0])  # the metric stays the prompt's own score
+    with pytest.raises(DittoError, match="--prompt-terms must be one of collection, none"):
+        TextControl(prompt, scorer=scorer, terms="all")
 
 
 @pytest.mark.parametrize("method", ["ditto", "ditto2"])
@@ -158,6 +172,7 @@ def test_cli_text_unconditional_reports_clap_before_after_and_second_opinions(ti
     assert r.exit_code == 0, r.output
     assert "tags: unconditional" in r.output and (tmp_path / "t.png").stat().st_size > 1000
     t = rep["text"]
+    assert t["terms"] == ["a chorale"]
     assert t["prompt"] == PROMPT and len(t["clap_score"]["before"]) == len(t["clap_score"]["after"]) == 1
     assert t["clap_score"]["after"][0] == pytest.approx(rep["metrics"]["text_clap"])
     assert rep["metrics"]["text_clap_before"] == pytest.approx(t["clap_score"]["before"][0])

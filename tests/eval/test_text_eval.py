@@ -93,6 +93,9 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert "Targets (issue #21)" in md and "held-out caption templates" in md
     assert "](spectrograms.png)" in md and (out / "spectrograms.png").stat().st_size > 1000
     assert "batches of 2)" in md and all(res["rows"][k]["batch"] == 2 for k in ROWS)
+    # the text task's ditto2 defaults: a collection term and a search over noise draws
+    assert res["steering"] == {"iters": 2, "lr": 0.01, "prompt_terms": "collection", "search": 32}
+    assert "from the best of 32 noise draws per clip" in md and '"a <collection>"' in md
     assert "d_beats_b_on_second_clap" in res["targets"] and "ditto2_within_10s" in res["targets"]
     # a re-run skips finished rows; other settings in the same folder are refused
     stamp = res["rows"]["c"]["wall_s"]
@@ -101,6 +104,8 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert json.loads((out / "text_eval.json").read_text())["rows"]["c"]["wall_s"] == stamp
     r = CliRunner().invoke(cli, args[:-4] + ["--seed", "1", "--c2st-steps", "3", "--vocoder", "griffinlim"])
     assert r.exit_code == 1 and "other settings (seed)" in r.output
+    r = CliRunner().invoke(cli, args + ["--prompt-terms", "none"])
+    assert r.exit_code == 1 and "other settings (prompt_terms)" in r.output
 
 
 def test_eval_text_falls_back_to_ditto_without_a_student_and_notes_a_missing_second_clap(

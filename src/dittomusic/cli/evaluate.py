@@ -246,8 +246,13 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @click.option("--student", default=None, help="ditto2's student [default: the bundled CTD student].")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--guidance", type=FINITE, default=3.0, show_default=True)
-@click.option("--iters", type=click.IntRange(min=0), default=None, help="Optimization steps [default: 70].")
+@click.option("--iters", type=click.IntRange(min=0), default=None,
+              help="Optimization steps [default: the text task's, 20 for ditto2, 70 for ditto].")
 @click.option("--lr", type=FINITE, default=None, help="Adam step size [default: the method's].")
+@click.option("--search", type=click.IntRange(min=1), default=None,
+              help="ditto2: noise draws per clip, the best decode starts the optimization [default: the text task's].")
+@click.option("--prompt-terms", type=click.Choice(["collection", "none"]), default="collection", show_default=True,
+              help="Phrases scored beside each prompt while steering (see `control text --help`).")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts steered together.")
 @click.option("--seconds", type=FINITE, default=None, help="Clip length [default: the model's].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -257,14 +262,14 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @vocoder_option
 @friendly
 def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, method, student, steps, guidance, iters,
-              lr, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
+              lr, search, prompt_terms, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
     """Text control on held-out prompts: (a) unconditional, (b) tags parsed from the prompt, (c) unconditional +
     CLAP-steered, (d) tags + CLAP-steered, judged by the tag classifier, a second CLAP and realism."""
     from dittomusic.eval.text import TextEvalConfig, evaluate_text
 
     cfg = TextEvalConfig(data=data, out=out, prompts=prompts, clap=clap, judge_clap=judge_clap, classifier=classifier,
                          model=model_path, method=method, student=student, steps=steps, guidance=guidance, iters=iters,
-                         lr=lr, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
+                         lr=lr, search=search, prompt_terms=prompt_terms, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
                          device=device, vocoder=vocoder)
     evaluate_text(cfg)
     click.echo((Path(out) / "README.md").read_text())

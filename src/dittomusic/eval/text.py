@@ -264,6 +264,8 @@ class TextEvalConfig:
     guidance: float = 3.0
     iters: int | None = None  # None: the text task's default
     lr: float | None = None  # None: the method's
+    search: int | None = None  # ditto2's noise draws per clip (None: the text task's default)
+    prompt_terms: str = "collection"  # phrases scored beside the prompt (control/tasks/text.py)
     seed: int = 0
     batch: int = 8
     seconds: float | None = None  # clip length (None: the model's)
@@ -275,7 +277,7 @@ class TextEvalConfig:
     rows: tuple[str, ...] = tuple(ROWS)
 
     FIXED = ("data", "prompts", "clap", "judge_clap", "classifier", "model", "method", "student", "steps",
-             "guidance", "iters", "lr", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
+             "guidance", "iters", "lr", "search", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
 
     def __post_init__(self):
         if self.prompts < 1:
@@ -351,6 +353,10 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     groups = [test.rows[i]["piece_id"] for i in ridx]
     frames = backend.frames_for(cfg.seconds)
     optim = resolve("text", method, cfg.iters, cfg.lr)[1]
+    from dittomusic.control.spec import method_default
+
+    results["steering"] = {"iters": optim.iters, "lr": optim.lr, "prompt_terms": cfg.prompt_terms,
+                           "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1}
     for row in cfg.rows:
         if row in results["rows"]:
             log.info("row %s done, skipped", row)
@@ -363,10 +369,11 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
             x_T = _noise(backend, idx, frames, cfg.seed)
             tags = [parsed[i] for i in idx] if conditioned else None
             if steered:
-                ctrl = BatchedControl([TextControl(texts[i], cfg=backend.mel_cfg, scorer=scorer, frames=frames)
+                ctrl = BatchedControl([TextControl(texts[i], cfg=backend.mel_cfg, scorer=scorer, frames=frames,
+                                                   terms=cfg.prompt_terms)
                                        for i in idx])
                 settings = Settings(steps=cfg.steps, guidance=cfg.guidance, optim=optim, progress=progress,
-                                    student=cfg.student)
+                                    student=cfg.student, search=cfg.search)
                 o = run_control(backend, method, ctrl, tags, seed=cfg.seed + s, x_T=x_T, settings=settings,
                                 task="text")
                 mels.append(o.mel.detach().cpu())
@@ -480,6 +487,16 @@ def _batches(results: dict) -> str:
     return "/".join(map(str, b)) or "?"
 
 
+def _steering(results: dict) -> str:
+    st = results.get("steering")
+    if not st:
+        return ""
+    terms = ', its loss averaging each prompt\'s cosine with "a <collection>"\'s where the prompt names one' \
+        if st["prompt_terms"] == "collection" else ""
+    search = f", from the best of {st['search']} noise draws per clip" if st["search"] > 1 else ""
+    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms})"
+
+
 def report_markdown(results: dict) -> str:
     c = results["config"]
     n = len(results["prompts"])
@@ -487,7 +504,7 @@ def report_markdown(results: dict) -> str:
              f"{n} prompts from test clips in held-out caption templates (the CLAP never trained on their phrasing), "
              f"{results['parsed_nothing']} of them with no tag the keyword parser knows; seed {c['seed']} per prompt "
              f"index in every row; DDIM {c['steps']} steps, CFG {c['guidance']:g}; steering: "
-             f"{results['steering_method']} with {results['clap']}. Judged by measures the optimizer never saw: the "
+             f"{results['steering_method']} with {results['clap']}{_steering(results)}. Judged by measures the optimizer never saw: the "
              f"tag classifier, the second CLAP ({results.get('judge_clap') or 'none'}), realism against real test "
              "clips. Collection / family accuracy: over the prompts that name one.", "",
              "| row | CLAP (steered by) ↑ | 2nd CLAP ↑ | 2nd CLAP R@1 ↑ | collection acc ↑ | family acc ↑ | "

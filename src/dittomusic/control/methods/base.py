@@ -73,6 +73,7 @@ class Ditto2Config(DittoConfig):
     decode_sampler: str | None = None  # teacher decode: "ddim" or "dpmpp_2m"; None: by task
     teacher_steps: int | None = None  # teacher decode steps; None: by task, else `steps`
     refresh: int | None = None  # re-decode (and re-correct the surrogate) every N iterations; None: by decoder
+    search: int | None = None  # start from the best of N noise draws per item (1: x_T as given); None: by task
 
 
 @dataclass

@@ -15,6 +15,12 @@ that iteration's forward pass, so every iteration's loss and gradient come from 
 and the optimizer's best iterate is chosen among iterates of the latest one. Each refresh also
 scores the real decode, and the result is the best decode seen, not the best surrogate value.
 
+Search (`--search N`). Before optimizing, each item's x_T competes with N - 1 other noise draws
+(a generator seeded by a hash of x_T, so a seed gives the same pool): all are decoded for real and
+the item starts from the draw whose decode has the least loss. The draws are the model's own
+samples, so a scorer cannot be fooled by them the way its gradients can be (text: CLAP steering
+alone found CLAP-pleasing textures that the tag classifier did not read as the prompt's collection).
+
 Tolerance. `--tol` (OptimConfig.tol) is read on those real decodes, not on the surrogate: the run
 stops at the first refresh where every item's best decode is within it (report: stopped
 "tolerance"), so an easy target costs a fraction of K iterations.
@@ -23,6 +29,7 @@ stops at the first refresh where every item's best decode is within it (report: 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import torch
@@ -95,7 +102,24 @@ OPTIONS = (
     Option("--refresh", "refresh", None, "ditto2: decode for real and re-correct the one-step surrogate every N "
            "iterations (0: never) [default: by task; 10 with the student decode or for structure, 20 otherwise].",
            "int", lo=0),
+    Option("--search", "search", None, "ditto2: start each clip from the best of N noise draws, judged on their real "
+           "decodes (1: the seed's own x_T) [default: by task, 32 for text, else 1].", "int", lo=1, hi=256),
 )
+
+
+def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[float]]]:
+    """Per item, the best of x_T and n - 1 draws seeded by a hash of x_T, by loss(decode(draws))."""
+    g = torch.Generator().manual_seed(int(hashlib.sha1(x_T.detach().float().cpu().numpy().tobytes()).hexdigest()[:15], 16))
+    B = x_T.shape[0]
+    extra = torch.randn(n - 1, *x_T.shape, generator=g).to(x_T.device, x_T.dtype)
+    pool = torch.cat([x_T.detach()[None], extra])  # [n, B, ...]
+    losses = []
+    with torch.no_grad():
+        for i in range(n):  # one batch of B per draw: the controls are per item
+            losses.append(loss(decode(pool[i])).detach().float().cpu())
+    lv = torch.stack(losses)  # [n, B]
+    pick = torch.nan_to_num(lv, nan=math.inf).argmin(0)
+    return pool[pick, torch.arange(B)].clone(), lv.T.tolist()
 
 
 @register_method("ditto2", config=Ditto2Config, lr=DITTO2_LR, resumable=True, options=OPTIONS,
@@ -130,6 +154,12 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
             return backend.decode(sample(x, cond, decode_calls))
         return backend.sample(x, cond, sampler=t_sampler, steps=decode_calls, guidance=s.guidance)
 
+    n_search = method_default(leaf_names(control), "ditto2", "search", 1) if s.search is None else s.search
+    if n_search < 1:
+        raise DittoError(f"--search must be >= 1 (1: no search), got {n_search}")
+    search_losses = None
+    if n_search > 1 and resume is None:
+        x_T, search_losses = search_start(x_T, n_search, decode, control.loss)
     B = x_T.shape[0]
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
     state = {"residual": 0.0, "decodes": 0, "corrections": 0, "met": False, "history": []}
@@ -180,9 +210,10 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
         r = dataclasses.replace(r, stopped="tolerance")
     else:
         score(r.x_T, r.iters, False)  # the surrogate's own best iterate competes too
-    calls = r.evaluations + state["decodes"] * decode_calls + state["corrections"]
+    calls = r.evaluations + (state["decodes"] + (n_search if search_losses else 0)) * decode_calls \
+        + state["corrections"]
     info = {"student_kind": meta["kind"], "student_guidance": meta["guidance"], "decode": decoder,
             "decode_sampler": t_sampler or f"{meta['kind']} student", "decode_steps": decode_calls, "refresh": every, "decodes": state["decodes"],
-            "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
+            "search": n_search if search_losses else 1, "search_losses": search_losses, "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
             "decoded_best_iter": best["iter"], "decoded_history": state["history"]}
     return MethodResult(best["x"], best["mel"], calls, optim=r, info=info)
