@@ -313,9 +313,13 @@ def texture_embedding(mels, cfg: MelConfig | None = None, bands: int = N_BANDS) 
 def texture_fad(real, generated, cfg: MelConfig | None = None) -> float:
     """Fréchet distance (`eval.fad`) between texture embeddings, each dimension divided by the real
     set's std (at least 1 dB), covariances ridged by 1e-4."""
+    return texture_fad_of(texture_embedding(real, cfg), texture_embedding(generated, cfg))
+
+
+def texture_fad_of(a: np.ndarray, b: np.ndarray) -> float:
+    """texture_fad from texture embeddings [clips, dims] (real a, generated b): for resampling."""
     from dittomusic.eval.fad import frechet_distance, gaussian_stats
 
-    a, b = texture_embedding(real, cfg), texture_embedding(generated, cfg)
     sd = np.maximum(a.std(0), 1.0)  # every feature is in dB (or %): a spread under 1 dB is not resolved
     (ma, ca), (mb, cb) = gaussian_stats(a / sd), gaussian_stats(b / sd)
     eye = 1e-4 * np.eye(len(ma))  # a few clips or a constant feature make the covariances singular

@@ -1,0 +1,56 @@
+"""How sure is `eval text`'s realism verdict? A paired bootstrap of the texture-FAD ratio of two rows
+(row c against row b by default: the issue's "within 10 %"), from an eval folder's saved mels.
+
+Clips are resampled by prompt index, the same indices for both rows (the rows share prompts and
+seeds); the real set is the eval's (the same 120 test clips). Prints JSON: each row's texture FAD
+(as the eval reported it), the ratio, its 95 % interval, and the share of resamples within --limit.
+
+    python benchmarks/text_realism_ci.py --data data/full --eval docs/text --mels runs/text_eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from dittomusic.data.dataset import MelDataset
+    from dittomusic.eval.realism import texture_embedding, texture_fad_of
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--eval", required=True, help="folder with the eval's text_eval.json")
+    ap.add_argument("--mels", default=None, help="folder with its mels_<row>.npy [default: --eval]")
+    ap.add_argument("--rows", nargs=2, default=["c", "b"], metavar=("ROW", "AGAINST"))
+    ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--limit", type=float, default=1.10)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    res = json.loads((Path(a.eval) / "text_eval.json").read_text())
+    test = MelDataset(a.data, "test", random_crop=False)
+    n_real = res["config"].get("real_clips", 120)
+    ridx = sorted(set(np.linspace(0, len(test) - 1, min(n_real, len(test))).round().astype(int).tolist()))
+    real = texture_embedding(torch.stack([test[i]["mel"] for i in ridx]))
+    emb = {r: texture_embedding(torch.from_numpy(np.load(Path(a.mels or a.eval) / f"mels_{r}.npy"))) for r in a.rows}
+    x, y = (emb[r] for r in a.rows)
+    rng = np.random.default_rng(a.seed)
+    ratios = []
+    for _ in range(a.boot):
+        i = rng.integers(0, len(x), len(x))
+        ratios.append(texture_fad_of(real, x[i]) / texture_fad_of(real, y[i]))
+    ratios = np.array(ratios)
+    fx, fy = texture_fad_of(real, x), texture_fad_of(real, y)
+    print(json.dumps({"rows": a.rows, "texture_fad": {a.rows[0]: fx, a.rows[1]: fy},
+                      "reported": {r: res["rows"][r]["realism"]["texture_fad"] for r in a.rows},
+                      "ratio": fx / fy, "ratio_ci95": np.percentile(ratios, [2.5, 97.5]).tolist(),
+                      "share_within_limit": float((ratios <= a.limit).mean()), "limit": a.limit,
+                      "boot": a.boot, "clips": len(x), "real_clips": len(ridx)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
