@@ -20,7 +20,7 @@ import torch
 
 def main() -> None:
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.realism import texture_embedding, texture_fad_of
+    from dittomusic.eval.realism import texture_embedding, texture_fad_of, texture_fad_ratio_ci
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -38,19 +38,11 @@ def main() -> None:
     real = texture_embedding(torch.stack([test[i]["mel"] for i in ridx]))
     emb = {r: texture_embedding(torch.from_numpy(np.load(Path(a.mels or a.eval) / f"mels_{r}.npy"))) for r in a.rows}
     x, y = (emb[r] for r in a.rows)
-    rng = np.random.default_rng(a.seed)
-    ratios = []
-    for _ in range(a.boot):
-        i = rng.integers(0, len(x), len(x))
-        ratios.append(texture_fad_of(real, x[i]) / texture_fad_of(real, y[i]))
-    ratios = np.array(ratios)
-    fx, fy = texture_fad_of(real, x), texture_fad_of(real, y)
-    print(json.dumps({"rows": a.rows, "texture_fad": {a.rows[0]: fx, a.rows[1]: fy},
+    ci = texture_fad_ratio_ci(real, x, y, boot=a.boot, seed=a.seed, limit=a.limit)
+    print(json.dumps({"rows": a.rows, "texture_fad": {a.rows[0]: texture_fad_of(real, x), a.rows[1]: texture_fad_of(real, y)},
                       "reported": {r: res["rows"][r]["realism"]["texture_fad"] for r in a.rows},
-                      "ratio": fx / fy, "ratio_ci95": np.percentile(ratios, [2.5, 97.5]).tolist(),
-                      "share_within_limit": float((ratios <= a.limit).mean()), "limit": a.limit,
-                      "boot": a.boot, "clips": len(x), "real_clips": len(ridx)}, indent=1))
-
+                      "ratio": ci["ratio"], "ratio_ci95": ci["ci95"], "share_within_limit": ci["share_within_limit"],
+                      "limit": a.limit, "boot": a.boot, "clips": len(x), "real_clips": len(ridx)}, indent=1))
 
 if __name__ == "__main__":
     main()

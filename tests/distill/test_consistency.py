@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dittomusic.distill import (CLEAN, KINDS, consistency_fn, consistency_sample, ctd_sample, jump,
+from dittomusic.distill import (CLEAN, KINDS, alpha_sigma, consistency_fn, consistency_sample, ctd_sample, jump,
                                 student_from_teacher, teacher_step, time_grid)
 from dittomusic.sampling import NoiseSchedule, cfg_model_fn, sample_ddim
 
@@ -127,3 +127,25 @@ def test_samplers_are_deterministic_for_a_seed(teacher):
         assert not torch.allclose(ctd_sample(ctd, x_T, cond, 3), ctd_sample(ctd, x_T, cond, 1))
     with pytest.raises(ValueError, match="re-noise 2 times"):
         consistency_sample(cd, x_T, cond, 3, noise=noise[:1])
+
+
+def test_consistency_sample_re_noises_at_the_given_times(teacher):
+    cd = _perturbed(student_from_teacher(teacher, "cd"))
+    x_T, cond = _x(), _cond()
+    noise = [torch.randn(x_T.shape, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    seen = []
+    with torch.no_grad():
+        grid = consistency_sample(cd, x_T, cond, 3, noise=noise)
+        same = consistency_sample(cd, x_T, cond, 3, noise=noise, times=time_grid(3)[:-1])
+        low = consistency_sample(cd, x_T, cond, 3, noise=noise, times=[999, 100, 20],
+                                 callback=lambda d: seen.append(d["t"]))
+        # by hand: f at 999, then re-noise to 100 and 20 with the given draws
+        x0 = consistency_fn(cd, x_T, 999, cond)
+        for t, z in zip((100, 20), noise):
+            a, s = alpha_sigma(torch.full((2,), float(t)), x0)
+            x0 = consistency_fn(cd, a * x0 + s * z, t, cond)
+    assert torch.equal(grid, same) and seen == [999.0, 100.0, 20.0]
+    assert torch.allclose(low, x0) and not torch.allclose(low, grid)
+    for bad in ([999, 100], [999, 100, 100], [999, 20, 100], [1000, 100, 20], [999, 100, -1]):
+        with pytest.raises(ValueError, match="falling timesteps"):
+            consistency_sample(cd, x_T, cond, 3, noise=noise, times=bad)

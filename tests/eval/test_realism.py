@@ -96,6 +96,22 @@ def test_texture_fad_sees_degradation():
     assert math.isfinite(same) and worse > 5 * same
 
 
+def test_texture_fad_ratio_interval_is_paired_and_sees_a_real_gap():
+    real = R.texture_embedding(harmonic_mels(24, seed=5))
+    a, b = harmonic_mels(16, seed=6), harmonic_mels(16, seed=7)
+    ea, eb, noisy = (R.texture_embedding(x) for x in (a, b, R.degrade(b, "noise", -30.0)))
+    self_ = R.texture_fad_ratio_ci(real, ea, ea, boot=50)
+    assert self_["ratio"] == pytest.approx(1.0) and self_["ci95"] == pytest.approx([1.0, 1.0])
+    assert self_["share_within_limit"] == 1.0  # paired: a set against itself is 1 in every resample
+    gap = R.texture_fad_ratio_ci(real, noisy, eb, boot=100, seed=1)
+    assert gap["ratio"] > 3 and gap["ci95"][0] > 1.1 and gap["share_within_limit"] == 0.0
+    assert gap == R.texture_fad_ratio_ci(real, noisy, eb, boot=100, seed=1)  # seeded
+    same = R.texture_fad_ratio_ci(real, ea, eb, boot=100)
+    assert same["ci95"][0] < same["ratio"] < same["ci95"][1]
+    with pytest.raises(ValueError, match="paired"):
+        R.texture_fad_ratio_ci(real, ea, eb[:5])
+
+
 FAST = dict(steps=60, crop=64, width=8, bootstrap=200)
 
 

@@ -97,6 +97,12 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert res["steering"] == {"iters": 2, "lr": 0.01, "prompt_terms": "collection", "search": 32}
     assert "from the best of 32 noise draws per clip" in md and '"a <collection>"' in md
     assert "d_beats_b_on_second_clap" in res["targets"] and "ditto2_within_10s" in res["targets"]
+    # texture FAD's uncertainty over prompts, (c) and the unsteered (a) against (b)
+    ci = res["texture_fad_ci"]
+    assert set(ci) == {"c/b", "a/b", "c/a"} and ci["c/b"]["items"] == 3
+    assert ci["c/b"]["ratio"] == pytest.approx(res["targets"]["c_realism_vs_b"]["texture_fad"], rel=1e-6)
+    assert res["targets"]["c_texture_fad_vs_b_ci95"] == ci["c/b"]["ci95"]
+    assert "paired bootstrap over prompts" in md and "unsteered unconditional row (a)" in md
     # a re-run skips finished rows; other settings in the same folder are refused
     stamp = res["rows"]["c"]["wall_s"]
     r = CliRunner().invoke(cli, args)

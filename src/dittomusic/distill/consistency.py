@@ -123,15 +123,22 @@ def teacher_step(teacher, x: Tensor, t, s, cond: dict | None, guidance: float, *
 
 def consistency_sample(student, x_T: Tensor, cond: dict | None, steps: int, schedule: NoiseSchedule | None = None,
                        *, generator: torch.Generator | None = None, noise: Sequence[Tensor] | None = None,
-                       checkpoint: bool = False, callback: Callable | None = None) -> Tensor:
+                       checkpoint: bool = False, callback: Callable | None = None,
+                       times: Sequence[int] | None = None) -> Tensor:
     """Multistep consistency sampling (Song et al. 2023, Alg. 1) on the DDIM trailing timesteps.
 
     x0 = f(x_T, T); then for each lower timestep t: x_t = alpha_t x0 + sigma_t z, x0 = f(x_t, t).
     z comes from `noise` (steps - 1 tensors) or is drawn from `generator`; with a freshly seeded
     generator (or fixed noise) the map x_T -> x0 is deterministic, as DITTO-2's optimisation
     needs. steps=1 is the single jump f(x_T, T). Returns x0, unclipped.
+    times: the `steps` timesteps to evaluate f at instead (the first is x_T's, then the re-noise
+    times, falling), as Alg. 1 leaves them free.
     """
-    ts = time_grid(steps, (schedule or _COSINE).num_train_timesteps)[:-1]
+    n_train = (schedule or _COSINE).num_train_timesteps
+    ts = time_grid(steps, n_train)[:-1] if times is None else [int(t) for t in times]
+    if times is not None and (len(ts) != steps or any(b >= a for a, b in zip(ts, ts[1:]))
+                              or not 0 <= ts[-1] <= ts[0] < n_train):
+        raise ValueError(f"times must be {steps} falling timesteps in [0, {n_train}), got {list(times)}")
     if noise is not None and len(noise) != len(ts) - 1:
         raise ValueError(f"{steps} steps re-noise {len(ts) - 1} times, got {len(noise)} noise tensors")
 

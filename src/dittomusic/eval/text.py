@@ -391,12 +391,31 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
         results["rows"][row] = score_row(row, mel, texts, exps, scorer, judge, real, real_m, groups, cfg, wall,
                                          calls, method if steered else None)
         atomic_write_text(res_path, json.dumps(results, indent=1))
+    results["texture_fad_ci"] = texture_fad_intervals(out, results, real)
     results["targets"] = targets(results)
     atomic_write_text(res_path, json.dumps(results, indent=1))
     if spectrograms_png(out, results, backend.mel_cfg):
         results["spectrograms"] = "spectrograms.png"
     atomic_write_text(out / "README.md", report_markdown(results))
     return results
+
+
+# (row, against): the issue's comparison, and how far the unsteered unconditional model itself is from (b)
+CI_PAIRS = (("c", "b"), ("a", "b"), ("c", "a"))
+
+
+def texture_fad_intervals(out: Path, results: dict, real: torch.Tensor, boot: int = 1000) -> dict:
+    """Paired-bootstrap 95 % intervals of texture-FAD ratios between rows (CI_PAIRS), from the saved mels."""
+    from dittomusic.eval.realism import texture_embedding, texture_fad_ratio_ci
+
+    have = {r for r in results["rows"] if (out / f"mels_{r}.npy").exists()}
+    pairs = [p for p in CI_PAIRS if set(p) <= have]
+    if not pairs:
+        return {}
+    emb = {r: texture_embedding(torch.from_numpy(np.load(out / f"mels_{r}.npy"))) for r in {r for p in pairs for r in p}}
+    ref = texture_embedding(real)
+    return {f"{x}/{y}": texture_fad_ratio_ci(ref, emb[x], emb[y], boot=boot, seed=results["config"]["seed"])
+            for x, y in pairs}
 
 
 def spectrograms_png(out: Path, results: dict, mel_cfg, prompts: int = 2) -> Path | None:
@@ -463,6 +482,9 @@ def targets(results: dict) -> dict:
             worse["c2st"] = r["c"]["realism"]["c2st"]["accuracy"] / max(r["b"]["realism"]["c2st"]["accuracy"], 1e-9)
         out["c_realism_vs_b"] = worse
         out["c_realism_within_10pct_of_b"] = all(v <= 1.1 for v in worse.values())
+        if ci := results.get("texture_fad_ci", {}).get("c/b"):
+            out["c_texture_fad_vs_b_ci95"] = ci["ci95"]
+            out["c_texture_fad_vs_b_share_within"] = ci["share_within_limit"]
     if "b" in r and "d" in r:
         b, d = get("b", "text_clap2"), get("d", "text_clap2")
         out["d_beats_b_on_second_clap"] = None if b is None or d is None else d > b
@@ -497,6 +519,22 @@ def _steering(results: dict) -> str:
     return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms})"
 
 
+def _ci_note(results: dict) -> str:
+    ci = results.get("texture_fad_ci") or {}
+    if "c/b" not in ci:
+        return ""
+    def one(k):
+        c = ci[k]
+        return f"{c['ratio']:.2f}x (95 % interval {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f})"
+    note = (f"; texture FAD by a paired bootstrap over prompts: {one('c/b')}, "
+            f"{100 * ci['c/b']['share_within_limit']:.0f} % of resamples within {ci['c/b']['limit']:.2f}x")
+    if "a/b" in ci:
+        note += f"; the unsteered unconditional row (a) against (b): {one('a/b')}"
+    if "c/a" in ci:
+        note += f"; (c) against (a): {one('c/a')}"
+    return note
+
+
 def report_markdown(results: dict) -> str:
     c = results["config"]
     n = len(results["prompts"])
@@ -521,7 +559,8 @@ def report_markdown(results: dict) -> str:
               f"- (c) reaches ≥ 0.9x the collection accuracy of (b): {_yes(t.get('c_classifier_at_least_0.9x_b'))} "
               f"({_f(t.get('c_classifier_vs_b'), '{:.2f}x')})",
               f"- (c) realism within 10 % of (b): {_yes(t.get('c_realism_within_10pct_of_b'))} "
-              f"({', '.join(f'{k} {v:.2f}x' for k, v in t.get('c_realism_vs_b', {}).items()) or '–'})",
+              f"({', '.join(f'{k} {v:.2f}x' for k, v in t.get('c_realism_vs_b', {}).items()) or '–'})"
+              + _ci_note(results),
               f"- (d) beats (b) on the second CLAP: {_yes(t.get('d_beats_b_on_second_clap'))}",
               f"- DITTO-2 ≤ 10 s per clip: {_yes(t.get('ditto2_within_10s'))} "
               f"({_f(t.get('ditto2_wall_per_clip_s'), '{:.1f} s')}, batches of {_batches(results)})"

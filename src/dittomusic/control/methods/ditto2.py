@@ -107,19 +107,27 @@ OPTIONS = (
 )
 
 
-def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[float]]]:
-    """Per item, the best of x_T and n - 1 draws seeded by a hash of x_T, by loss(decode(draws))."""
+def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[float]], Tensor]:
+    """Per item, the best of x_T and n - 1 draws seeded by a hash of x_T, by loss(decode(draws)).
+    Returns the chosen x_T, the losses [B, n] and the chosen draws' decodes (the first refresh's)."""
     g = torch.Generator().manual_seed(int(hashlib.sha1(x_T.detach().float().cpu().numpy().tobytes()).hexdigest()[:15], 16))
     B = x_T.shape[0]
     extra = torch.randn(n - 1, *x_T.shape, generator=g).to(x_T.device, x_T.dtype)
     pool = torch.cat([x_T.detach()[None], extra])  # [n, B, ...]
-    losses = []
+    losses, best_mel, best_loss = [], None, torch.full((B,), math.inf)
     with torch.no_grad():
         for i in range(n):  # one batch of B per draw: the controls are per item
-            losses.append(loss(decode(pool[i])).detach().float().cpu())
+            mel = decode(pool[i])
+            lv = loss(mel).detach().float().cpu()
+            losses.append(lv)
+            better = torch.nan_to_num(lv, nan=math.inf) < best_loss  # strict: ties keep the first, as argmin
+            if best_mel is None:
+                best_mel = mel.clone()
+            best_mel[better.to(mel.device)] = mel[better.to(mel.device)]
+            best_loss = torch.where(better, lv, best_loss)
     lv = torch.stack(losses)  # [n, B]
     pick = torch.nan_to_num(lv, nan=math.inf).argmin(0)
-    return pool[pick, torch.arange(B)].clone(), lv.T.tolist()
+    return pool[pick, torch.arange(B)].clone(), lv.T.tolist(), best_mel
 
 
 @register_method("ditto2", config=Ditto2Config, lr=DITTO2_LR, resumable=True, options=OPTIONS,
@@ -157,18 +165,21 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
     n_search = method_default(leaf_names(control), "ditto2", "search", 1) if s.search is None else s.search
     if n_search < 1:
         raise DittoError(f"--search must be >= 1 (1: no search), got {n_search}")
-    search_losses = None
+    search_losses, searched = None, None
     if n_search > 1 and resume is None:
-        x_T, search_losses = search_start(x_T, n_search, decode, control.loss)
-    B = x_T.shape[0]
+        x_T, search_losses, searched = search_start(x_T, n_search, decode, control.loss)
+    B, start = x_T.shape[0], x_T.detach().clone()
     best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
     state = {"residual": 0.0, "decodes": 0, "corrections": 0, "met": False, "history": []}
     tol = s.optim.tol
 
     def score(x, k: int, correct: bool) -> None:
         with torch.no_grad():
-            mel = decode(x)
-            state["decodes"] += 1
+            if searched is not None and torch.equal(x.detach(), start):  # the search decoded it already
+                mel = searched
+            else:
+                mel = decode(x)
+                state["decodes"] += 1
             lv = control.loss(mel).detach().float().cpu()
             state["history"].append([k, lv.tolist()])
             if k == 0 and correct:

@@ -1,0 +1,93 @@
+"""Where should a CD student re-noise? Multistep consistency sampling (Song et al. 2023, Alg. 1)
+leaves the re-noise timesteps free; `eval student` uses the DDIM trailing grid (4 steps:
+999, 749, 499, 249), on which the bundled CD student's FAD grows with every step (issue #20).
+
+This samples the same 120 test tags and x_T as the student card, with the teacher's 20-step
+DDIM once, then the CD student on each --times schedule (comma-separated, falling, first = 999),
+and prints one JSON line per schedule: FAD and its ratio to the teacher's, MSE to the teacher's
+sample, collection accuracy and (with --realism) C2ST, grain and flatness against real clips.
+
+    python benchmarks/cd_renoise_times.py --data data/full --times 999,749,499,249 999,500,250,100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--student", default="cd")
+    ap.add_argument("--times", nargs="+", required=True, help="comma-separated timesteps per schedule")
+    ap.add_argument("--per-collection", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--realism", action="store_true", help="also C2ST / grain / flatness (slower)")
+    ap.add_argument("--device", default=None)
+    a = ap.parse_args()
+
+    from dittomusic.data.dataset import MelDataset
+    from dittomusic.distill.consistency import consistency_sample
+    from dittomusic.distill.student import get_student
+    from dittomusic.eval.base_model import generate_mels, pick_clips, stack_clips
+    from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
+    from dittomusic.eval.fad import fad
+    from dittomusic.eval.realism import measures, realism_report
+    from dittomusic.generate import Pipeline, Tags
+    from dittomusic.models.loading import bundled_path
+
+    pipe = Pipeline(None, a.device)
+    st, meta = get_student(a.student, pipe.device)
+    if meta["kind"] != "cd":
+        raise SystemExit("--student must be a CD student (a CTD student samples deterministically)")
+    clf, _ = load_classifier(bundled_path("classifier"), pipe.device)
+    test = MelDataset(a.data, "test", random_crop=False)
+    idx = pick_clips(test, a.per_collection, a.seed)
+    n = len(idx)
+    coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
+    tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (test.rows[i] for i in idx)]
+    ref = predict(clf, stack_clips(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
+    real = stack_clips(test, idx, "mel")
+    groups = [test.rows[i].get("piece_id", i) for i in idx]
+    real_m = measures(real) if a.realism else None
+
+    def score(mels: torch.Tensor, teacher: torch.Tensor | None) -> dict:
+        p = {k: v.cpu() for k, v in predict(clf, mels.to(pipe.device)).items()}
+        m = tag_metrics(p, coll, fams, test.vocab.collections)
+        out = {"fad": fad(p["embedding"].numpy(), ref), "collection_accuracy": m["collection_accuracy"]}
+        if teacher is not None:
+            out["mse_to_teacher"] = float(((mels - teacher) ** 2).mean())
+        if a.realism:
+            r = realism_report(real, mels, seed=a.seed, device=pipe.device, real_measures=real_m,
+                               c2st_kwargs={"groups": (groups, None), "repeats": 5})
+            out.update(c2st=r["c2st"]["accuracy"], grain_ratio=r["ratio"]["grain"],
+                       flatness_ratio=r["ratio"]["flatness_mean"])
+        return out
+
+    teacher = generate_mels(pipe, tags, n, a.seed, a.batch, True, sampler="ddim", steps=20, guidance=meta["guidance"])
+    base = score(teacher, None)
+    print(json.dumps({"schedule": "teacher DDIM 20", **base}), flush=True)
+    for spec in a.times:
+        times = [int(t) for t in spec.split(",")]
+        k = len(times)
+        t0, out = time.perf_counter(), []
+        for s in range(0, n, a.batch):  # the card's x_T, decode noise and fixed re-noise draws
+            b = min(a.batch, n - s)
+            x_T = pipe.noise(b, pipe.model.cfg.clip_frames, a.seed + s)
+            g = torch.Generator().manual_seed(0)
+            noise = [torch.randn(x_T.shape, generator=g).to(x_T) for _ in range(k - 1)]
+            with torch.no_grad():
+                x0 = consistency_sample(st, x_T, pipe.cond(tags[s:s + b], b), k, noise=noise, times=times)
+                out.append(pipe.backend.decode(x0, torch.Generator().manual_seed(a.seed + s + 1)).cpu())
+        r = score(torch.cat(out), teacher)
+        r["fad_over_teacher"] = r["fad"] / base["fad"]
+        print(json.dumps({"schedule": times, "steps": k, "seconds": round(time.perf_counter() - t0, 1), **r}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
