@@ -34,11 +34,12 @@ def main() -> None:
     from dittomusic.data.dataset import MelDataset
     from dittomusic.distill.consistency import consistency_sample
     from dittomusic.distill.student import get_student
-    from dittomusic.eval.base_model import generate_mels, pick_clips, stack_clips
+    from dittomusic.eval.base_model import generate_mels
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
     from dittomusic.eval.fad import fad
     from dittomusic.eval.realism import measures, realism_report
-    from dittomusic.generate import Pipeline, Tags
+    from dittomusic.eval.student import card_clips
+    from dittomusic.generate import Pipeline
     from dittomusic.models.loading import bundled_path
 
     pipe = Pipeline(None, a.device)
@@ -47,13 +48,8 @@ def main() -> None:
         raise SystemExit("--student must be a CD student (a CTD student samples deterministically)")
     clf, _ = load_classifier(bundled_path("classifier"), pipe.device)
     test = MelDataset(a.data, "test", random_crop=False)
-    idx = pick_clips(test, a.per_collection, a.seed)
-    n = len(idx)
-    coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
-    tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (test.rows[i] for i in idx)]
-    ref = predict(clf, stack_clips(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
-    real = stack_clips(test, idx, "mel")
-    groups = [test.rows[i].get("piece_id", i) for i in idx]
+    cs = card_clips(test, clf, pipe.device, a.per_collection, a.seed)  # the student card's clips
+    n, coll, fams, tags, ref, real, groups = (cs[k] for k in ("n", "coll", "fams", "tags", "ref", "real", "groups"))
     real_m = measures(real) if a.realism else None
 
     def score(mels: torch.Tensor, teacher: torch.Tensor | None) -> dict:

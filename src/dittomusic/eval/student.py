@@ -22,6 +22,21 @@ from dittomusic.errors import DittoError
 from dittomusic.utils import atomic_write_text
 
 
+def card_clips(test, clf, device, per_collection: int, seed: int) -> dict:
+    """The student card's clips: per_collection test clips of each collection (n, their collection and
+    family labels, tags, mels and piece ids) and the FAD reference (classifier embeddings of all test clips)."""
+    from dittomusic.eval.base_model import pick_clips, stack_clips
+    from dittomusic.eval.classifier import predict
+    from dittomusic.generate import Tags
+
+    idx = pick_clips(test, per_collection, seed)
+    rows = [test.rows[i] for i in idx]
+    return {"n": len(idx), "coll": stack_clips(test, idx, "collection"), "fams": stack_clips(test, idx, "families"),
+            "tags": [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in rows],
+            "ref": predict(clf, stack_clips(test, list(range(len(test))), "mel").to(device))["embedding"].cpu().numpy(),
+            "real": stack_clips(test, idx, "mel"), "groups": [r.get("piece_id", i) for i, r in zip(idx, rows)]}
+
+
 def evaluate_student(student: str | Path | None, data: str | Path, classifier: str | Path | None = None, *,
                      teacher: str | Path | None = None, per_collection: int = 40, steps: tuple[int, ...] = (1, 2, 4, 8), teacher_steps: int = 20,
                      seed: int = 0, batch: int = 16, device: str | None = None, progress: bool = True,
@@ -32,11 +47,11 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
 
     from dittomusic.distill.student import get_student, student_sampler
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.base_model import generate_mels, pick_clips, stack_clips
+    from dittomusic.eval.base_model import generate_mels
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
     from dittomusic.eval.fad import fad
     from dittomusic.eval.realism import measures, realism_report
-    from dittomusic.generate import Pipeline, Tags
+    from dittomusic.generate import Pipeline
     from dittomusic.models.loading import bundled_path
 
     if not steps or min(steps) < 1:
@@ -48,13 +63,8 @@ def evaluate_student(student: str | Path | None, data: str | Path, classifier: s
     clf, _ = load_classifier(classifier or bundled_path("classifier"), pipe.device)
     test = MelDataset(data, "test", random_crop=False)
     names = test.vocab.collections
-    idx = pick_clips(test, per_collection, seed)
-    n = len(idx)
-    coll, fams = stack_clips(test, idx, "collection"), stack_clips(test, idx, "families")
-    tags = [Tags(r["collection"], list(r["instruments"]), r["tempo_bucket"], r["mode"]) for r in (test.rows[i] for i in idx)]
-    ref = predict(clf, stack_clips(test, list(range(len(test))), "mel").to(pipe.device))["embedding"].cpu().numpy()
-    real = stack_clips(test, idx, "mel")
-    groups = [test.rows[i].get("piece_id", i) for i in idx]
+    cs = card_clips(test, clf, pipe.device, per_collection, seed)
+    n, coll, fams, tags, ref, real, groups = (cs[k] for k in ("n", "coll", "fams", "tags", "ref", "real", "groups"))
     real_m = measures(real) if realism else None
 
     def yardstick(mels: torch.Tensor) -> dict:
@@ -189,4 +199,4 @@ def best_decode_steps(report: dict, max_fad_ratio: float = 1.5) -> int | None:
     return min(ok) if ok else None
 
 
-__all__ = ["evaluate_student", "report_markdown", "write_student_card", "best_decode_steps"]
+__all__ = ["card_clips", "evaluate_student", "report_markdown", "write_student_card", "best_decode_steps"]
