@@ -138,3 +138,37 @@ def test_convergence_reads_the_first_decode_within_a_tolerance():
     assert first_meet(history, 0, 3.5) == (5, 2, 3.0)
     assert first_meet(history, 1, 5.0) == (0, 1, 5.0)  # the unsteered decode already meets it
     assert first_meet(history, 0, 1.0) == (10, 3, 3.0)  # never met: all K, the best decode seen
+
+
+def _text_eval_folder(path, prompts, rows, mel_shape, seed):
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    json.dump({"config": {"real_clips": 120}, "prompts": [{"text": t} for t in prompts],
+               "rows": {r: {"realism": {"texture_fad": 1.0}} for r in rows}}, (path / "text_eval.json").open("w"))
+    for r in rows:
+        np.save(path / f"mels_{r}.npy", rng.uniform(-1, 0.5, (len(prompts), *mel_shape)).astype(np.float32))
+
+
+def test_text_realism_ci_pairs_rows_across_eval_folders(tiny_dataset, tmp_path, monkeypatch, capsys):
+    from dittomusic.data.dataset import MelDataset
+
+    root, _ = tiny_dataset
+    shape = tuple(MelDataset(root, "test", random_crop=False)[0]["mel"].shape)
+    prompts = [f"prompt {i}" for i in range(6)]
+    _text_eval_folder(tmp_path / "full", prompts, ["b", "c"], shape, 0)
+    _text_eval_folder(tmp_path / "variant", prompts, ["c"], shape, 1)
+    ci = _load("text_realism_ci")
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["text_realism_ci", "--data", str(root), "--boot", "20", *args])
+        ci.main()
+        return json.loads(capsys.readouterr().out)
+
+    own = run("--eval", str(tmp_path / "full"))
+    cross = run("--eval", str(tmp_path / "variant"), "--against-eval", str(tmp_path / "full"))
+    assert own["clips"] == cross["clips"] == 6 and own["texture_fad"]["b"] == pytest.approx(cross["texture_fad"]["b"])
+    assert own["texture_fad"]["c"] != pytest.approx(cross["texture_fad"]["c"])  # c from the variant's folder
+    assert cross["ratio"] == pytest.approx(cross["texture_fad"]["c"] / cross["texture_fad"]["b"])
+    _text_eval_folder(tmp_path / "other", [p + "!" for p in prompts], ["c"], shape, 2)
+    with pytest.raises(SystemExit, match="other prompts"):
+        run("--eval", str(tmp_path / "other"), "--against-eval", str(tmp_path / "full"))
