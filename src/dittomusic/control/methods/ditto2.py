@@ -115,19 +115,18 @@ def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[f
     extra = torch.randn(n - 1, *x_T.shape, generator=g).to(x_T.device, x_T.dtype)
     pool = torch.cat([x_T.detach()[None], extra])  # [n, B, ...]
     losses, best_mel, best_loss = [], None, torch.full((B,), math.inf)
+    pick = torch.zeros(B, dtype=torch.long)
     with torch.no_grad():
         for i in range(n):  # one batch of B per draw: the controls are per item
             mel = decode(pool[i])
             lv = loss(mel).detach().float().cpu()
             losses.append(lv)
-            better = torch.nan_to_num(lv, nan=math.inf) < best_loss  # strict: ties keep the first, as argmin
+            better = torch.nan_to_num(lv, nan=math.inf) < best_loss  # strict: ties keep the earlier draw
             if best_mel is None:
                 best_mel = mel.clone()
             best_mel[better.to(mel.device)] = mel[better.to(mel.device)]
-            best_loss = torch.where(better, lv, best_loss)
-    lv = torch.stack(losses)  # [n, B]
-    pick = torch.nan_to_num(lv, nan=math.inf).argmin(0)
-    return pool[pick, torch.arange(B)].clone(), lv.T.tolist(), best_mel
+            best_loss, pick = torch.where(better, lv, best_loss), torch.where(better, i, pick)
+    return pool[pick, torch.arange(B)].clone(), torch.stack(losses).T.tolist(), best_mel
 
 
 @register_method("ditto2", config=Ditto2Config, lr=DITTO2_LR, resumable=True, options=OPTIONS,
