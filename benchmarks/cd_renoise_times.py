@@ -28,11 +28,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--realism", action="store_true", help="also C2ST / grain / flatness (slower)")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="re-noise with the student's own noise estimate (a DDIM jump between the times, then to "
+                         "CLEAN) instead of fresh noise")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
 
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.distill.consistency import consistency_sample
+    from dittomusic.distill.consistency import CLEAN, consistency_sample, jump
     from dittomusic.distill.student import get_student
     from dittomusic.eval.base_model import generate_mels
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
@@ -78,11 +81,17 @@ def main() -> None:
             g = torch.Generator().manual_seed(0)
             noise = [torch.randn(x_T.shape, generator=g).to(x_T) for _ in range(k - 1)]
             with torch.no_grad():
-                x0 = consistency_sample(st, x_T, pipe.cond(tags[s:s + b], b), k, noise=noise, times=times)
+                cond = pipe.cond(tags[s:s + b], b)
+                if a.deterministic:  # x <- alpha_s f(x) + sigma_s eps_hat(x): no fresh noise between jumps
+                    x0 = x_T
+                    for t, u in zip(times, times[1:] + [CLEAN]):
+                        x0 = jump(st, x0, t, u, cond)
+                else:
+                    x0 = consistency_sample(st, x_T, cond, k, noise=noise, times=times)
                 out.append(pipe.backend.decode(x0, torch.Generator().manual_seed(a.seed + s + 1)).cpu())
         r = score(torch.cat(out), teacher)
         r["fad_over_teacher"] = r["fad"] / base["fad"]
-        print(json.dumps({"schedule": times, "steps": k, "seconds": round(time.perf_counter() - t0, 1), **r}), flush=True)
+        print(json.dumps({"schedule": times, "steps": k, "deterministic": a.deterministic, "seconds": round(time.perf_counter() - t0, 1), **r}), flush=True)
 
 
 if __name__ == "__main__":

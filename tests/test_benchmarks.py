@@ -172,3 +172,19 @@ def test_text_realism_ci_pairs_rows_across_eval_folders(tiny_dataset, tmp_path, 
     _text_eval_folder(tmp_path / "other", [p + "!" for p in prompts], ["c"], shape, 2)
     with pytest.raises(SystemExit, match="other prompts"):
         run("--eval", str(tmp_path / "other"), "--against-eval", str(tmp_path / "full"))
+
+
+def test_uncond_steps_compares_each_row_with_its_conditionings_20_steps(tiny_dataset, monkeypatch, capsys):
+    root, _ = tiny_dataset
+    bench = _load("uncond_steps")
+    monkeypatch.setattr(sys, "argv", ["uncond_steps", "--data", str(root), "--clips", "3", "--steps", "2",
+                                      "--tagged-steps", "2", "--students", "ctd", "--batch", "2", "--device", "cpu"])
+    bench.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["conditioning"], r["steps"]) for r in rows] == [
+        ("unconditional", 20), ("unconditional", 2), ("tagged", 20), ("tagged", 2), ("unconditional", 4)]
+    assert all(r["clips"] == 3 and r["texture_fad"] > 0 for r in rows)
+    assert "vs_20_steps" not in rows[0] and "vs_20_steps" not in rows[2]  # the references themselves
+    lo, hi = rows[1]["vs_20_steps"]["ci95"]
+    assert lo <= rows[1]["vs_20_steps"]["ratio"] <= hi
+    assert rows[1]["texture_fad"] != pytest.approx(rows[0]["texture_fad"])  # 2 steps sample differently

@@ -260,3 +260,33 @@ def test_search_starts_each_item_from_its_best_noise_draw(pipe, student_path):
     assert run(4, iters=3).report["search_losses"] == r["search_losses"]
     with pytest.raises(DittoError, match="--search"):
         run(0)
+
+
+def test_render_teacher_returns_the_teachers_sample_of_the_chosen_x_T(pipe, student_path):
+    from dittomusic.control.methods.ditto2 import UNCONDITIONAL_STEPS
+    from dittomusic.control.spec import method_default
+
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    tags = make_tags(pipe.vocab, collection="chorale")
+
+    def run(tags, render, **kw):
+        s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=0, render=render,
+                     optim=OptimConfig(iters=2, lr=0.05), **kw)
+        return run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
+
+    plain, out = run(tags, "decode"), run(tags, "teacher")
+    assert torch.equal(plain.x_T, out.x_T)  # the student's decodes still rank the iterates
+    with torch.no_grad():
+        want = pipe.sample(out.x_T, tags, sampler="ddim", steps=3, guidance=3.0)
+    assert torch.allclose(out.mel, want, atol=1e-6) and not torch.allclose(out.mel, plain.mel, atol=1e-3)
+    r = out.report
+    assert plain.report["render"] == "decode" and r["render"] == "teacher ddim 3"
+    assert r["model_calls"] == plain.report["model_calls"] + 3
+    assert r["rendered_loss"] == pytest.approx(ctrl.loss(out.mel).tolist(), rel=1e-5)
+    # unconditional: the teacher renders with UNCONDITIONAL_STEPS unless --teacher-steps says otherwise
+    assert run(None, "teacher").report["render"] == f"teacher ddim {UNCONDITIONAL_STEPS}"
+    assert run(None, "teacher", teacher_steps=2, decode_sampler="dpmpp_2m").report["render"] == "teacher dpmpp_2m 2"
+    with pytest.raises(DittoError, match="--render must be one of decode, teacher"):
+        run(tags, "vocoder")
+    assert method_default("text", "ditto2", "render") == "teacher"
+    assert method_default("intensity", "ditto2", "render") is None

@@ -90,8 +90,9 @@ def test_the_collection_term_averages_the_prompts_cosine_with_its_collections(sc
 @pytest.mark.parametrize("method", ["ditto", "ditto2"])
 def test_steering_raises_the_clap_score_over_the_initial_latent(pipe, scorer, student, method):
     ctrl = TextControl(PROMPT, scorer=scorer, frames=FR)
-    # search 1: steered from this x_T itself (the text task's default searches 32 draws first)
-    s = Settings(steps=2, student=str(student), decode="student", decode_steps=2, refresh=0, search=1,
+    # search 1: steered from this x_T itself (the text task's default searches 32 draws first); render
+    # decode: the clip the steps ranked, not the teacher's render of it (the text task's default)
+    s = Settings(steps=2, student=str(student), decode="student", decode_steps=2, refresh=0, search=1, render="decode",
                  optim=OptimConfig(iters=6, lr=0.1))
     x_T = pipe.backend.noise(2, FR, 0)
     out = run_control(pipe, method, ctrl, None, x_T=x_T, settings=s, task="text")

@@ -65,7 +65,7 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     out = tmp_path / "ev"
     args = ["eval", "text", "--data", str(root), "--out", str(out), "--model", str(tiny_model_path),
             "--classifier", str(clf), "--clap", str(claps[0]), "--judge-clap", str(claps[1]), "--student",
-            str(student), "--prompts", "3", "--steps", "2", "--iters", "2", "--batch", "2", "--seconds", "1.5",
+            str(student), "--prompts", "3", "--steps", "2", "--uncond-steps", "3", "--iters", "2", "--batch", "2", "--seconds", "1.5",
             "--c2st-steps", "3", "--vocoder", "griffinlim"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
@@ -79,12 +79,12 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
         assert np.isfinite(row["realism"]["texture_fad"]) and 0 <= row["realism"]["c2st"]["accuracy"] <= 1
         assert row["method"] == ("ditto2" if row["steered"] else None)
         assert np.load(out / f"mels_{k}.npy").shape == (3, 160, 128)
-    # the same x_T seed per prompt in every row: row a is plain unconditional sampling of seed + i
+    # the same x_T seed per prompt in every row: row a is plain unconditional sampling of seed + i, at --uncond-steps
     from dittomusic.generate import Pipeline
 
     pipe = Pipeline(tiny_model_path, "cpu", "griffinlim")
     with torch.no_grad():
-        a1 = pipe.backend.sample(pipe.backend.noise(1, 128, 1), None, steps=2)
+        a1 = pipe.backend.sample(pipe.backend.noise(1, 128, 1), None, steps=3)
     np.testing.assert_allclose(np.load(out / "mels_a.npy")[1], a1[0].numpy(), atol=1e-5)
     assert not np.allclose(np.load(out / "mels_a.npy"), np.load(out / "mels_c.npy"))
     md = (out / "README.md").read_text()
@@ -94,8 +94,12 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert "](spectrograms.png)" in md and (out / "spectrograms.png").stat().st_size > 1000
     assert "batches of 2)" in md and all(res["rows"][k]["batch"] == 2 for k in ROWS)
     # the text task's ditto2 defaults: a collection term and a search over noise draws
-    assert res["steering"] == {"iters": 2, "lr": 0.01, "prompt_terms": "collection", "search": 32}
+    assert res["steering"] == {"iters": 2, "lr": 0.01, "prompt_terms": "collection", "search": 32, "render": "teacher"}
     assert "from the best of 32 noise draws per clip" in md and '"a <collection>"' in md
+    assert "DDIM 2 steps with tags, 3 without" in md and "rendered by the teacher's DDIM" in md
+    # the teacher renders row c's clips at --uncond-steps (unconditional), row d's at --steps
+    assert {k: res["rows"][k]["render"] for k in ROWS} == {"a": "teacher ddim 3", "b": "teacher ddim 2",
+                                                            "c": "teacher ddim 3", "d": "teacher ddim 2"}
     assert "d_beats_b_on_second_clap" in res["targets"] and "ditto2_within_10s" in res["targets"]
     # texture FAD's uncertainty over prompts, (c) and the unsteered (a) against (b)
     ci = res["texture_fad_ci"]

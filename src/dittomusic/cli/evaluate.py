@@ -244,8 +244,14 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @click.option("--method", type=click.Choice(["ditto2", "ditto"]), default="ditto2", show_default=True,
               help="Steering method of rows c and d (ditto2 falls back to ditto without a student of the model).")
 @click.option("--student", default=None, help="ditto2's student [default: the bundled CTD student].")
-@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="DDIM steps of the tagged rows (b, and d's render).")
+@click.option("--uncond-steps", type=click.IntRange(min=1), default=None,
+              help="DDIM steps of the unconditional rows (a, and c's render) [default: 50, see "
+                   "benchmarks/uncond_steps.py].")
 @click.option("--guidance", type=FINITE, default=3.0, show_default=True)
+@click.option("--render", type=click.Choice(["decode", "teacher"]), default=None,
+              help="ditto2's --render in rows c and d [default: the text task's, teacher].")
 @click.option("--iters", type=click.IntRange(min=0), default=None,
               help="Optimization steps [default: the text task's, 20 for ditto2, 70 for ditto].")
 @click.option("--lr", type=FINITE, default=None, help="Adam step size [default: the method's].")
@@ -261,14 +267,15 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @click.option("--device", default=None)
 @vocoder_option
 @friendly
-def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, method, student, steps, guidance, iters,
-              lr, search, prompt_terms, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
+def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, method, student, steps, uncond_steps,
+              guidance, render, iters, lr, search, prompt_terms, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
     """Text control on held-out prompts: (a) unconditional, (b) tags parsed from the prompt, (c) unconditional +
     CLAP-steered, (d) tags + CLAP-steered, judged by the tag classifier, a second CLAP and realism."""
     from dittomusic.eval.text import TextEvalConfig, evaluate_text
 
     cfg = TextEvalConfig(data=data, out=out, prompts=prompts, clap=clap, judge_clap=judge_clap, classifier=classifier,
-                         model=model_path, method=method, student=student, steps=steps, guidance=guidance, iters=iters,
+                         model=model_path, method=method, student=student, steps=steps, uncond_steps=uncond_steps,
+                         guidance=guidance, render=render, iters=iters,
                          lr=lr, search=search, prompt_terms=prompt_terms, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
                          device=device, vocoder=vocoder)
     evaluate_text(cfg)

@@ -261,7 +261,9 @@ class TextEvalConfig:
     method: str = "ditto2"  # ditto when the model has no student
     student: str | None = None
     steps: int = 20
+    uncond_steps: int | None = None  # rows a and c's DDIM steps (None: ditto2's UNCONDITIONAL_STEPS)
     guidance: float = 3.0
+    render: str | None = None  # ditto2's --render in rows c and d (None: the text task's)
     iters: int | None = None  # None: the text task's default
     lr: float | None = None  # None: the method's
     search: int | None = None  # ditto2's noise draws per clip (None: the text task's default)
@@ -277,7 +279,7 @@ class TextEvalConfig:
     rows: tuple[str, ...] = tuple(ROWS)
 
     FIXED = ("data", "prompts", "clap", "judge_clap", "classifier", "model", "method", "student", "steps",
-             "guidance", "iters", "lr", "search", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
+             "uncond_steps", "guidance", "render", "iters", "lr", "search", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
 
     def __post_init__(self):
         if self.prompts < 1:
@@ -356,14 +358,20 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     from dittomusic.control.spec import method_default
 
     results["steering"] = {"iters": optim.iters, "lr": optim.lr, "prompt_terms": cfg.prompt_terms,
-                           "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1}
+                           "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1,
+                           "render": (cfg.render or method_default("text", method, "render", "decode"))
+                           if method == "ditto2" else "decode"}
+    from dittomusic.control.methods.ditto2 import UNCONDITIONAL_STEPS
+
+    uncond_steps = results["uncond_steps"] = cfg.uncond_steps or UNCONDITIONAL_STEPS
     for row in cfg.rows:
         if row in results["rows"]:
             log.info("row %s done, skipped", row)
             continue
         label, conditioned, steered = ROWS[row]
         log.info("row %s: %s, %d prompts", row, label, len(prompts))
-        mels, wall, calls = [], 0.0, 0
+        mels, wall, calls, renders = [], 0.0, 0, set()
+        row_steps = cfg.steps if conditioned else uncond_steps
         for s in range(0, len(prompts), cfg.batch):
             idx = list(range(s, min(len(prompts), s + cfg.batch)))
             x_T = _noise(backend, idx, frames, cfg.seed)
@@ -373,23 +381,27 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
                                                    terms=cfg.prompt_terms)
                                        for i in idx])
                 settings = Settings(steps=cfg.steps, guidance=cfg.guidance, optim=optim, progress=progress,
-                                    student=cfg.student, search=cfg.search)
+                                    student=cfg.student, search=cfg.search, render=cfg.render,
+                                    teacher_steps=None if conditioned else cfg.uncond_steps)
                 o = run_control(backend, method, ctrl, tags, seed=cfg.seed + s, x_T=x_T, settings=settings,
                                 task="text")
                 mels.append(o.mel.detach().cpu())
                 wall += o.report["method_wall_s"]
                 calls += o.report["model_calls"]
+                renders.add(o.report.get("render", "decode"))
             else:
                 t0 = time.perf_counter()
                 with torch.no_grad():
-                    mels.append(backend.sample(x_T, backend.make_cond(tags, len(idx)), steps=cfg.steps,
+                    mels.append(backend.sample(x_T, backend.make_cond(tags, len(idx)), steps=row_steps,
                                                guidance=cfg.guidance).cpu())
                 wall += time.perf_counter() - t0
-                calls += cfg.steps
+                calls += row_steps
         mel = torch.cat(mels)
         np.save(out / f"mels_{row}.npy", mel.float().numpy())
         results["rows"][row] = score_row(row, mel, texts, exps, scorer, judge, real, real_m, groups, cfg, wall,
                                          calls, method if steered else None)
+        # how the row's clips were made: the sampler and steps, or the steering's returned audio
+        results["rows"][row]["render"] = ", ".join(sorted(renders)) if steered else f"teacher ddim {row_steps}"
         atomic_write_text(res_path, json.dumps(results, indent=1))
     results["texture_fad_ci"] = texture_fad_intervals(out, results, real)
     results["targets"] = targets(results)
@@ -516,7 +528,9 @@ def _steering(results: dict) -> str:
     terms = ', its loss averaging each prompt\'s cosine with "a <collection>"\'s where the prompt names one' \
         if st["prompt_terms"] == "collection" else ""
     search = f", from the best of {st['search']} noise draws per clip" if st["search"] > 1 else ""
-    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms})"
+    render = ", ranked on the student's decodes and rendered by the teacher's DDIM" \
+        if st.get("render") == "teacher" else ""
+    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{render})"
 
 
 def _ci_note(results: dict) -> str:
@@ -541,7 +555,8 @@ def report_markdown(results: dict) -> str:
     lines = ["# Text control evaluation", "",
              f"{n} prompts from test clips in held-out caption templates (the CLAP never trained on their phrasing), "
              f"{results['parsed_nothing']} of them with no tag the keyword parser knows; seed {c['seed']} per prompt "
-             f"index in every row; DDIM {c['steps']} steps, CFG {c['guidance']:g}; steering: "
+             f"index in every row; DDIM {c['steps']} steps with tags, "
+             f"{c.get('uncond_steps') or results.get('uncond_steps', c['steps'])} without, CFG {c['guidance']:g}; steering: "
              f"{results['steering_method']} with {results['clap']}{_steering(results)}. Judged by measures the optimizer never saw: the "
              f"tag classifier, the second CLAP ({results.get('judge_clap') or 'none'}), realism against real test "
              "clips. Collection / family accuracy: over the prompts that name one.", "",
