@@ -39,7 +39,6 @@ def main() -> None:
     from dittomusic.eval.text import _noise
     from dittomusic.generate import Pipeline, Tags
 
-    torch.set_grad_enabled(False)
     pipe = Pipeline(None, a.device)
     be = pipe.backend
     test = MelDataset(a.data, "test", random_crop=False)
@@ -55,7 +54,8 @@ def main() -> None:
     def report(name: str, cond: str, steps: int, fn) -> None:
         t0, mels = time.perf_counter(), []
         for s in range(0, n, a.batch):
-            mels.append(fn(x_T[s:s + a.batch], list(range(s, min(n, s + a.batch)))).float().cpu())
+            with torch.no_grad():
+                mels.append(fn(x_T[s:s + a.batch], list(range(s, min(n, s + a.batch)))).float().cpu())
         mel = torch.cat(mels)
         emb, m = texture_embedding(mel), measures(mel)
         out = {"row": name, "conditioning": cond, "steps": steps, "clips": n,

@@ -21,6 +21,18 @@ settings.register_profile("deep", max_examples=2000, deadline=timedelta(seconds=
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _autograd_left_on():
+    """A test (or a benchmark's main() run in-process) that switches autograd off globally fails here,
+    instead of every later test that trains."""
+    import torch
+
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("this test left autograd switched off (torch.set_grad_enabled(False) outside a with block)")
+
+
 @pytest.fixture(scope="session")
 def mel_cfg() -> MelConfig:
     return MelConfig()

@@ -180,6 +180,9 @@ def test_uncond_steps_compares_each_row_with_its_conditionings_20_steps(tiny_dat
     monkeypatch.setattr(sys, "argv", ["uncond_steps", "--data", str(root), "--clips", "3", "--steps", "2",
                                       "--tagged-steps", "2", "--students", "ctd", "--batch", "2", "--device", "cpu"])
     bench.main()
+    import torch
+
+    assert torch.is_grad_enabled()  # it runs in-process: no global switch may leak into later tests
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["conditioning"], r["steps"]) for r in rows] == [
         ("unconditional", 20), ("unconditional", 2), ("tagged", 20), ("tagged", 2), ("unconditional", 4)]
