@@ -24,7 +24,7 @@ alone found CLAP-pleasing textures that the tag classifier did not read as the p
 Render (`--render teacher`). The student's decode ranks the iterates, then the chosen x_T is
 rendered once more by the teacher's sampler (--decode-sampler, --teacher-steps; an unconditional
 clip takes UNCONDITIONAL_STEPS by default) and that is the returned clip. Text control uses it: the
-CTD student's 4-step decode of an unconditional x_T is cleaner than the teacher's (flatness 0.82x
+CTD student's 4-step decode of an unconditional x_T is cleaner than the teacher's (flatness 0.81x
 real, background 3 dB lower), and the unconditional teacher needs ~50 DDIM steps where CFG
 sampling needs 20 (benchmarks/uncond_steps.py).
 
