@@ -29,6 +29,7 @@ def main() -> None:
 
     from dittomusic.clap.scorer import load_scorer
     from dittomusic.data.dataset import MelDataset
+    from dittomusic.eval.realism import spread_indices
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -37,7 +38,7 @@ def main() -> None:
     a = ap.parse_args()
     prompts = [p for p in json.load(open(a.eval))["prompts"] if p["expected"].get("collection")]
     test = MelDataset(a.data, "test", random_crop=False)
-    idx = sorted(set(np.linspace(0, len(test) - 1, min(a.clips, len(test))).round().astype(int).tolist()))
+    idx = spread_indices(len(test), a.clips)
     mel = torch.stack([test[i]["mel"] for i in idx])
     cols = [test.rows[i]["collection"] for i in idx]
     names = sorted(set(cols))

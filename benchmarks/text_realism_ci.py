@@ -21,7 +21,7 @@ import torch
 
 def main() -> None:
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.realism import texture_embedding, texture_fad_of, texture_fad_ratio_ci
+    from dittomusic.eval.realism import spread_indices, texture_embedding, texture_fad_of, texture_fad_ratio_ci
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -38,7 +38,7 @@ def main() -> None:
     res = json.loads((Path(a.eval) / "text_eval.json").read_text())
     test = MelDataset(a.data, "test", random_crop=False)
     n_real = res["config"].get("real_clips", 120)
-    ridx = sorted(set(np.linspace(0, len(test) - 1, min(n_real, len(test))).round().astype(int).tolist()))
+    ridx = spread_indices(len(test), n_real)
     real = texture_embedding(torch.stack([test[i]["mel"] for i in ridx]))
     where = [Path(a.mels or a.eval), Path(a.against_eval or a.mels or a.eval)]
     x, y = (texture_embedding(torch.from_numpy(np.load(d / f"mels_{r}.npy"))) for d, r in zip(where, a.rows))

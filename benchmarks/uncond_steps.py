@@ -35,14 +35,14 @@ def main() -> None:
 
     from dittomusic.data.dataset import MelDataset
     from dittomusic.distill.student import get_student, student_sampler
-    from dittomusic.eval.realism import measures, texture_embedding, texture_fad_of, texture_fad_ratio_ci
+    from dittomusic.eval.realism import measures, spread_indices, texture_embedding, texture_fad_of, texture_fad_ratio_ci
     from dittomusic.eval.text import _noise
     from dittomusic.generate import Pipeline, Tags
 
     pipe = Pipeline(None, a.device)
     be = pipe.backend
     test = MelDataset(a.data, "test", random_crop=False)
-    idx = np.linspace(0, len(test) - 1, min(a.clips, len(test))).round().astype(int)
+    idx = spread_indices(len(test), a.clips)
     real = torch.stack([test[i]["mel"] for i in idx])
     ref, rm = texture_embedding(real), measures(real)
     rows = [test.rows[i] for i in idx]

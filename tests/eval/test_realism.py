@@ -331,3 +331,12 @@ def test_benchmark_runs_on_the_tiny_dataset(tiny_dataset, tiny_model_path, tmp_p
     assert set(out["conditions"]) == {"validation", "noise_heavy", "v1"} and cache.exists()
     assert out["conditions"]["noise_heavy"]["ratio_flatness_mean"] > 2  # seen without any training of the critic
     assert "c2st_v1_minus_real" in out["checks"]
+
+
+def test_spread_indices_cover_both_ends_without_repeats():
+    from dittomusic.eval.realism import spread_indices
+
+    assert spread_indices(10, 4) == [0, 3, 6, 9]
+    assert spread_indices(5, 120) == [0, 1, 2, 3, 4]  # a small split: every clip once
+    idx = spread_indices(1104, 120)
+    assert len(idx) == 120 and idx[0] == 0 and idx[-1] == 1103 and idx == sorted(set(idx))

@@ -173,8 +173,9 @@ class _Bench:
     @cached_property
     def real_mels(self) -> torch.Tensor:
         test = self.refs[2]
-        idx = np.linspace(0, len(test) - 1, min(REAL_CLIPS, len(test))).round().astype(int)
-        return torch.stack([test[int(i)]["mel"] for i in sorted(set(idx))])
+        from dittomusic.eval.realism import spread_indices
+
+        return torch.stack([test[i]["mel"] for i in spread_indices(len(test), REAL_CLIPS)])
 
     def targets(self, task: str):
         from dittomusic.control.spec import get_task

@@ -255,6 +255,12 @@ def onset_concentration(mels, top: float = 0.05) -> np.ndarray:
     return share.clamp_min(top).numpy().astype(np.float64)
 
 
+def spread_indices(total: int, n: int) -> list[int]:
+    """n indices spread evenly over range(total), both ends included (all of them when n >= total): how
+    the evals pick their real reference clips from a test split, so that every caller picks the same."""
+    return sorted(set(np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist()))
+
+
 def measures(mels, cfg: MelConfig | None = None) -> dict:
     """Every scalar measure of one set of clips, with the per-frame ones as distributions."""
     fm = _frame_measures(mels, cfg)

@@ -318,7 +318,7 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     from dittomusic.control.tasks.text import TextControl
     from dittomusic.clap.scorer import load_scorer
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.eval.realism import measures
+    from dittomusic.eval.realism import measures, spread_indices
     from dittomusic.generate import Pipeline, Tags
 
     get_method(cfg.method)
@@ -348,8 +348,7 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     results["parsed_nothing"] = sum(1 for t in parsed if not (t.collection or t.instruments or t.tempo or t.mode))
 
     test = MelDataset(cfg.data, "test", random_crop=False)
-    ridx = np.linspace(0, len(test) - 1, min(cfg.real_clips, len(test))).round().astype(int)
-    ridx = sorted(set(int(i) for i in ridx))
+    ridx = spread_indices(len(test), cfg.real_clips)
     real = torch.stack([test[i]["mel"] for i in ridx])
     real_m = measures(real)
     groups = [test.rows[i]["piece_id"] for i in ridx]
