@@ -9,6 +9,7 @@ variant with the second opinions:
 - terms: the text task's default loss, the prompt's cosine averaged with "a <collection>"'s;
 - cropK: the mean of that over K random crops (50-100 % of the clip) per step, against scores
   that only the whole clip earns (differentiable augmentation, as in CLIP-guided generation);
+- collW: as terms, with weight W on the "a <collection>" cosine and 1 - W on the prompt's (terms: 0.5);
 - nceT: -log softmax at temperature T of the prompt's cosine against 64 train captions, so the clip
   must match the prompt better than typical captions.
 
@@ -17,6 +18,11 @@ comparison (plain, crop4, nce0.1) ran before those defaults, at --iters 70 --sea
 
     python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain crop4 nce0.1 --iters 70 --search 1
     python benchmarks/text_loss_variants.py --data data/full --out runs/text_variants --variants plain terms --search 16 --iters 20
+
+--tol, --refresh and --steer set ditto2's per-clip tolerance, refresh interval and what Adam moves
+(`--tol 0 --refresh 10` is the text task's setting before its tolerance):
+
+    python benchmarks/text_loss_variants.py --data data/full --out runs/tv --prompts 90 --variants terms --tol 0 --refresh 10
 """
 
 from __future__ import annotations
@@ -62,7 +68,19 @@ def variant_loss(name: str, bank: list[str]):
             return -torch.log_softmax(s / temp, dim=-1)[:, 0]
 
         return nce
-    raise SystemExit(f"unknown variant {name!r}: plain, terms, crop<K> or nce<T>")
+    if m := re.fullmatch(r"coll([\d.]+)", name):
+        weight = float(m.group(1))
+
+        def coll(self, mel):
+            if not self.terms:
+                return plain(self, mel)
+            mel = self._check_mel(mel)
+            self._follow(mel)
+            s = self.scorer.score(mel.float(), [self.prompt, *self.terms])
+            return 1 - ((1 - weight) * s[:, 0] + weight * s[:, 1:].mean(1))
+
+        return coll
+    raise SystemExit(f"unknown variant {name!r}: plain, terms, coll<W>, crop<K> or nce<T>")
 
 
 def main() -> None:
@@ -78,6 +96,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--search", type=int, help="ditto2's noise draws per clip [default: the text task's]")
+    ap.add_argument("--tol", type=float, help="the optimizer's --tol [default: the text task's]")
+    ap.add_argument("--refresh", type=int, help="ditto2's --refresh [default: the text task's]")
+    ap.add_argument("--steer", choices=("noise", "mix"), help="ditto2's --steer [default: the text task's]")
     a = ap.parse_args()
     train = MelDataset(a.data, "train", random_crop=False)
     bank = [train.rows[i]["caption"] for i in random.Random(0).sample(range(len(train)), 64)]
@@ -86,10 +107,11 @@ def main() -> None:
         TextControl.loss = variant_loss(name, bank)  # evaluate_text builds TextControls itself
         try:
             folder = Path(a.out) / (name + (f"_s{a.search}" if a.search else "") + (
-                f"_k{a.iters}" if a.iters is not None else "") + (f"_lr{a.lr:g}" if a.lr else ""))
+                f"_k{a.iters}" if a.iters is not None else "") + (f"_lr{a.lr:g}" if a.lr else "") + (f"_{a.steer}" if a.steer else "")
+                + (f"_tol{a.tol:g}" if a.tol is not None else "") + (f"_r{a.refresh}" if a.refresh is not None else ""))
             cfg = TextEvalConfig(data=a.data, out=str(folder), prompts=a.prompts, rows=("c",), c2st=False,
-                                 iters=a.iters, lr=a.lr, search=a.search,
-                                 prompt_terms="collection" if name == "terms" else "none")
+                                 iters=a.iters, lr=a.lr, search=a.search, steer=a.steer, tol=a.tol, refresh=a.refresh,
+                                 prompt_terms="collection" if name == "terms" or name.startswith("coll") else "none")
             r = evaluate_text(cfg, progress=False)
         finally:
             TextControl.loss = plain
@@ -97,7 +119,7 @@ def main() -> None:
         col = [it["collection_hit"] for it, p in zip(row["items"], prompts) if p["expected"].get("collection")]
         fam = [it["family_hit"] for it in row["items"] if it["family_hit"] is not None]
         n = len(row["items"])
-        print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr, "search": a.search,
+        print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr, "search": a.search, "steer": a.steer, "tol": a.tol, "refresh": a.refresh,
                           "collection_hits": [sum(col), len(col)], "family_hits": [sum(fam), len(fam)],
                           "clap": sum(it["clap"] for it in row["items"]) / n,
                           "clap2": sum(it["clap2"] for it in row["items"]) / n,

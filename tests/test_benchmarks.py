@@ -191,3 +191,22 @@ def test_uncond_steps_compares_each_row_with_its_conditionings_20_steps(tiny_dat
     lo, hi = rows[1]["vs_20_steps"]["ci95"]
     assert lo <= rows[1]["vs_20_steps"]["ratio"] <= hi
     assert rows[1]["texture_fad"] != pytest.approx(rows[0]["texture_fad"])  # 2 steps sample differently
+
+
+def test_text_tol_scores_real_clips_of_a_split_against_prompts_about_them(tiny_dataset, capsys):
+    from dittomusic.data.dataset import MelDataset
+    from dittomusic.errors import DittoError
+
+    root, _ = tiny_dataset
+    bench = _load("text_tol")
+    val = len(MelDataset(root, "val", random_crop=False))
+    out = bench.main(["--data", str(root), "--prompts", "500"])
+    assert json.loads(capsys.readouterr().out.strip()) == out
+    q = out["score"]
+    assert out["split"] == "val" and out["clips"] == val  # capped at the split's clips
+    assert q["p10"] <= q["p25"] <= q["p50"] <= q["p75"] <= q["p90"] and -1 <= q["p10"] and q["p90"] <= 1
+    assert out["tol_at_median"] == pytest.approx(1 - q["p50"], abs=1e-4)
+    test = bench.main(["--data", str(root), "--prompts", "3", "--split", "test"])
+    assert test["clips"] == 3 and test["score"] != q  # other clips, other scores
+    with pytest.raises(DittoError, match="split"):
+        bench.main(["--data", str(root), "--split", "nosuch"])

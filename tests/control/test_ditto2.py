@@ -290,3 +290,90 @@ def test_render_teacher_returns_the_teachers_sample_of_the_chosen_x_T(pipe, stud
         run(tags, "vocoder")
     assert method_default("text", "ditto2", "render") == "teacher"
     assert method_default("intensity", "ditto2", "render") is None
+
+
+def test_mix_is_a_unit_weighted_sum_of_the_draws():
+    from dittomusic.control.methods.ditto2 import mix
+
+    pool = torch.randn(5, 3, 4, 6)  # [n, B, ...]
+    w = torch.rand(3, 5) + 0.1
+    want = torch.stack([sum(w[b, i] * pool[i, b] for i in range(5)) / w[b].norm() for b in range(3)])
+    assert torch.allclose(mix(w, pool), want, atol=1e-6)
+    assert torch.allclose(mix(7 * w, pool), mix(w, pool), atol=1e-6)  # only the direction of w counts
+    one_hot = torch.nn.functional.one_hot(torch.tensor([4, 0, 2]), 5).float()
+    assert torch.equal(mix(one_hot, pool), pool[[4, 0, 2], torch.arange(3)])  # exactly the picked draws
+    # a fixed unit mix of iid N(0, 1) draws is N(0, 1) again: unit variance, not the shrunken variance of an average
+    big = torch.randn(5, 1, 200_000)
+    assert mix(torch.ones(1, 5), big).std().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_steer_mix_moves_x_T_only_within_the_span_of_the_search_draws(pipe, student_path, monkeypatch):
+    from dittomusic.control.methods import ditto2 as d2
+
+    seen = {}
+    real_search = d2.search_start
+
+    def spy(*a, **kw):
+        out = real_search(*a, **kw)
+        seen["pool"], seen["pick"] = out[3], out[4]
+        return out
+
+    monkeypatch.setattr(d2, "search_start", spy)
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    tags = make_tags(pipe.vocab, collection="chorale")
+
+    def run(steer, iters=4, search=4):
+        s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=2, search=search,
+                     steer=steer, optim=OptimConfig(iters=iters, lr=0.3))
+        return run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
+
+    searched, out = run("mix", iters=0), run("mix")
+    assert out.report["steer"] == "mix"
+    pool, pick = seen["pool"], seen["pick"]
+    assert torch.equal(searched.x_T, pool[pick, torch.arange(2)])  # K = 0: the search's pick itself
+    hist = out.report["decoded_history"]  # [k, losses]: refreshes at k = 0, 2, 4
+    assert [k for k, _ in hist][:3] == [0, 2, 4] and hist[0][1] != hist[1][1]  # the iterates moved
+    for b in range(2):  # the best x_T is a combination of this item's draws
+        basis = pool[:, b].reshape(pool.shape[0], -1).T.double()
+        x = out.x_T[b].reshape(-1, 1).double()
+        coef = torch.linalg.lstsq(basis, x).solution
+        assert (basis @ coef - x).norm() / x.norm() < 1e-5
+        assert coef.norm().item() == pytest.approx(1.0, rel=1e-4)  # unit weights: the mix keeps N(0, I)'s scale
+    assert all(a <= b + 1e-6 for a, b in zip(ctrl.loss(out.mel).tolist(), ctrl.loss(searched.mel).tolist()))
+    noise = run("noise")
+    assert noise.report["steer"] == "noise" and not torch.equal(noise.x_T, out.x_T)
+    assert run("mix", search=1).report["steer"] == "noise"  # no draws to mix
+    with pytest.raises(DittoError, match="--steer"):
+        run("weights")
+
+
+def test_an_item_within_tol_keeps_the_first_decode_that_met_it_while_the_others_go_on(pipe, student_path):
+    tags = make_tags(pipe.vocab, collection="chorale")
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+
+    def run(tol, iters=8):
+        s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=2,
+                     optim=OptimConfig(iters=iters, lr=0.05, tol=tol))
+        return run_control(pipe, "ditto2", ctrl, tags, seed=0, batch=2, settings=s)
+
+    free, start = run(None), run(None, iters=0)
+    first = torch.tensor(free.report["decoded_history"][0][1])  # the decodes at k = 0
+    easy, hard = int(first.argmin()), int(first.argmax())
+    tol = float(first.min()) + 1e-6  # the easy item meets it at the start, the other does not
+    assert float(first.max()) > tol
+    out = run(tol)
+    r = out.report
+    assert r["within_tol"][easy] and r["decoded_best_iter"][easy] == 0
+    assert torch.equal(out.x_T[easy], start.x_T[easy])  # untouched by the 8 updates
+    # the other item's path is its own (the easy item's freeze does not change it): it meets tol, if at
+    # all, at the refresh where the free run's decode of it first does, and the run stops there
+    hard_at = [(k, lv[hard]) for k, lv in free.report["decoded_history"][:5] if lv[hard] <= tol]
+    if hard_at:
+        k, lv = hard_at[0]
+        assert r["stopped"] == "tolerance" and r["iterations"] == k and r["decoded_best_iter"][hard] == k
+        assert ctrl.loss(out.mel)[hard].item() == pytest.approx(lv, rel=1e-4)
+    else:
+        assert r["stopped"] == "iters" and r["iterations"] == 8 and not r["within_tol"][hard]
+        assert torch.equal(out.x_T[hard], free.x_T[hard])
+    assert not torch.equal(out.x_T[hard], start.x_T[hard])
+    assert run(None).report["within_tol"] is None

@@ -93,9 +93,13 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert "Targets (issue #21)" in md and "held-out caption templates" in md
     assert "](spectrograms.png)" in md and (out / "spectrograms.png").stat().st_size > 1000
     assert "batches of 2)" in md and all(res["rows"][k]["batch"] == 2 for k in ROWS)
-    # the text task's ditto2 defaults: a collection term and a search over noise draws
-    assert res["steering"] == {"iters": 2, "lr": 0.01, "prompt_terms": "collection", "search": 32, "render": "teacher"}
+    # the text task's ditto2 defaults: a collection term, a search over noise draws, a tolerance
+    from dittomusic.control.tasks.text import STEER_TOL
+
+    assert res["steering"] == {"iters": 2, "lr": 0.01, "tol": STEER_TOL, "prompt_terms": "collection", "search": 32,
+                               "render": "teacher", "steer": "noise"}
     assert "from the best of 32 noise draws per clip" in md and '"a <collection>"' in md
+    assert f"each clip stopping once its decode's loss is within {STEER_TOL:g}" in md
     assert "DDIM 2 steps with tags, 3 without" in md and "rendered by the teacher's DDIM" in md
     # the teacher renders row c's clips at --uncond-steps (unconditional), row d's at --steps
     assert {k: res["rows"][k]["render"] for k in ROWS} == {"a": "teacher ddim 3", "b": "teacher ddim 2",
@@ -116,6 +120,9 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert r.exit_code == 1 and "other settings (seed)" in r.output
     r = CliRunner().invoke(cli, args + ["--prompt-terms", "none"])
     assert r.exit_code == 1 and "other settings (prompt_terms)" in r.output
+    for flag, value, key in (("--tol", "0", "tol"), ("--refresh", "1", "refresh"), ("--steer", "mix", "steer")):
+        r = CliRunner().invoke(cli, args + [flag, value])  # each reaches the run's settings
+        assert r.exit_code == 1 and f"other settings ({key})" in r.output
 
 
 def test_eval_text_falls_back_to_ditto_without_a_student_and_notes_a_missing_second_clap(

@@ -67,7 +67,8 @@ def click_options(options) -> list[click.Option]:
               help="Optimization steps K [default: by task, 150 for melody/structure, 70 otherwise].")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Adam step size [default: by method, 5e-3, 1e-2 for ditto2].")
-@click.option("--tol", type=FINITE, default=None, help="Stop once every clip's loss is at or below this.")
+@click.option("--tol", type=FINITE, default=None, help="A clip whose loss is at or below this keeps that iterate (DITTO-2: read on "
+              "its real decodes); the run stops once every clip is [default: by task, 0.556 for text (benchmarks/text_tol.py), else none].")
 @click.option("--no-checkpoint", is_flag=True, help="Keep every sampler step's activations (much more memory).")
 @click.option("--out", default="control.wav", show_default=True, type=click.Path(dir_okay=False),
               help="Output wav (with --batch N: OUT_0.wav ...); a target-vs-achieved PNG is written beside it.")

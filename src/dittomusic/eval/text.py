@@ -187,21 +187,23 @@ class EvalPrompt:
     parsed: dict  # the keyword parser's tags (rows b and d condition on them)
 
 
-def eval_prompts(data: str | Path, n: int, seed: int = 0, parse_vocab: dict | None = None) -> list[EvalPrompt]:
+def eval_prompts(data: str | Path, n: int, seed: int = 0, parse_vocab: dict | None = None,
+                 split: str = "test") -> list[EvalPrompt]:
     """n prompts from test clips' metadata in held-out templates and synonyms. The first ones cover
     every collection and instrument family of the test split (named in the prompt), then one clip
     per piece, round-robin over collections; each clip's claims are its expectation. parse_vocab:
-    the model's tag vocabulary, which the keyword parser maps each prompt to (default: the data's)."""
+    the model's tag vocabulary, which the keyword parser maps each prompt to (default: the data's).
+    split: whose clips (the eval's are the test split's; calibration uses val's)."""
     from dittomusic.clap.captions import BY_ID, fill, loudness_trend
     from dittomusic.data.arrange import BY_NAME
     from dittomusic.data.dataset import MelDataset
     from dittomusic.generate import caption_to_tags
     from dittomusic.utils import stable_hash
 
-    test = MelDataset(data, "test", random_crop=False)
+    test = MelDataset(data, split, random_crop=False)
     vocab, rows = test.vocab, test.rows
     if not rows:
-        raise DittoError(f"{data} has no test clips to draw eval prompts from")
+        raise DittoError(f"{data} has no {split} clips to draw eval prompts from")
     rng = np.random.default_rng(stable_hash(seed, "text-eval"))
     order = [int(i) for i in rng.permutation(len(rows))]
     # one clip per piece first (more variety), then the rest
@@ -229,7 +231,7 @@ def eval_prompts(data: str | Path, n: int, seed: int = 0, parse_vocab: dict | No
     rr = [lst[k] for k in range(max(map(len, by.values()), default=0)) for lst in by.values() if k < len(lst)]
     picks += [(i, False) for i in rr]
     if len(picks) < n:
-        raise DittoError(f"the test split of {data} has {len(picks)} clips, fewer than the {n} prompts asked for")
+        raise DittoError(f"the {split} split of {data} has {len(picks)} clips, fewer than the {n} prompts asked for")
     model_vocab = parse_vocab or vocab.to_dict()
     out = []
     for k, (i, name_coll) in enumerate(picks[:n]):
@@ -267,6 +269,9 @@ class TextEvalConfig:
     iters: int | None = None  # None: the text task's default
     lr: float | None = None  # None: the method's
     search: int | None = None  # ditto2's noise draws per clip (None: the text task's default)
+    steer: str | None = None  # ditto2's --steer (None: the text task's)
+    tol: float | None = None  # the optimizer's --tol (None: the text task's)
+    refresh: int | None = None  # ditto2's --refresh (None: the text task's)
     prompt_terms: str = "collection"  # phrases scored beside the prompt (control/tasks/text.py)
     seed: int = 0
     batch: int = 8
@@ -279,7 +284,7 @@ class TextEvalConfig:
     rows: tuple[str, ...] = tuple(ROWS)
 
     FIXED = ("data", "prompts", "clap", "judge_clap", "classifier", "model", "method", "student", "steps",
-             "uncond_steps", "guidance", "render", "iters", "lr", "search", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
+             "uncond_steps", "guidance", "render", "iters", "lr", "search", "steer", "tol", "refresh", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
 
     def __post_init__(self):
         if self.prompts < 1:
@@ -353,13 +358,15 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     real_m = measures(real)
     groups = [test.rows[i]["piece_id"] for i in ridx]
     frames = backend.frames_for(cfg.seconds)
-    optim = resolve("text", method, cfg.iters, cfg.lr)[1]
+    optim = resolve("text", method, cfg.iters, cfg.lr, cfg.tol)[1]
     from dittomusic.control.spec import method_default
 
-    results["steering"] = {"iters": optim.iters, "lr": optim.lr, "prompt_terms": cfg.prompt_terms,
+    results["steering"] = {"iters": optim.iters, "lr": optim.lr, "tol": optim.tol, "prompt_terms": cfg.prompt_terms,
                            "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1,
                            "render": (cfg.render or method_default("text", method, "render", "decode"))
-                           if method == "ditto2" else "decode"}
+                           if method == "ditto2" else "decode",
+                           "steer": (cfg.steer or method_default("text", method, "steer", "noise"))
+                           if method == "ditto2" else "noise"}
     from dittomusic.control.methods.ditto2 import UNCONDITIONAL_STEPS
 
     uncond_steps = results["uncond_steps"] = cfg.uncond_steps or UNCONDITIONAL_STEPS
@@ -380,7 +387,7 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
                                                    terms=cfg.prompt_terms)
                                        for i in idx])
                 settings = Settings(steps=cfg.steps, guidance=cfg.guidance, optim=optim, progress=progress,
-                                    student=cfg.student, search=cfg.search, render=cfg.render,
+                                    student=cfg.student, search=cfg.search, render=cfg.render, steer=cfg.steer, refresh=cfg.refresh,
                                     teacher_steps=None if conditioned else cfg.uncond_steps)
                 o = run_control(backend, method, ctrl, tags, seed=cfg.seed + s, x_T=x_T, settings=settings,
                                 task="text")
@@ -529,7 +536,8 @@ def _steering(results: dict) -> str:
     search = f", from the best of {st['search']} noise draws per clip" if st["search"] > 1 else ""
     render = ", ranked on the student's decodes and rendered by the teacher's DDIM" \
         if st.get("render") == "teacher" else ""
-    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{render})"
+    tol = f", each clip stopping once its decode's loss is within {st['tol']:g}" if st.get("tol") else ""
+    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{tol}{render})"
 
 
 def _ci_note(results: dict) -> str:

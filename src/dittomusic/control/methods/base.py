@@ -75,6 +75,7 @@ class Ditto2Config(DittoConfig):
     refresh: int | None = None  # re-decode (and re-correct the surrogate) every N iterations; None: by decoder
     search: int | None = None  # start from the best of N noise draws per item (1: x_T as given); None: by task
     render: str | None = None  # the returned audio: "decode" (the decode that ranked x_T) or "teacher"; None: by task
+    steer: str | None = None  # what Adam moves: "noise" (x_T) or "mix" (weights over the search's draws); None: by task
 
 
 @dataclass

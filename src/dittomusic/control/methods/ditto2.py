@@ -21,6 +21,11 @@ the item starts from the draw whose decode has the least loss. The draws are the
 samples, so a scorer cannot be fooled by them the way its gradients can be (text: CLAP steering
 alone found CLAP-pleasing textures that the tag classifier did not read as the prompt's collection).
 
+Steer (`--steer mix`). With a search, Adam may move the weights w of a normalized mix of the N
+draws, sum_i w_i z_i / |w|, instead of x_T itself: for any fixed unit w that is again an exact draw
+from N(0, I), so no iterate leaves the noise distribution. On text it did not keep the steered clips'
+texture better than steering x_T (benchmarks/text_loss_variants.py --steer mix), so it is not a default.
+
 Render (`--render teacher`). The student's decode ranks the iterates, then the chosen x_T is
 rendered once more by the teacher's sampler (--decode-sampler, --teacher-steps; an unconditional
 clip takes UNCONDITIONAL_STEPS by default) and that is the returned clip. Text control uses it: the
@@ -28,9 +33,11 @@ CTD student's 4-step decode of an unconditional x_T is cleaner than the teacher'
 real, background 3 dB lower), and the unconditional teacher needs ~50 DDIM steps where CFG
 sampling needs 20 (benchmarks/uncond_steps.py).
 
-Tolerance. `--tol` (OptimConfig.tol) is read on those real decodes, not on the surrogate: the run
-stops at the first refresh where every item's best decode is within it (report: stopped
-"tolerance"), so an easy target costs a fraction of K iterations.
+Tolerance. `--tol` (OptimConfig.tol) is read on those real decodes, not on the surrogate. An item
+whose decode is within it keeps that iterate (the first one within, not the best one later: no more
+steering than the target asks; the report's `within_tol`), and the run stops at the first refresh
+where every item is within (report: stopped "tolerance"), so an easy target costs a fraction of K
+iterations.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ TEACHER_SAMPLERS = ("ddim", "dpmpp_2m")  # one (CFG-batched) model call per step
 REFRESH = {"student": 10, "teacher": 20}  # a student decode is 4 passes, a teacher's 20 CFG pairs (benchmarked)
 DECODE_STEPS = 4
 RENDERS = ("decode", "teacher")
+STEERS = ("noise", "mix")
 # Unconditional DDIM on the bundled model: texture FAD (120 test clips) 9.1 / 7.9 / 6.8 / 6.9 at 20 / 30 / 50 / 100
 # steps, while tagged CFG sampling is no better at 50 than at 20 (0.96x; benchmarks/uncond_steps.py)
 UNCONDITIONAL_STEPS = 50
@@ -111,20 +119,24 @@ OPTIONS = (
     Option("--teacher-steps", "teacher_steps", None, "ditto2 with the teacher decode: its steps [default: 8 for "
            "structure, --steps otherwise].", "int", lo=1, hi=1000),
     Option("--refresh", "refresh", None, "ditto2: decode for real and re-correct the one-step surrogate every N "
-           "iterations (0: never) [default: by task; 10 with the student decode or for structure, 20 otherwise].",
+           "iterations (0: never) [default: by task; 5 for text, 10 with the student decode or for structure, 20 otherwise].",
            "int", lo=0),
     Option("--render", "render", None, "ditto2: the returned audio: the decode that ranked the optimized x_T, or "
            "one more render of it by the teacher (--decode-sampler, --teacher-steps; by default --steps with "
            f"tags, {UNCONDITIONAL_STEPS} without) [default: by task, teacher for text, else decode].",
            "choice", choices=RENDERS),
+    Option("--steer", "steer", None, "ditto2: what the optimizer moves: x_T itself (noise), or the weights of a "
+           "normalized mix of the --search draws (mix: every iterate is again a draw from N(0, I)) [default: by task, "
+           "noise].", "choice", choices=STEERS),
     Option("--search", "search", None, "ditto2: start each clip from the best of N noise draws, judged on their real "
            "decodes (1: the seed's own x_T) [default: by task, 32 for text, else 1].", "int", lo=1, hi=256),
 )
 
 
-def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[float]], Tensor]:
+def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[float]], Tensor, Tensor, Tensor]:
     """Per item, the best of x_T and n - 1 draws seeded by a hash of x_T, by loss(decode(draws)).
-    Returns the chosen x_T, the losses [B, n] and the chosen draws' decodes (the first refresh's)."""
+    Returns the chosen x_T, the losses [B, n], the chosen draws' decodes (the first refresh's),
+    the pool [n, B, ...] and each item's pick [B]."""
     g = torch.Generator().manual_seed(int(hashlib.sha1(x_T.detach().float().cpu().numpy().tobytes()).hexdigest()[:15], 16))
     B = x_T.shape[0]
     extra = torch.randn(n - 1, *x_T.shape, generator=g).to(x_T.device, x_T.dtype)
@@ -141,7 +153,14 @@ def search_start(x_T: Tensor, n: int, decode, loss) -> tuple[Tensor, list[list[f
                 best_mel = mel.clone()
             best_mel[better.to(mel.device)] = mel[better.to(mel.device)]
             best_loss, pick = torch.where(better, lv, best_loss), torch.where(better, i, pick)
-    return pool[pick, torch.arange(B)].clone(), torch.stack(losses).T.tolist(), best_mel
+    return pool[pick, torch.arange(B)].clone(), torch.stack(losses).T.tolist(), best_mel, pool, pick
+
+
+def mix(w: Tensor, pool: Tensor) -> Tensor:
+    """sum_i w_i z_i / |w| per item: w [B, n], pool [n, B, ...] of iid N(0, I) draws. For any fixed
+    unit w this is again exactly N(0, I), so steering w keeps every iterate a plausible x_T."""
+    w = w / w.norm(dim=1, keepdim=True)
+    return torch.einsum("bn,nb...->b...", w.to(pool.dtype), pool)
 
 
 @register_method("ditto2", config=Ditto2Config, lr=DITTO2_LR, resumable=True, options=OPTIONS,
@@ -184,15 +203,22 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
     n_search = method_default(leaf_names(control), "ditto2", "search", 1) if s.search is None else s.search
     if n_search < 1:
         raise DittoError(f"--search must be >= 1 (1: no search), got {n_search}")
-    search_losses, searched = None, None
+    steer = method_default(leaf_names(control), "ditto2", "steer", "noise") if s.steer is None else s.steer
+    if steer not in STEERS:
+        raise DittoError(f"--steer must be one of {', '.join(STEERS)}, got {s.steer!r}")
+    search_losses, searched, pool = None, None, None
     if n_search > 1 and resume is None:
-        x_T, search_losses, searched = search_start(x_T, n_search, decode, control.loss)
+        x_T, search_losses, searched, pool, pick = search_start(x_T, n_search, decode, control.loss)
+    if steer == "mix" and pool is None:  # nothing to mix: a run resumed in noise space, or --search 1
+        steer = "noise"
     B, start = x_T.shape[0], x_T.detach().clone()
-    best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B}
-    state = {"residual": 0.0, "decodes": 0, "corrections": 0, "met": False, "history": []}
+    best = {"loss": torch.full((B,), math.inf), "x": x_T.detach().clone(), "mel": None, "iter": [-1] * B,
+            "leaf": None}
+    state = {"residual": 0.0, "decodes": 0, "corrections": 0, "met": False, "history": [],
+             "done": torch.zeros(B, dtype=torch.bool)}
     tol = s.optim.tol
 
-    def score(x, k: int, correct: bool) -> None:
+    def score(x, k: int, correct: bool, leaf: Tensor | None = None) -> None:
         with torch.no_grad():
             if searched is not None and torch.equal(x.detach(), start):  # the search decoded it already
                 mel = searched
@@ -203,39 +229,68 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
             state["history"].append([k, lv.tolist()])
             if k == 0 and correct:
                 state["initial"] = lv.tolist()
-            better = torch.isfinite(lv) & (lv < best["loss"])
+            # an item within --tol keeps the first decode that met it: no more steering than it takes
+            better = torch.isfinite(lv) & (lv < best["loss"]) & ~state["done"]
             best["loss"] = torch.where(better, lv, best["loss"])
             if best["mel"] is None:
                 best["mel"] = mel.clone()
             m = better.to(mel.device)
             best["mel"][m], best["x"][m] = mel[m], x.detach()[m]
+            if leaf is not None:
+                if best["leaf"] is None:
+                    best["leaf"] = leaf.detach().clone()
+                best["leaf"][better.to(leaf.device)] = leaf.detach()[better.to(leaf.device)]
             for b in torch.nonzero(better).flatten().tolist():
                 best["iter"][b] = k
-            state["met"] = tol is not None and bool((best["loss"] <= tol).all())
+            if tol is not None:
+                state["done"] |= best["loss"] <= tol
+            state["met"] = bool(state["done"].all())
             if correct and not state["met"]:
                 state["residual"] = mel - one_step(x)
                 state["corrections"] += 1
 
-    def pre_step(k: int, x: Tensor) -> bool:
+    if steer == "mix":  # Adam moves the weights w [B, n], starting at the search's pick
+        leaf0 = torch.nn.functional.one_hot(pick, n_search).to(x_T.device, torch.float32)
+
+        def to_x(w):
+            return mix(w, pool)
+    else:
+        leaf0 = x_T
+
+        def to_x(x):
+            return x
+
+    def pre_step(k: int, leaf: Tensor) -> bool:
         """The refresh, before iterate k is rendered: True (the surrogate changed) after the first.
         The last iterate takes no gradient step, so there it is only scored: its surrogate stays
         the one its predecessors were ranked on."""
         if every and k % every == 0:
             last = k == s.optim.iters
-            score(x, k, not last)
+            score(to_x(leaf), k, not last, leaf)
             return 0 < k and not last
         return False
 
-    def surrogate(x):
-        return one_step(x) + state["residual"]
+    def freeze(leaf: Tensor) -> None:
+        """After each update: the items already within --tol go back to the iterate that met it."""
+        done = state["done"].to(leaf.device)
+        if done.any() and best["leaf"] is not None:
+            leaf[done] = best["leaf"][done].to(leaf)
+
+    def surrogate(leaf):
+        return one_step(to_x(leaf)) + state["residual"]
 
     def callback(info: dict) -> bool:
         user = s.callback(info) if s.callback is not None else False
         return bool(user) or state["met"]  # the decodes met --tol: stop after this evaluation
 
     # the surrogate's loss never decides the stop: only real decodes do (callback)
-    r = optimize_latent(surrogate, control.loss, x_T, dataclasses.replace(s.optim, tol=None), resume=resume,
-                        progress=s.progress, callback=callback, pre_step=pre_step, desc=f"ditto2 {control.name}")
+    r = optimize_latent(surrogate, control.loss, leaf0, dataclasses.replace(s.optim, tol=None), resume=resume,
+                        progress=s.progress, callback=callback, pre_step=pre_step, project=freeze,
+                        desc=f"ditto2 {control.name}")
+    if steer == "mix":  # the result speaks x_T, as --save-latent and --init-latent do
+        with torch.no_grad():
+            xs = to_x(r.x_T)
+        r = dataclasses.replace(r, x_T=xs, state={"x_T": to_x(r.state["x_T"]).detach().clone()})
     if state["met"]:
         r = dataclasses.replace(r, stopped="tolerance")
     else:
@@ -255,7 +310,8 @@ def ditto2(backend, control: Control, cond, x_T: Tensor, s: Ditto2Config, resume
         calls += r_steps
     info = {"student_kind": meta["kind"], "student_guidance": meta["guidance"], "decode": decoder,
             "decode_sampler": t_sampler or f"{meta['kind']} student", "decode_steps": decode_calls, "refresh": every, "decodes": state["decodes"],
-            "search": n_search if search_losses else 1, "search_losses": search_losses, "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
-            "decoded_best_iter": best["iter"], "decoded_history": state["history"],
+            "search": n_search if search_losses else 1, "steer": steer, "search_losses": search_losses, "surrogate_loss": r.best_loss, "decoded_initial_loss": state.get("initial"),
+            "decoded_best_iter": best["iter"], "within_tol": state["done"].tolist() if tol is not None else None,
+            "decoded_history": state["history"],
             "render": "decode", **rendered}
     return MethodResult(best["x"], best["mel"], calls, optim=r, info=info)
