@@ -210,3 +210,31 @@ def test_text_tol_scores_real_clips_of_a_split_against_prompts_about_them(tiny_d
     assert test["clips"] == 3 and test["score"] != q  # other clips, other scores
     with pytest.raises(DittoError, match="split"):
         bench.main(["--data", str(root), "--split", "nosuch"])
+
+
+def test_text_zero_shot_reads_each_row_by_the_classifier_and_both_claps(tmp_path, capsys):
+    import torch
+
+    from dittomusic.clap.scorer import load_scorer
+    from dittomusic.models.loading import bundled_path
+
+    bench = _load("text_zero_shot")
+    colls = ["chorale", "folk song", "Irish folk tune"]
+    prompts = [{"expected": {"collection": colls[i % 3]}} for i in range(5)] + [{"expected": {}}]
+    hits = [True, False, True, True, False, True]
+    res = {"prompts": prompts, "rows": {"c": {"label": "steered", "items": [{"collection_hit": h} for h in hits]},
+                                        "d": {"label": "no mels", "items": []}}}
+    (tmp_path / "text_eval.json").write_text(json.dumps(res))
+    mels = np.random.default_rng(0).uniform(-1, 1, (6, 160, 64)).astype(np.float32)
+    np.save(tmp_path / "mels_c.npy", mels)
+    out = bench.main(["--eval", str(tmp_path)])
+    assert out["prompts_naming_a_collection"] == 5 and out["collections"] == sorted(colls)
+    assert list(out["rows"]) == ["c"]  # a row without mels is skipped
+    h = out["rows"]["c"]["collection_hits"]
+    assert h["classifier"] == 3  # the prompt naming no collection does not count
+    phrases = ["an Irish folk tune", "a chorale", "a folk song"]  # sorted(colls): capitals first
+    for name, path in (("steering_clap", None), ("second_clap", str(bundled_path("clap2")))):
+        with torch.no_grad():
+            pred = load_scorer(path).score(torch.from_numpy(mels[:5]), phrases).argmax(1).tolist()
+        assert h[name] == sum(sorted(colls)[p] == prompts[i]["expected"]["collection"] for i, p in enumerate(pred))
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"row": "c", **h, "of": 5}

@@ -377,3 +377,27 @@ def test_an_item_within_tol_keeps_the_first_decode_that_met_it_while_the_others_
         assert torch.equal(out.x_T[hard], free.x_T[hard])
     assert not torch.equal(out.x_T[hard], start.x_T[hard])
     assert run(None).report["within_tol"] is None
+
+
+def test_the_loss_plot_shows_the_real_decodes_beside_the_surrogate(pipe, student_path, tmp_path):
+    from dittomusic.control.plots import loss_curves
+    from dittomusic.control.runs import write_outputs
+
+    ctrl = get_control("intensity", target=intensity_preset("linear-rise", FR, -40, -20))
+    s = Settings(steps=3, student=str(student_path), decode="student", decode_steps=2, refresh=2,
+                 optim=OptimConfig(iters=5, lr=0.05))
+    out = run_control(pipe, "ditto2", ctrl, make_tags(pipe.vocab, collection="chorale"), seed=0, batch=2, settings=s)
+    r = out.report
+    for item in (0, 1):
+        c = loss_curves(r, item)
+        assert [k for k, _ in c["optimized"]] == list(range(len(r["loss_history"])))
+        assert [v for _, v in c["optimized"]] == [h[item] for h in r["loss_history"]]
+        # the refreshes at 0, 2, 4 and the final score of the surrogate's best iterate, as ditto2 decoded them
+        assert [k for k, _ in c["decoded"]] == [k for k, _ in r["decoded_history"]] and c["decoded"][0][0] == 0
+        assert [v for _, v in c["decoded"]] == [ls[item] for _, ls in r["decoded_history"]]
+        assert "rendered" not in c  # no teacher render in this run
+    rendered = dict(r, rendered_loss=[0.5, 0.25])
+    assert loss_curves(rendered, 1)["rendered"] == [(max(k for k, _ in r["decoded_history"]), 0.25)]
+    assert set(loss_curves({"loss_history": [[1.0]]})) == {"optimized"}  # ditto: its own loss only
+    paths = write_outputs(out, ctrl, tmp_path / "o.wav", task="intensity")
+    assert paths.plot.stat().st_size > 0

@@ -87,13 +87,53 @@ def test_the_collection_term_averages_the_prompts_cosine_with_its_collections(sc
         TextControl(prompt, scorer=scorer, terms="all")
 
 
-@pytest.mark.parametrize("method", ["ditto", "ditto2"])
-def test_steering_raises_the_clap_score_over_the_initial_latent(pipe, scorer, student, method):
-    ctrl = TextControl(PROMPT, scorer=scorer, frames=FR)
+def test_views_average_the_gradient_over_crops_and_leave_every_plain_score_whole(scorer, claps):
+    from dittomusic.control.tasks.text import VIEWS
+
+    ctrl = TextControl(PROMPT, scorer=scorer, views=4)
+    mel = (torch.rand(2, 160, FR) * 1.4 - 1).requires_grad_(True)
+    crops = ctrl.crops(mel)
+    assert [c.shape[-1] for c in crops] == [round(FR * f) for f in (0.5625, 0.6875, 0.8125, 0.9375)]
+    for c in crops:  # each view is one contiguous stretch of its own item
+        for b in range(2):
+            starts = [s for s in range(FR - c.shape[-1] + 1) if torch.equal(mel[b, :, s:s + c.shape[-1]], c[b])]
+            assert starts, "a view is not a crop of its item"
+    whole = 1 - scorer.score(mel.detach(), [PROMPT, *ctrl.terms]).mean(1)
+    loss = ctrl.loss(mel)
+    torch.testing.assert_close(loss.detach(), whole)  # the value: the whole clip's, for ranking and stopping
+    loss.sum().backward()
+    grad, mel.grad = mel.grad.clone(), None
+    views = torch.stack([1 - scorer.score(c, [PROMPT, *ctrl.terms]).mean(1) for c in ctrl.crops(mel)]).mean(0)
+    views.sum().backward()  # the gradient: the views' mean's
+    torch.testing.assert_close(grad, mel.grad)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert not torch.allclose(views.detach(), whole)
+    mel.grad = None
+    (1 - scorer.score(mel, [PROMPT, *ctrl.terms]).mean(1)).sum().backward()
+    assert not torch.allclose(grad, mel.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(ctrl.loss(mel), whole)
+    # the crops are a function of the item alone: the same in any batch, and repeatable
+    alone = ctrl.crops(mel[1:].detach())
+    assert all(torch.equal(a[0], c[1]) for a, c in zip(alone, crops))
+    assert all(torch.equal(a, b) for a, b in zip(ctrl.crops(mel), crops))
+    for bad in (0, -1, 1.5, True, "4"):
+        with pytest.raises(DittoError, match="--views must be a whole number >= 1"):
+            TextControl(PROMPT, scorer=scorer, views=bad)
+    assert build_control("text", FR, TaskOptions(prompt=PROMPT, clap=str(claps[0]))).views == VIEWS > 1
+    assert build_control("text", FR, TaskOptions(prompt=PROMPT, clap=str(claps[0]), views=1)).views == 1
+    assert "views=4" in repr(ctrl)
+
+
+@pytest.mark.parametrize("method, views", [("ditto", 1), ("ditto2", 1), ("ditto", 8), ("ditto2", 8)])
+def test_steering_raises_the_clap_score_over_the_initial_latent(pipe, scorer, student, method, views):
+    ctrl = TextControl(PROMPT, scorer=scorer, frames=FR, views=views)
     # search 1: steered from this x_T itself (the text task's default searches 32 draws first); render
     # decode: the clip the steps ranked, not the teacher's render of it (the text task's default)
-    s = Settings(steps=2, student=str(student), decode="student", decode_steps=2, refresh=0, search=1, render="decode",
-                 optim=OptimConfig(iters=6, lr=0.1))
+    # with views, ditto2 ranks its iterates on real decodes (refresh 2) as the text task does: on this tiny
+    # random CLAP the crops' gradient is a rougher guide to the whole clip's score than a trained CLAP's
+    s = Settings(steps=2, student=str(student), decode="student", decode_steps=2, refresh=0 if views == 1 else 2,
+                 search=1, render="decode", optim=OptimConfig(iters=6, lr=0.1))
     x_T = pipe.backend.noise(2, FR, 0)
     out = run_control(pipe, method, ctrl, None, x_T=x_T, settings=s, task="text")
     with torch.no_grad():
@@ -170,7 +210,7 @@ def _run(args, tiny_model_path, tmp_path, name="t"):
 
 def test_cli_text_unconditional_reports_clap_before_after_and_second_opinions(tiny_model_path, claps, tmp_path):
     r, rep = _run(["text", "--prompt", PROMPT, "--clap", str(claps[0]), "--judge-clap", str(claps[1]),
-                   "--method", "ditto", "--unconditional", "--lr", "0.1"], tiny_model_path, tmp_path)
+                   "--method", "ditto", "--unconditional", "--lr", "0.1", "--views", "1"], tiny_model_path, tmp_path)
     assert r.exit_code == 0, r.output
     assert "tags: unconditional" in r.output and (tmp_path / "t.png").stat().st_size > 1000
     t = rep["text"]

@@ -264,6 +264,8 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
               help="ditto2: decode for real every N iterations [default: the text task's, 5].")
 @click.option("--steer", type=click.Choice(["noise", "mix"]), default=None,
               help="ditto2: what the optimizer moves, x_T or a mix of the search's draws [default: noise].")
+@click.option("--views", type=click.IntRange(min=1, max=64), default=None,
+              help="Crops of the clip the steering gradient averages (1: the whole clip) [default: the text task's].")
 @click.option("--prompt-terms", type=click.Choice(["collection", "none"]), default="collection", show_default=True,
               help="Phrases scored beside each prompt while steering (see `control text --help`).")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts steered together.")
@@ -275,7 +277,7 @@ def eval_paper(data, out, quick, tables, targets, steps, iters, guidance, seed, 
 @vocoder_option
 @friendly
 def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, method, student, steps, uncond_steps,
-              guidance, render, iters, lr, search, tol, refresh, steer, prompt_terms, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
+              guidance, render, iters, lr, search, tol, refresh, steer, prompt_terms, views, batch, seconds, seed, no_c2st, c2st_steps, device, vocoder):
     """Text control on held-out prompts: (a) unconditional, (b) tags parsed from the prompt, (c) unconditional +
     CLAP-steered, (d) tags + CLAP-steered, judged by the tag classifier, a second CLAP and realism."""
     from dittomusic.eval.text import TextEvalConfig, evaluate_text
@@ -283,7 +285,7 @@ def eval_text(data, out, prompts, clap, judge_clap, classifier, model_path, meth
     cfg = TextEvalConfig(data=data, out=out, prompts=prompts, clap=clap, judge_clap=judge_clap, classifier=classifier,
                          model=model_path, method=method, student=student, steps=steps, uncond_steps=uncond_steps,
                          guidance=guidance, render=render, iters=iters,
-                         lr=lr, search=search, tol=tol, refresh=refresh, steer=steer, prompt_terms=prompt_terms, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
+                         lr=lr, search=search, tol=tol, refresh=refresh, steer=steer, prompt_terms=prompt_terms, views=views, batch=batch, seconds=seconds, seed=seed, c2st=not no_c2st, c2st_steps=c2st_steps,
                          device=device, vocoder=vocoder)
     evaluate_text(cfg)
     click.echo((Path(out) / "README.md").read_text())

@@ -13,11 +13,33 @@ from .base import Control, MultiControl
 from .spec import get_task
 
 
+def loss_curves(report: dict, item: int = 0) -> dict[str, list[tuple[int, float]]]:
+    """The loss curves of one item of a run's report, as (iteration, loss) points: the optimizer's
+    own ("optimized": for ditto2 its one-step surrogate's), and for ditto2 the real decodes that rank
+    the result ("decoded", the search's pick at 0) and the teacher's render of the result ("rendered",
+    at the last iteration). A surrogate's curve alone can fall while what is heard does not."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if report.get("loss_history"):
+        curves["optimized"] = [(k, float(h[item])) for k, h in enumerate(report["loss_history"])]
+    if report.get("decoded_history"):
+        curves["decoded"] = [(int(k), float(ls[item])) for k, ls in report["decoded_history"]]
+        if report.get("rendered_loss") is not None:
+            last = max(k for k, _ in curves["decoded"])
+            curves["rendered"] = [(last, float(report["rendered_loss"][item]))]
+    return curves
+
+
+CURVE_STYLE = {"optimized": {"lw": 1.2}, "decoded": {"marker": "o", "ls": "--", "ms": 4},
+               "rendered": {"marker": "*", "ls": "none", "ms": 10}}
+CURVE_LABEL = {"decoded": "real decodes", "rendered": "teacher render"}
+
+
 def plot_control(control: Control, runs: dict[str, tuple[np.ndarray, np.ndarray | None]], sr: int, out_png,
                  item: int = 0, title: str = "", boundaries: list[float] | None = None,
-                 loss_history: dict[str, list[float]] | None = None) -> Path:
+                 loss_history: dict[str, dict[str, list[tuple[int, float]]]] | None = None) -> Path:
     """runs: method -> (clip audio [samples], stitched audio or None). One row per control (and
-    per method for matrix/spectrogram panels), one loss-curve panel if histories are given."""
+    per method for matrix/spectrogram panels), one loss-curve panel if histories are given
+    (method -> loss_curves(report))."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,8 +62,11 @@ def plot_control(control: Control, runs: dict[str, tuple[np.ndarray, np.ndarray 
         ax.set_title(f"{c.name} ({c.metric_name}) — {metric}", fontsize=8)
     if loss_history:
         ax = axes[-1, 0]
-        for name, h in loss_history.items():
-            ax.plot(h, label=name)
+        for name, curves in loss_history.items():
+            surrogate = "decoded" in curves
+            for kind, pts in curves.items():
+                label = CURVE_LABEL.get(kind, "one-step surrogate" if surrogate else "loss")
+                ax.plot(*zip(*pts), label=f"{name}: {label}", **CURVE_STYLE.get(kind, {}))
         ax.set_yscale("log")
         ax.set_xlabel("optimization step")
         ax.set_ylabel("loss")

@@ -113,14 +113,14 @@ def write_outputs(res: ControlOutput, ctrl: Control, out, *, task: str, seed: in
         save_wav(p, a, res.sr)
     written = Outputs(wavs)
     if png:
-        from .plots import plot_control
+        from .plots import loss_curves, plot_control
 
         rep = res.report
         written.plot = plot_control(
             ctrl, {res.method: (res.clip_audio[0], res.audio[0] if "stitch_boundaries_s" in rep else None)},
             res.sr, out.with_suffix(".png"), title=f"{task} — {res.method} (seed {seed})",
             boundaries=rep.get("stitch_boundaries_s"),
-            loss_history={res.method: [h[0] for h in rep["loss_history"]]} if "loss_history" in rep else None)
+            loss_history={res.method: loss_curves(rep)} if loss_curves(rep) else None)
     if latent and res.result.optim is not None:
         written.latent = Path(save_latent(latent, res.result.optim, {"task": task, "method": res.method,
                                                                      "seed": seed}))

@@ -273,6 +273,7 @@ class TextEvalConfig:
     tol: float | None = None  # the optimizer's --tol (None: the text task's)
     refresh: int | None = None  # ditto2's --refresh (None: the text task's)
     prompt_terms: str = "collection"  # phrases scored beside the prompt (control/tasks/text.py)
+    views: int | None = None  # crops the steering gradient averages (None: the text task's VIEWS)
     seed: int = 0
     batch: int = 8
     seconds: float | None = None  # clip length (None: the model's)
@@ -284,7 +285,7 @@ class TextEvalConfig:
     rows: tuple[str, ...] = tuple(ROWS)
 
     FIXED = ("data", "prompts", "clap", "judge_clap", "classifier", "model", "method", "student", "steps",
-             "uncond_steps", "guidance", "render", "iters", "lr", "search", "steer", "tol", "refresh", "prompt_terms", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
+             "uncond_steps", "guidance", "render", "iters", "lr", "search", "steer", "tol", "refresh", "prompt_terms", "views", "seed", "seconds", "c2st", "c2st_steps", "real_clips", "vocoder")
 
     def __post_init__(self):
         if self.prompts < 1:
@@ -361,7 +362,11 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     optim = resolve("text", method, cfg.iters, cfg.lr, cfg.tol)[1]
     from dittomusic.control.spec import method_default
 
+    from dittomusic.control.tasks.text import VIEWS
+
+    views = VIEWS if cfg.views is None else cfg.views
     results["steering"] = {"iters": optim.iters, "lr": optim.lr, "tol": optim.tol, "prompt_terms": cfg.prompt_terms,
+                           "views": views,
                            "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1,
                            "render": (cfg.render or method_default("text", method, "render", "decode"))
                            if method == "ditto2" else "decode",
@@ -384,7 +389,7 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
             tags = [parsed[i] for i in idx] if conditioned else None
             if steered:
                 ctrl = BatchedControl([TextControl(texts[i], cfg=backend.mel_cfg, scorer=scorer, frames=frames,
-                                                   terms=cfg.prompt_terms)
+                                                   terms=cfg.prompt_terms, views=views)
                                        for i in idx])
                 settings = Settings(steps=cfg.steps, guidance=cfg.guidance, optim=optim, progress=progress,
                                     student=cfg.student, search=cfg.search, render=cfg.render, steer=cfg.steer, refresh=cfg.refresh,
@@ -537,7 +542,8 @@ def _steering(results: dict) -> str:
     render = ", ranked on the student's decodes and rendered by the teacher's DDIM" \
         if st.get("render") == "teacher" else ""
     tol = f", each clip stopping once its decode's loss is within {st['tol']:g}" if st.get("tol") else ""
-    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{tol}{render})"
+    views = f", its gradient the mean over {st['views']} crops of the clip" if st.get("views", 1) > 1 else ""
+    return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{views}{tol}{render})"
 
 
 def _ci_note(results: dict) -> str:
