@@ -8,6 +8,12 @@ and prints one JSON line per schedule: FAD and its ratio to the teacher's, MSE t
 sample, collection accuracy and (with --realism) C2ST, grain and flatness against real clips.
 
     python benchmarks/cd_renoise_times.py --data data/full --times 999,749,499,249 999,500,250,100
+
+--oracle replaces the student by the teacher's guided 20-step DDIM from each time to the clean end,
+the consistency function a perfect CD student learns: it separates the sampler's own cost (re-noising a
+guided sample and guiding again) from the student's error. Its 1-step sample is the teacher's exactly.
+
+    python benchmarks/cd_renoise_times.py --data data/full --oracle --times 999 999,499 999,749,499,249
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ def main() -> None:
     ap.add_argument("--deterministic", action="store_true",
                     help="re-noise with the student's own noise estimate (a DDIM jump between the times, then to "
                          "CLEAN) instead of fresh noise")
+    ap.add_argument("--oracle", action="store_true",
+                    help="f = the teacher's own CFG DDIM from each time to CLEAN on the 20-step grid (the map a perfect "
+                         "CD student learns) instead of the student: how much of the multistep FAD is the student's error")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
 
     from dittomusic.data.dataset import MelDataset
-    from dittomusic.distill.consistency import CLEAN, consistency_sample, jump
+    from dittomusic.distill.consistency import CLEAN, alpha_sigma, consistency_sample, jump, teacher_ode, time_grid
     from dittomusic.distill.student import get_student
     from dittomusic.eval.base_model import generate_mels
     from dittomusic.eval.classifier import load_classifier, predict, tag_metrics
@@ -68,6 +77,10 @@ def main() -> None:
                        flatness_ratio=r["ratio"]["flatness_mean"])
         return out
 
+    if a.oracle:  # f(x, t): the teacher's ODE from t to CLEAN, as distill's teacher steps it
+        def oracle(x, t, cond, grid=time_grid(20), net=pipe.model):
+            return teacher_ode(net, x, t, cond, meta["guidance"], grid, clip=net.ae is None)
+
     teacher = generate_mels(pipe, tags, n, a.seed, a.batch, True, sampler="ddim", steps=20, guidance=meta["guidance"])
     base = score(teacher, None)
     print(json.dumps({"schedule": "teacher DDIM 20", **base}), flush=True)
@@ -86,12 +99,17 @@ def main() -> None:
                     x0 = x_T
                     for t, u in zip(times, times[1:] + [CLEAN]):
                         x0 = jump(st, x0, t, u, cond)
+                elif a.oracle:  # Alg. 1 with the teacher's ODE as f, the same re-noise draws
+                    x0 = oracle(x_T, times[0], cond)
+                    for t, z in zip(times[1:], noise):
+                        al, sg = alpha_sigma(torch.full((b,), t), x0)
+                        x0 = oracle(al * x0 + sg * z, t, cond)
                 else:
                     x0 = consistency_sample(st, x_T, cond, k, noise=noise, times=times)
                 out.append(pipe.backend.decode(x0, torch.Generator().manual_seed(a.seed + s + 1)).cpu())
         r = score(torch.cat(out), teacher)
         r["fad_over_teacher"] = r["fad"] / base["fad"]
-        print(json.dumps({"schedule": times, "steps": k, "deterministic": a.deterministic, "seconds": round(time.perf_counter() - t0, 1), **r}), flush=True)
+        print(json.dumps({"schedule": times, "steps": k, "deterministic": a.deterministic, "oracle": a.oracle, "seconds": round(time.perf_counter() - t0, 1), **r}), flush=True)
 
 
 if __name__ == "__main__":

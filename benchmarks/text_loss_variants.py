@@ -24,7 +24,10 @@ comparison (plain, crop4, nce0.1) ran before those defaults, at --iters 70 --sea
 steering gradient averages (`--views 1`: the whole clip, the text task's setting before views). A
 first version of views ("tcrop4", "tcrop8" in docs/text/variants_180.jsonl: random crop lengths and
 offsets shared by the batch, the crop mean also as the loss's value) gave 88 / 92 collection hits of 136
-and texture FAD 6.26 / 6.47 on 180 prompts.
+and texture FAD 6.26 / 6.47 on 180 prompts. --view-shift and --view-gain move each view by up to N mel
+bins and dB (the text task's VIEW_SHIFT, VIEW_GAIN_DB):
+
+    python benchmarks/text_loss_variants.py --data data/full --out runs/tv180 --prompts 180 --variants terms --views 8 --view-shift 1 --view-gain 0
 
     python benchmarks/text_loss_variants.py --data data/full --out runs/tv --prompts 90 --variants terms --tol 0 --refresh 10
 """
@@ -104,7 +107,15 @@ def main() -> None:
     ap.add_argument("--refresh", type=int, help="ditto2's --refresh [default: the text task's]")
     ap.add_argument("--steer", choices=("noise", "mix"), help="ditto2's --steer [default: the text task's]")
     ap.add_argument("--views", type=int, help="the text task's --views [default: the text task's]")
+    ap.add_argument("--view-shift", type=int, help="text.VIEW_SHIFT: each view's mel-bin shift, up to +-N [default: the task's]")
+    ap.add_argument("--view-gain", type=float, help="text.VIEW_GAIN_DB: each view's gain, up to +-dB [default: the task's]")
     a = ap.parse_args()
+    from dittomusic.control.tasks import text as text_task
+
+    if a.view_shift is not None:
+        text_task.VIEW_SHIFT = a.view_shift
+    if a.view_gain is not None:
+        text_task.VIEW_GAIN_DB = a.view_gain
     train = MelDataset(a.data, "train", random_crop=False)
     bank = [train.rows[i]["caption"] for i in random.Random(0).sample(range(len(train)), 64)]
     plain = TextControl.loss
@@ -114,7 +125,8 @@ def main() -> None:
             folder = Path(a.out) / (name + (f"_s{a.search}" if a.search else "") + (
                 f"_k{a.iters}" if a.iters is not None else "") + (f"_lr{a.lr:g}" if a.lr else "") + (f"_{a.steer}" if a.steer else "")
                 + (f"_tol{a.tol:g}" if a.tol is not None else "") + (f"_r{a.refresh}" if a.refresh is not None else "")
-                + (f"_v{a.views}" if a.views is not None else ""))
+                + (f"_v{a.views}" if a.views is not None else "") + (f"_sh{a.view_shift}" if a.view_shift is not None else "")
+                + (f"_g{a.view_gain:g}" if a.view_gain is not None else ""))
             cfg = TextEvalConfig(data=a.data, out=str(folder), prompts=a.prompts, rows=("c",), c2st=False,
                                  iters=a.iters, lr=a.lr, search=a.search, steer=a.steer, tol=a.tol, refresh=a.refresh,
                                  prompt_terms="collection" if name == "terms" or name.startswith("coll") else "none", views=a.views)
@@ -126,6 +138,7 @@ def main() -> None:
         fam = [it["family_hit"] for it in row["items"] if it["family_hit"] is not None]
         n = len(row["items"])
         print(json.dumps({"variant": name, "prompts": n, "iters": a.iters, "lr": a.lr, "search": a.search, "steer": a.steer, "tol": a.tol, "refresh": a.refresh, "views": a.views,
+                          "view_shift": text_task.VIEW_SHIFT, "view_gain_db": text_task.VIEW_GAIN_DB,
                           "collection_hits": [sum(col), len(col)], "family_hits": [sum(fam), len(fam)],
                           "clap": sum(it["clap"] for it in row["items"]) / n,
                           "clap2": sum(it["clap2"] for it in row["items"]) / n,

@@ -87,9 +87,12 @@ def test_the_collection_term_averages_the_prompts_cosine_with_its_collections(sc
         TextControl(prompt, scorer=scorer, terms="all")
 
 
-def test_views_average_the_gradient_over_crops_and_leave_every_plain_score_whole(scorer, claps):
+def test_views_average_the_gradient_over_crops_and_leave_every_plain_score_whole(scorer, claps, monkeypatch):
+    from dittomusic.control.tasks import text
     from dittomusic.control.tasks.text import VIEWS
 
+    monkeypatch.setattr(text, "VIEW_SHIFT", 0)
+    monkeypatch.setattr(text, "VIEW_GAIN_DB", 0.0)
     ctrl = TextControl(PROMPT, scorer=scorer, views=4)
     mel = (torch.rand(2, 160, FR) * 1.4 - 1).requires_grad_(True)
     crops = ctrl.crops(mel)
@@ -123,6 +126,41 @@ def test_views_average_the_gradient_over_crops_and_leave_every_plain_score_whole
     assert build_control("text", FR, TaskOptions(prompt=PROMPT, clap=str(claps[0]))).views == VIEWS > 1
     assert build_control("text", FR, TaskOptions(prompt=PROMPT, clap=str(claps[0]), views=1)).views == 1
     assert "views=4" in repr(ctrl)
+
+
+def test_jittered_views_are_crops_moved_in_pitch_and_level_by_a_bounded_amount(scorer, monkeypatch):
+    from dittomusic.control.tasks import text
+
+    ctrl = TextControl(PROMPT, scorer=scorer, views=6)
+    mel = torch.rand(3, 160, FR) * 1.4 - 1
+    monkeypatch.setattr(text, "VIEW_SHIFT", 0)
+    monkeypatch.setattr(text, "VIEW_GAIN_DB", 0.0)
+    plain = ctrl.crops(mel)
+    monkeypatch.setattr(text, "VIEW_SHIFT", 2)
+    monkeypatch.setattr(text, "VIEW_GAIN_DB", 4.0)
+    jittered = ctrl.crops(mel)
+    step = 2 * 4.0 / ctrl.cfg.db_range  # 4 dB on the mel's [-1, 1] scale
+    seen_shifts, seen_gains = set(), []
+    for p, j in zip(plain, jittered):
+        assert p.shape == j.shape
+        for b in range(3):  # the same stretch of time as without jitter, each bin read from at most 2 bins away
+            fits = []
+            for s in range(-2, 3):
+                moved = p[b][(torch.arange(160) - s).clamp(0, 159)]
+                gain = (j[b] - moved).mean()
+                if torch.allclose(j[b] - gain, moved, atol=1e-5):
+                    fits.append((s, float(gain)))
+            assert len(fits) == 1, "a jittered view is not its crop shifted by at most 2 mel bins"
+            assert abs(fits[0][1]) <= step + 1e-6
+            seen_shifts.add(fits[0][0])
+            seen_gains.append(fits[0][1])
+    assert len(seen_shifts) >= 3 and len({round(g, 4) for g in seen_gains}) > 10  # drawn, not fixed
+    assert all(torch.equal(a, b) for a, b in zip(ctrl.crops(mel), jittered))  # repeatable
+    alone = ctrl.crops(mel[2:])
+    assert all(torch.equal(a[0], c[2]) for a, c in zip(alone, jittered))
+    x = mel.clone().requires_grad_(True)
+    ctrl.loss(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("method, views", [("ditto", 1), ("ditto2", 1), ("ditto", 8), ("ditto2", 8)])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dittomusic.distill import (CLEAN, KINDS, alpha_sigma, consistency_fn, consistency_sample, ctd_sample, jump,
-                                student_from_teacher, teacher_step, time_grid)
+                                student_from_teacher, teacher_ode, teacher_step, time_grid)
 from dittomusic.sampling import NoiseSchedule, cfg_model_fn, sample_ddim
 
 from ..conftest import make_vocab
@@ -67,6 +67,21 @@ def test_teacher_steps_along_the_grid_are_guided_ddim_with_thresholding(teacher)
             x = teacher_step(teacher, x, t, s, cond, 3.0)
         ref = sample_ddim(cfg_model_fn(teacher, cond, 3.0), x_T, NoiseSchedule.cosine(), 4, thresholding=True)
     assert torch.equal(x, ref)
+
+
+def test_teacher_ode_is_the_guided_ddim_from_a_grid_time_to_clean(teacher):
+    x_T, cond = _x(), _cond()
+    g = time_grid(4)
+    with torch.no_grad():
+        ref = sample_ddim(cfg_model_fn(teacher, cond, 3.0), x_T, NoiseSchedule.cosine(), 4, thresholding=True)
+        assert torch.equal(teacher_ode(teacher, x_T, 999, cond, 3.0, g), ref)
+        x = _x(seed=5)  # from a later grid time: the remaining steps only
+        by_hand = teacher_step(teacher, teacher_step(teacher, x, 499, 249, cond, 3.0, clip=False), 249, CLEAN, cond,
+                               3.0, clip=False)
+        assert torch.equal(teacher_ode(teacher, x, 499, cond, 3.0, g, clip=False), by_hand)
+    for bad in (500, CLEAN):
+        with pytest.raises(ValueError, match="must be a time of the grid"):
+            teacher_ode(teacher, x, bad, cond, 3.0, g)
 
 
 @pytest.mark.parametrize("kind", KINDS)

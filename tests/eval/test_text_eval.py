@@ -94,12 +94,13 @@ def test_eval_text_writes_all_four_rows_and_resumes(tiny_dataset, tiny_model_pat
     assert "](spectrograms.png)" in md and (out / "spectrograms.png").stat().st_size > 1000
     assert "batches of 2)" in md and all(res["rows"][k]["batch"] == 2 for k in ROWS)
     # the text task's ditto2 defaults: a collection term, a search over noise draws, a tolerance
-    from dittomusic.control.tasks.text import STEER_TOL, VIEWS
+    from dittomusic.control.tasks.text import STEER_TOL, VIEW_GAIN_DB, VIEW_SHIFT, VIEWS
 
     assert res["steering"] == {"iters": 2, "lr": 0.01, "tol": STEER_TOL, "prompt_terms": "collection", "search": 32,
-                               "render": "teacher", "steer": "noise", "views": VIEWS}
+                               "render": "teacher", "steer": "noise", "views": VIEWS, "view_shift": VIEW_SHIFT,
+                               "view_gain_db": VIEW_GAIN_DB}
     assert "from the best of 32 noise draws per clip" in md and '"a <collection>"' in md
-    assert f"its gradient the mean over {VIEWS} crops of the clip" in md
+    assert f"its gradient the mean over {VIEWS} crops of the clip (each moved by up to {VIEW_SHIFT} mel bins" in md
     assert f"each clip stopping once its decode's loss is within {STEER_TOL:g}" in md
     assert "DDIM 2 steps with tags, 3 without" in md and "rendered by the teacher's DDIM" in md
     # the teacher renders row c's clips at --uncond-steps (unconditional), row d's at --steps

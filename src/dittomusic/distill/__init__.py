@@ -10,6 +10,7 @@ from dittomusic.distill.consistency import (
     ctd_loss,
     ctd_sample,
     jump,
+    teacher_ode,
     teacher_step,
     time_grid,
 )
@@ -18,6 +19,6 @@ from dittomusic.distill.train import DistillConfig, distill
 
 __all__ = [
     "CLEAN", "DistillConfig", "KINDS", "alpha_sigma", "cd_loss", "consistency_fn", "consistency_sample", "ctd_loss",
-    "ctd_sample", "distill", "export_student", "jump", "load_student", "student_from_teacher", "teacher_step",
+    "ctd_sample", "distill", "export_student", "jump", "load_student", "student_from_teacher", "teacher_ode", "teacher_step",
     "time_grid",
 ]

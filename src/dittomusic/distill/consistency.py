@@ -119,6 +119,19 @@ def teacher_step(teacher, x: Tensor, t, s, cond: dict | None, guidance: float, *
     return _jump_from_output(out, x, t, s, _cfg(teacher).prediction, clip, schedule)[0]
 
 
+def teacher_ode(teacher, x: Tensor, t: int, cond: dict | None, guidance: float, grid: Sequence[int], *,
+                clip: bool = True, schedule: NoiseSchedule | None = None) -> Tensor:
+    """The teacher's guided DDIM from grid time t down the rest of `grid` (ending at CLEAN): the map a
+    perfect CD student on that grid learns, as a stand-in f for consistency_sample's analysis."""
+    grid = [int(u) for u in grid]
+    if int(t) not in grid[:-1]:
+        raise ValueError(f"t must be a time of the grid {grid[:-1]}, got {t}")
+    i = grid.index(int(t))
+    for u, v in zip(grid[i:], grid[i + 1:]):
+        x = teacher_step(teacher, x, u, v, cond, guidance, clip=clip, schedule=schedule)
+    return x
+
+
 # ---------------------------------------------------------------- sampling
 
 def consistency_sample(student, x_T: Tensor, cond: dict | None, steps: int, schedule: NoiseSchedule | None = None,

@@ -362,11 +362,11 @@ def evaluate_text(cfg: TextEvalConfig, progress: bool = True) -> dict:
     optim = resolve("text", method, cfg.iters, cfg.lr, cfg.tol)[1]
     from dittomusic.control.spec import method_default
 
-    from dittomusic.control.tasks.text import VIEWS
+    from dittomusic.control.tasks import text as text_task
 
-    views = VIEWS if cfg.views is None else cfg.views
+    views = text_task.VIEWS if cfg.views is None else cfg.views
     results["steering"] = {"iters": optim.iters, "lr": optim.lr, "tol": optim.tol, "prompt_terms": cfg.prompt_terms,
-                           "views": views,
+                           "views": views, "view_shift": text_task.VIEW_SHIFT, "view_gain_db": text_task.VIEW_GAIN_DB,
                            "search": (cfg.search or method_default("text", method, "search", 1)) if method == "ditto2" else 1,
                            "render": (cfg.render or method_default("text", method, "render", "decode"))
                            if method == "ditto2" else "decode",
@@ -543,6 +543,8 @@ def _steering(results: dict) -> str:
         if st.get("render") == "teacher" else ""
     tol = f", each clip stopping once its decode's loss is within {st['tol']:g}" if st.get("tol") else ""
     views = f", its gradient the mean over {st['views']} crops of the clip" if st.get("views", 1) > 1 else ""
+    if views and (st.get("view_shift") or st.get("view_gain_db")):
+        views += f" (each moved by up to {st['view_shift']} mel bins and {st['view_gain_db']:g} dB)"
     return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{views}{tol}{render})"
 
 
