@@ -543,8 +543,10 @@ def _steering(results: dict) -> str:
         if st.get("render") == "teacher" else ""
     tol = f", each clip stopping once its decode's loss is within {st['tol']:g}" if st.get("tol") else ""
     views = f", its gradient the mean over {st['views']} crops of the clip" if st.get("views", 1) > 1 else ""
-    if views and (st.get("view_shift") or st.get("view_gain_db")):
-        views += f" (each moved by up to {st['view_shift']} mel bins and {st['view_gain_db']:g} dB)"
+    moves = ([f"{st['view_shift']} mel bin{'s' if st['view_shift'] != 1 else ''}"] if st.get("view_shift") else []) \
+        + ([f"{st['view_gain_db']:g} dB"] if st.get("view_gain_db") else [])
+    if views and moves:
+        views += f" (each moved by up to {' and '.join(moves)})"
     return f" (K = {st['iters']}, lr {st['lr']:g}{search}{terms}{views}{tol}{render})"
 
 
