@@ -20,7 +20,7 @@ from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.dataset import MelDataset
 from dittomusic.errors import DittoError
 from dittomusic.models.autoencoder import AutoencoderConfig, MelAutoencoder, reconstruction_loss
-from dittomusic.train.base import _Batches, _to, open_run
+from dittomusic.train.base import _Batches, open_run
 from dittomusic.train.common import (LoopConfig, adamw, ddp, ema_update, last_value, lr_at, optimizer_step, resume,
                                      run_steps, set_lr, state_tensors, write_checkpoint)
 from dittomusic.utils import stable_hash

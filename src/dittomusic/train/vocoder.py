@@ -25,7 +25,7 @@ from dittomusic.audio.neural import ConvNeXtVocoder, VocoderConfig
 from dittomusic.checkpoint import load_tensors, save_tensors
 from dittomusic.data.pairs import PairedSegments
 from dittomusic.errors import DittoError
-from dittomusic.train.common import (Dist, LoopConfig, ddp, ema_update, init_distributed, lr_at, resume, run_steps,
+from dittomusic.train.common import (LoopConfig, ddp, ema_update, init_distributed, lr_at, resume, run_steps,
                                      set_lr, state_tensors, write_checkpoint)
 from dittomusic.utils import stable_hash
 
