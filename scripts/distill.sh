@@ -25,6 +25,7 @@ MAX_MINUTES=${MAX_MINUTES:-}
 STEPS=${STEPS:-}  # override the step count (and LR schedule length) of the chosen kind
 PRECISION=${PRECISION:-bf16}
 TARGET_DECAY=${TARGET_DECAY:-0.95}  # 0: theta^- = theta (iCT, Song & Dhariwal 2023)
+EMA_DECAY=${EMA_DECAY:-0.999}  # the exported student's EMA
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 run() {  # kind steps
@@ -34,7 +35,7 @@ run() {  # kind steps
   python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic distill \
     --kind "$kind" --data "$DATA" --out "$RUNS/distill_$kind" \
     --steps "$steps" --batch-size 32 --lr 1e-4 --warmup 100 \
-    --guidance 3.0 --grid-steps 20 --teacher-steps 4 --target-decay "$TARGET_DECAY" \
+    --guidance 3.0 --grid-steps 20 --teacher-steps 4 --target-decay "$TARGET_DECAY" --ema-decay "$EMA_DECAY" \
     --precision "$PRECISION" --val-every 250 --val-clips 16 --log-every 10 --ckpt-minutes 5 "${extra[@]}"
   python3 -m dittomusic distill export "$RUNS/distill_$kind" "$RUNS/student_$kind.safetensors"
 }

@@ -96,7 +96,7 @@ def test_cli_distills_and_exports(tiny_dataset, teacher_path, tmp_path):
     run = tmp_path / "run"
     r = CliRunner().invoke(cli, ["distill", "--kind", "ctd", "--data", str(root), "--out", str(run), "--teacher",
                                  str(teacher_path), "--steps", "2", "--batch-size", "2", "--val-clips", "2",
-                                 "--guidance", "2.5"])
+                                 "--guidance", "2.5", "--ema-decay", "0.99"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output[r.output.index("{"):])["step"] == 2
     out = tmp_path / "student.safetensors"
@@ -105,6 +105,7 @@ def test_cli_distills_and_exports(tiny_dataset, teacher_path, tmp_path):
     tensors, meta = load_tensors(out)
     assert all(v.dtype == torch.float16 for v in tensors.values())
     assert (meta["kind"], meta["guidance"], meta["model_config"]["target_time"]) == ("ctd", 2.5, True)
+    assert meta["train_config"]["ema_decay"] == 0.99
     student, meta = load_student(out)
     ema, _ = load_model(run / CKPT)  # a run checkpoint loads its EMA student
     x, t = torch.randn(1, 160, 64), torch.tensor([500.0])

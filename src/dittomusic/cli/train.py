@@ -73,7 +73,6 @@ def train(data, out, steps, batch_size, lr, warmup, max_minutes, ckpt_minutes, v
                       max_cpu_hours=max_cpu_hours, init=init,
                       latent_cache=latent_cache, precision=precision)
     res = run(cfg)
-    import os
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(res, indent=2))
 
@@ -174,7 +173,6 @@ def autoencoder_train(data, out, steps, batch_size, crop_frames, lr, latent_chan
                         max_cpu_hours=max_cpu_hours,
                         ckpt_minutes=ckpt_minutes, val_every=val_every, seed=seed, device=device, model=model)
     res = train_autoencoder(cfg)
-    import os
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(res, indent=2))
 
@@ -283,6 +281,8 @@ def autoencoder_export(run, out, data, fp32):
               help="CTD: most teacher steps from t to u.")
 @click.option("--target-decay", type=FiniteFloat(min=0, max=1), default=0.95, show_default=True,
               help="EMA decay of the target network theta^-.")
+@click.option("--ema-decay", type=FiniteFloat(min=0, max=1), default=0.999, show_default=True,
+              help="EMA decay of the exported student (slower averages more steps).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: every pass under bfloat16 autocast (2.4x faster on a CPU with native bf16; "
                    "benchmarks/distill_step_time.py).")
@@ -297,7 +297,7 @@ def autoencoder_export(run, out, data, fp32):
 @click.pass_context
 @friendly
 def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidance, grid_steps, teacher_steps,
-            target_decay, precision, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
+            target_decay, ema_decay, precision, max_minutes, ckpt_minutes, val_every, val_clips, log_every, seed, device):
     """Distill the base model into a one-pass student (guidance baked in), or `distill export RUN OUT`.
 
     Multi-process: torchrun --nproc_per_node 2 -m dittomusic distill --kind cd ...
@@ -307,13 +307,12 @@ def distill(ctx, kind, data, out, teacher, steps, batch_size, lr, warmup, guidan
     missing = [n for n, v in (("--kind", kind), ("--data", data), ("--out", out)) if v is None]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or use `distill export RUN OUT`)")
-    import os
-
     from dittomusic.distill import DistillConfig, distill as run
 
     res = run(DistillConfig(kind=kind, data=data, out=out, teacher=teacher, steps=steps, batch_size=batch_size, lr=lr,
                             warmup=warmup, guidance=guidance, grid_steps=grid_steps, teacher_steps=teacher_steps,
-                            target_decay=target_decay, precision=precision, max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
+                            target_decay=target_decay, ema_decay=ema_decay, precision=precision,
+                            max_minutes=max_minutes, ckpt_minutes=ckpt_minutes,
                             val_every=val_every, val_clips=val_clips, log_every=log_every, seed=seed, device=device))
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(res, indent=2))
