@@ -25,21 +25,26 @@ MAX_MINUTES=${MAX_MINUTES:-}
 STEPS=${STEPS:-}  # override the step count (and LR schedule length) of the chosen kind
 PRECISION=${PRECISION:-bf16}
 TARGET_DECAY=${TARGET_DECAY:-0.95}  # 0: theta^- = theta (iCT, Song & Dhariwal 2023)
-EMA_DECAY=${EMA_DECAY:-0.999}  # the exported student's EMA
+EMA_DECAY=${EMA_DECAY:-0.999}  # the exported student's largest EMA decay (the warm-up (1+n)/(10+n) reaches 0.999 at step 8990)
+LR=${LR:-1e-4}
+INIT=${INIT:-}  # continue from this student (release or run folder) with a fresh schedule of STEPS steps at LR;
+                # give a new RUNS too (the run folder and the exported release are named by kind)
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 run() {  # kind steps
   local kind=$1 steps=${STEPS:-$2}
   local extra=()
   if [ -n "$MAX_MINUTES" ]; then extra+=(--max-minutes "$MAX_MINUTES"); fi
+  if [ -n "$INIT" ]; then extra+=(--init "$INIT"); fi
   python3 -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m dittomusic distill \
     --kind "$kind" --data "$DATA" --out "$RUNS/distill_$kind" \
-    --steps "$steps" --batch-size 32 --lr 1e-4 --warmup 100 \
+    --steps "$steps" --batch-size 32 --lr "$LR" --warmup 100 \
     --guidance 3.0 --grid-steps 20 --teacher-steps 4 --target-decay "$TARGET_DECAY" --ema-decay "$EMA_DECAY" \
     --precision "$PRECISION" --val-every 250 --val-clips 16 --log-every 10 --ckpt-minutes 5 "${extra[@]}"
   python3 -m dittomusic distill export "$RUNS/distill_$kind" "$RUNS/student_$kind.safetensors"
 }
 
+if [ -n "$INIT" ] && [ "${1:-}" = both ]; then echo "INIT continues one student: give cd or ctd" >&2; exit 2; fi
 case "${1:-}" in
   cd) run cd 3500 ;;
   ctd) run ctd 1500 ;;

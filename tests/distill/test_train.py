@@ -74,6 +74,45 @@ def test_interrupted_ctd_run_resumes_bit_for_bit(tiny_dataset, teacher_path, tmp
         distill(_cfg(root, teacher_path, run, "ctd", guidance=2.0), progress=False)
 
 
+def test_init_continues_a_student_with_a_fresh_schedule_and_counts_its_cost(tiny_dataset, teacher_path,
+                                                                           latent_teacher_path, tmp_path):
+    from dittomusic.distill import export_student
+
+    root, _ = tiny_dataset
+    distill(_cfg(root, teacher_path, tmp_path / "a", steps=8), progress=False)
+    first, _ = load_student(tmp_path / "a")
+    # a near-zero LR: the continued run's students stay where --init put them, not at the teacher
+    distill(_cfg(root, teacher_path, tmp_path / "b", steps=2, lr=1e-12, init=str(tmp_path / "a")), progress=False)
+    cont, meta = load_student(tmp_path / "b")
+    teacher = student_from_teacher(load_model(teacher_path)[0], "cd")
+    sa, sb, st = first.state_dict(), cont.state_dict(), teacher.state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+    assert any(not torch.allclose(sa[k], st[k], atol=1e-4) for k in sa)
+    assert meta["distill"]["init"]["file"].endswith(CKPT) and meta["train_config"]["init"] == str(tmp_path / "a")
+    rel = export_student(tmp_path / "b", tmp_path / "b.safetensors")
+    tr = load_tensors(rel)[1]["train"]
+    assert tr["steps"] == 2 and tr["continued_from"]["steps"] == 8
+    assert tr["total_cpu_hours"] == pytest.approx(tr["cpu_hours"] + tr["continued_from"]["cpu_hours"], abs=2e-3)
+    # interrupted and resumed, a continued run is the uninterrupted one bit for bit, and keeps its start's record
+    ref = _cfg(root, teacher_path, tmp_path / "ref", steps=3, init=str(tmp_path / "a"))
+    distill(ref, progress=False)
+    for _ in range(2):
+        distill(_cfg(root, teacher_path, tmp_path / "cut", steps=3, init=str(tmp_path / "a"), max_minutes=1e-9),
+                progress=False)
+    distill(_cfg(root, teacher_path, tmp_path / "cut", steps=3, init=str(tmp_path / "a")), progress=False)
+    (a, ma), (b, mb) = load_tensors(tmp_path / "ref" / CKPT), load_tensors(tmp_path / "cut" / CKPT)
+    assert all(torch.equal(a[k], b[k]) for k in a) and ma["distill"]["init"] == mb["distill"]["init"]
+    # a release continues too; the wrong kind or another teacher is refused before any training
+    distill(_cfg(root, teacher_path, tmp_path / "c", steps=1, lr=1e-12, init=str(rel)), progress=False)
+    assert load_student(tmp_path / "c")[1]["distill"]["init"]["train"] == tr  # its release will sum all three
+    with pytest.raises(DittoError, match="is a CD student; this run distills CTD"):
+        distill(_cfg(root, teacher_path, tmp_path / "d", "ctd", init=str(rel)), progress=False)
+    with pytest.raises(DittoError, match="another teacher file"):
+        distill(_cfg(root, latent_teacher_path, tmp_path / "e", init=str(rel)), progress=False)
+    with pytest.raises(DittoError, match="guidance 3.0, this run with 2.0"):
+        distill(_cfg(root, teacher_path, tmp_path / "f", guidance=2.0, init=str(rel)), progress=False)
+
+
 def test_ctd_under_torchrun_matches_one_process(tiny_dataset, teacher_path, tmp_path):
     root, _ = tiny_dataset
     distill(_cfg(root, teacher_path, tmp_path / "one", "ctd", steps=3), progress=False)

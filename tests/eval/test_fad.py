@@ -51,3 +51,21 @@ def test_kid_standardizes_by_the_reference_so_feature_scale_does_not_matter():
     scale = np.array([1.0, 10.0, 0.1, 5.0, 1.0, 30.0])
     assert np.isclose(kid(gen * scale + 4, ref * scale + 4), kid(gen, ref), rtol=1e-6)
     assert not np.isclose(kid(gen * scale, ref * scale, standardize=False), kid(gen, ref, standardize=False))
+
+
+def test_paired_ratio_ci_brackets_a_real_gap_and_is_seeded():
+    from dittomusic.eval.fad import paired_ratio_ci
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(400, 4))
+    y = rng.normal(size=(120, 4))
+    x = y + 0.8  # the same items, shifted: every resample sees the gap
+    dist = lambda e: fad(e, ref)  # noqa: E731
+    r = paired_ratio_ci(x, y, dist, boot=200, seed=3, limit=1.3)
+    assert r["ratio"] == pytest.approx(dist(x) / dist(y))
+    assert 1.3 < r["ci95"][0] < r["ratio"] < r["ci95"][1] and r["share_within_limit"] == 0.0
+    assert r == paired_ratio_ci(x, y, dist, boot=200, seed=3, limit=1.3)
+    same = paired_ratio_ci(y, y, dist, boot=50)
+    assert same["ci95"] == [1.0, 1.0] and same["share_within_limit"] == 1.0
+    with pytest.raises(ValueError, match="paired"):
+        paired_ratio_ci(x, y[:10], dist)

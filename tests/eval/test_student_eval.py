@@ -27,7 +27,8 @@ def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_mod
     root, _ = tiny_dataset
     out = tmp_path / "card"
     args = ["eval", "student", "--student", str(student), "--teacher", str(tiny_model_path), "--data", str(root),
-            "--classifier", str(clf), "--per-collection", "2", "--teacher-steps", "2", "--out", str(out)]
+            "--classifier", str(clf), "--per-collection", "2", "--teacher-steps", "2", "--out", str(out),
+            "--fad-boot", "50"]
     r = CliRunner().invoke(cli, args + ["--steps", "1,2", "--note", "made in a test"])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "report.json").read_text())
@@ -36,11 +37,16 @@ def test_eval_student_writes_a_card_with_every_step_count(tiny_dataset, tiny_mod
     assert rows[0]["fad_over_teacher"] == 1.0
     for x in rows[1:]:
         assert math.isfinite(x["fad"]) and x["mse_to_teacher"] > 0 and x["passes_per_clip"] == x["steps"]
+        lo, hi = x["fad_ratio_ci95"]  # paired bootstrap of the FAD ratio
+        assert 0 < lo <= hi and 0.0 <= x["fad_ratio_share_within"] <= 1.0
+    assert "fad_ratio_ci95" not in rows[0] and rep["settings"]["fad_boot"] == 50
     # one extra step means a different sample (re-noised and denoised again)
     assert rows[1]["mse_to_teacher"] != rows[2]["mse_to_teacher"]
     card = (out / "README.md").read_text()
     assert "0.25 CPU-hours" in card and "| student (cd) | 2 | 2 |" in card
     assert "## Notes" in card and "- made in a test" in card and "EMA target (decay 0.95)" in card
+    assert "paired bootstrap over the clips, 50 resamples" in card
+    assert f"{rows[1]['fad_over_teacher']:.2f} ({rows[1]['fad_ratio_ci95'][0]:.2f}-" in card
     # spectrograms: real, the teacher and each student row, two collections each
     from PIL import Image
 
@@ -71,7 +77,11 @@ def test_card_describes_the_kinds_teacher_solver_and_how_to_reproduce(kind, tmp_
            "distill": {"target_decay": 0.95}, "settings": {"n": 8, "fad_reference": "all 8 test clips"},
            "rows": [row]}
     card = write_student_card(f"student_{kind}.safetensors", rep, tmp_path, notes=["n1"]).read_text()
-    assert f"--student {kind} --data DATA" in card and "20-interval grid" in card
+    assert f"--student {kind} --data DATA" in card and "20-interval grid" in card and "--init" not in card
+    rep["train"].update(continued_from={"steps": 30, "cpu_hours": 2.0}, total_cpu_hours=3.5)
+    rep["train_config"]["lr"] = 3e-5
+    more = write_student_card(f"student_{kind}.safetensors", rep, tmp_path / "c").read_text()
+    assert "from a student of 30 steps (2.0 CPU-h)" in more and "peak 3e-05" in more and "3.5 CPU-hours in all" in more
     # CD bootstraps over one teacher step; CTD's target spans up to teacher_steps of them
     assert ("1 to 3 steps from t to u" in card) == (kind == "ctd")
     assert ("one step between adjacent grid points" in card) == (kind == "cd")

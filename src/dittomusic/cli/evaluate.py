@@ -129,10 +129,12 @@ def eval_figure(model_path, data, per_collection, sampler, steps, guidance, seed
               help="Score every row on the realism yardstick (C2ST, grain, flatness, blown-out share).")
 @click.option("--c2st-repeats", type=click.IntRange(min=1), default=5, show_default=True,
               help="C2ST splits per row (their mean is the row's C2ST).")
+@click.option("--fad-boot", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Paired-bootstrap resamples for each FAD / teacher's 95 % interval (0: none).")
 @click.option("--device", default=None)
 @friendly
 def eval_student(student, data, classifier, per_collection, steps, teacher_steps, teacher, seed, loss_png, out, notes,
-                 realism, c2st_repeats, device):
+                 realism, c2st_repeats, fad_boot, device):
     """A student's 1/2/4/8-step samples vs the teacher's 20-step DDIM: accuracy, FAD, fidelity; its model card."""
     from dittomusic.eval.student import evaluate_student, report_markdown, write_student_card
 
@@ -142,7 +144,7 @@ def eval_student(student, data, classifier, per_collection, steps, teacher_steps
         raise DittoError(f"--steps takes comma-separated step counts such as 1,2,4,8; got {steps!r}") from None
     r = evaluate_student(student, data, classifier, teacher=teacher, per_collection=per_collection, steps=ks,
                          teacher_steps=teacher_steps, seed=seed, device=device, realism=realism,
-                         c2st_repeats=c2st_repeats, samples_png=Path(out) / "samples.png")
+                         c2st_repeats=c2st_repeats, samples_png=Path(out) / "samples.png", fad_boot=fad_boot)
     click.echo(report_markdown(r))
     from dittomusic.distill.student import DEFAULT_KIND, KINDS
 

@@ -1,7 +1,8 @@
 """`dittomusic distill`: consistency (CD) or consistency-trajectory (CTD) distillation of a MelDiT.
 
 The student starts as the teacher; theta^- (the loss target) is an EMA of it with decay
-`target_decay`, and a slower EMA (`ema_decay`) is what gets exported. The teacher's ODE solver
+`target_decay`, and a slower EMA (`ema_decay`, once ema_update's warm-up passes it) is what gets exported;
+`init` continues from an earlier student with a fresh optimizer and LR schedule. The teacher's ODE solver
 is DDIM (eta 0) with classifier-free guidance at a fixed scale on the grid time_grid(grid_steps),
 so the student needs one forward pass per jump and no CFG doubling; tag dropout (as in base
 training) keeps the student usable with partial or no tags.
@@ -30,10 +31,11 @@ import torch
 from dittomusic.data.dataset import MelDataset
 from dittomusic.distill.consistency import (consistency_fn, cd_loss, ctd_loss, ctd_sample, consistency_sample,
                                             teacher_step, time_grid)
-from dittomusic.distill.student import check_kind, student_from_teacher
+from dittomusic.distill.student import check_kind, load_student, resolve_student_path, student_from_teacher
 from dittomusic.errors import DittoError
 from dittomusic.models.loading import bundled_path, load_model
-from dittomusic.train.base import CKPT, _Batches, _to, autocast, cond_from_batch, open_run, rank_slice
+from dittomusic.train.base import (CKPT, _Batches, _to, autocast, cond_from_batch, open_run, rank_slice,
+                                   add_continued_cost, release_train_info)
 from dittomusic.train.common import (LoopConfig, adamw, ddp, ema_update, lr_at, optimizer_step, resume, run_steps,
                                      set_lr, state_tensors, write_checkpoint)
 from dittomusic.utils import stable_hash
@@ -45,6 +47,7 @@ class DistillConfig(LoopConfig):
     data: str
     out: str
     teacher: str | None = None  # model checkpoint; None = the bundled base model
+    init: str | None = None  # continue from this student (release or run folder) of the same teacher and kind
     steps: int = 2000  # length of the LR schedule; --max-minutes may stop earlier
     batch_size: int = 32  # global, split across processes
     lr: float = 1e-4  # fine-tuning a trained model: a third of the base run's 3e-4
@@ -66,7 +69,7 @@ class DistillConfig(LoopConfig):
     # changing these would make a resumed run a different run
     FIXED = ("kind", "data", "teacher", "steps", "batch_size", "lr", "warmup", "weight_decay", "grad_clip",
              "target_decay", "ema_decay", "guidance", "grid_steps", "teacher_steps", "teacher_clip", "tag_drop",
-             "all_drop", "seed", "precision")
+             "all_drop", "seed", "precision", "init")
 
     def __post_init__(self):
         check_kind(self.kind)
@@ -105,6 +108,31 @@ def _val_tags(cfg: DistillConfig, n: int) -> dict:
     return cond_from_batch(b)
 
 
+def warm_start_student(cfg: DistillConfig, teacher_sha1: str, modules: dict[str, torch.nn.Module]) -> dict:
+    """Continue from a student (a release, or a run folder's EMA): the same teacher file, kind, guidance and
+    grid, with a fresh optimizer and LR schedule. Returns what the release records about it (its cost included)."""
+    path = resolve_student_path(cfg.init)
+    student, meta = load_student(path, "cpu")  # copied into the run's modules on their device below
+    if meta["kind"] != cfg.kind:
+        raise DittoError(f"--init {cfg.init} is a {meta['kind'].upper()} student; this run distills {cfg.kind.upper()}")
+    if meta["distill"].get("teacher_sha1") != teacher_sha1:
+        raise DittoError(f"--init {cfg.init} was distilled from another teacher file than this run's; "
+                         f"continue it with its own teacher (--teacher)")
+    for k in ("guidance", "grid_steps"):
+        if meta["distill"].get(k) != getattr(cfg, k):
+            raise DittoError(f"--init {cfg.init} was distilled with {k} {meta['distill'].get(k)}, this run with "
+                             f"{getattr(cfg, k)}: give the same --{k.replace('_', '-')}")
+    for m in modules.values():
+        m.load_state_dict(student.state_dict())
+    if "train" in meta:  # a release: its "train" already counts whatever it continued
+        before = meta["train"]
+    else:  # a run folder: its own steps, plus its own start point's if it was itself continued
+        before = release_train_info(meta)
+        if meta["distill"].get("init"):
+            add_continued_cost(before, meta["distill"]["init"]["train"])
+    return {"file": str(path), "sha1": _file_digest(path), "train": before}
+
+
 def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     d, out, ds = open_run(cfg)
     teacher_file = Path(cfg.teacher) if cfg.teacher else bundled_path()
@@ -129,7 +157,13 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = adamw(model, cfg.lr, cfg.weight_decay)
     modules = {"model": model, "target": target, "ema": ema}
+    info = {"kind": cfg.kind, "guidance": cfg.guidance, "grid": time_grid(cfg.grid_steps), "grid_steps": cfg.grid_steps,
+            "teacher_clip": clip, "teacher": str(teacher_file), "teacher_sha1": digest, "latent": latent}
+    if cfg.init and not (out / CKPT).exists():
+        info["init"] = warm_start_student(cfg, digest, modules)
     counters, old = resume(out / CKPT, cfg, DistillConfig.FIXED, modules, opt, d.device)
+    if old and cfg.init:  # what the run started from, as recorded then (the file may have moved on since)
+        info["init"] = old["distill"]["init"]
     if old and old["distill"]["teacher_sha1"] != digest:
         raise DittoError(f"{out} was distilled from a different teacher file; use a new --out")
     net = ddp(model, d)
@@ -138,8 +172,6 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     grid_t = torch.tensor(grid, dtype=torch.float32)
     shape = (tc.n_mels, tc.clip_frames)
     batches = _Batches(ds, cfg.seed)
-    info = {"kind": cfg.kind, "guidance": cfg.guidance, "grid": grid, "grid_steps": cfg.grid_steps,
-            "teacher_clip": clip, "teacher": str(teacher_file), "teacher_sha1": digest, "latent": latent}
 
     def bounded(x):  # what the pipeline's decode sees: a mel sample in [-1, 1]; a latent unchanged
         return x if latent else x.clamp(-1, 1)

@@ -28,6 +28,25 @@ def fad(emb_a, emb_b) -> float:
     return frechet_distance(*gaussian_stats(emb_a), *gaussian_stats(emb_b))
 
 
+def paired_ratio_ci(x: np.ndarray, y: np.ndarray, distance, *, boot: int = 1000, seed: int = 0,
+                    limit: float = 1.1) -> dict:
+    """distance(x) / distance(y) with a paired bootstrap over items (x[i] and y[i] share a prompt and seed, so
+    resampling them together cancels what the clips drawn do to both): the ratio, its 95 % percentile interval
+    and the share of resamples <= limit. distance: embeddings [N, D] -> a distance to a fixed reference."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need paired sets of >= 2 items, got {len(x)} and {len(y)}")
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(boot):
+        i = rng.integers(0, len(x), len(x))
+        ratios.append(distance(x[i]) / max(distance(y[i]), 1e-9))
+    ratios = np.array(ratios)
+    return {"ratio": distance(x) / max(distance(y), 1e-9),
+            "ci95": np.percentile(ratios, [2.5, 97.5]).tolist(), "share_within_limit": float((ratios <= limit).mean()),
+            "limit": limit, "boot": boot, "items": len(x)}
+
+
 def kid(emb_a, emb_b, degree: int = 3, standardize: bool = True) -> float:
     """Kernel distance (Binkowski et al. 2018): unbiased MMD^2 with the kernel (x.y / d + 1)^3.
 

@@ -334,20 +334,11 @@ def texture_fad_of(a: np.ndarray, b: np.ndarray) -> float:
 
 def texture_fad_ratio_ci(real: np.ndarray, x: np.ndarray, y: np.ndarray, *, boot: int = 1000, seed: int = 0,
                          limit: float = 1.1) -> dict:
-    """texture_fad(x) / texture_fad(y) against one real set, with a paired bootstrap over items (x[i] and
-    y[i] share a prompt and seed): the ratio, its 95 % interval and the share of resamples <= limit.
-    Texture FAD on tens of clips moves a lot with the clips drawn; this says how much."""
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"need paired sets of >= 2 items, got {len(x)} and {len(y)}")
-    rng = np.random.default_rng(seed)
-    ratios = []
-    for _ in range(boot):
-        i = rng.integers(0, len(x), len(x))
-        ratios.append(texture_fad_of(real, x[i]) / max(texture_fad_of(real, y[i]), 1e-9))
-    ratios = np.array(ratios)
-    return {"ratio": texture_fad_of(real, x) / max(texture_fad_of(real, y), 1e-9),
-            "ci95": np.percentile(ratios, [2.5, 97.5]).tolist(), "share_within_limit": float((ratios <= limit).mean()),
-            "limit": limit, "boot": boot, "items": len(x)}
+    """texture_fad(x) / texture_fad(y) against one real set, with a paired bootstrap over items
+    (`fad.paired_ratio_ci`). Texture FAD on tens of clips moves a lot with the clips drawn; this says how much."""
+    from dittomusic.eval.fad import paired_ratio_ci
+
+    return paired_ratio_ci(x, y, lambda e: texture_fad_of(real, e), boot=boot, seed=seed, limit=limit)
 
 
 # --------------------------------------------------------------------------- classifier two-sample test

@@ -285,6 +285,12 @@ def release_train_info(meta: dict) -> dict:
             "final_val_loss": last_value(hist, "val_loss"), "final_val_step": last_value(hist, "val_loss", "step")}
 
 
+def add_continued_cost(train: dict, before: dict) -> None:
+    """A continued run's release: its compute includes what its starting point (a release's "train") cost."""
+    train["continued_from"] = before
+    train["total_cpu_hours"] = round(before.get("total_cpu_hours", before.get("cpu_hours", 0.0)) + train["cpu_hours"], 3)
+
+
 def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
                    autoencoder: str | Path | None = None) -> Path:
     """EMA weights of a run -> a release checkpoint (fp16 by default) that carries its config.
@@ -296,11 +302,8 @@ def export_release(run: str | Path, out: str | Path, dtype: torch.dtype = torch.
     release = {"kind": "base", "model_config": meta["model_config"], "schedule": meta["schedule"],
                "train": release_train_info(meta), "train_config": meta["train_config"]}
     init = meta["train_config"].get("init")
-    if init:  # a continued run: the release's compute includes what its starting point cost
-        before = load_tensors(init)[1].get("train", {})
-        release["train"]["continued_from"] = before
-        release["train"]["total_cpu_hours"] = round(
-            before.get("total_cpu_hours", before.get("cpu_hours", 0.0)) + release["train"]["cpu_hours"], 3)
+    if init:
+        add_continued_cost(release["train"], load_tensors(init)[1].get("train", {}))
     ae_path = meta["train_config"].get("autoencoder")
     if autoencoder is not None and not ae_path:
         raise DittoError(f"{run} is a mel-space model; --autoencoder applies to latent models only")
