@@ -10,11 +10,14 @@
 # stop cleanly after that long). Then the EMA student is exported as fp16 safetensors.
 #
 # The teacher is the bundled base model (v2: a latent model, so the students work in its latent).
-# PRECISION=bf16 (default) runs every pass under bfloat16 autocast: on v2 with 1 thread at batch 16,
-# CD 0.93 s/step against 2.25 in fp32, CTD (mean k = 2.5) 1.94 against 3.9
-# (benchmarks/distill_step_time.py --batch 16). With 2 processes at global batch 32 (16 each) expect
-# ~1 s/step for CD and ~2 s/step for CTD (1500 steps: ~50 min). The bundled CD ran 3500 steps (more than
-# 2000 took its 4-step FAD from 1.60x the teacher's to 1.31x); on a machine at ~1.9 s/step that is ~1.8 h.
+# PRECISION=bf16 (default) runs every pass under bfloat16 autocast. Step times depend on the CPU
+# (benchmarks/distill_step_time.py --batch 16, one process, one thread): on the machine the recipe was
+# first timed on, CD 0.93 s/step against 2.25 in fp32; on the 2-core AMD EPYC (avx512_bf16) that trained
+# the bundled CD, CD 1.70 against 2.64 and CTD (mean k = 2.5) 3.68 against 5.68. A training step adds the
+# teacher's encode of its batch and the EMA updates (1.96 s/step for CD there, profiled), and 2 processes
+# at global batch 32 (16 each) scale fully (1.98 s/step), so the bundled CD's 3500 steps took 1.8 h.
+# The bundled CD ran 3500 steps because more than 2000 took its 4-step FAD from 1.60x the teacher's to
+# 1.31x on the 120-clip card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
