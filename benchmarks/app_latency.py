@@ -558,6 +558,9 @@ def main(argv: list[str] | None = None) -> dict:
         "python": sys.version.split()[0],
         "model": args.model or "bundled",
     }
+    from dittomusic.utils import machine_info
+
+    report["machine"] = machine_info()
     print(json.dumps(report, indent=2))
     return report
 

@@ -53,8 +53,10 @@ def main():
     t_dit = step_time(lambda: dit(x, t.float()).square().mean(), dit.parameters(), args.repeats)
     t_unet = step_time(lambda: unet(x[:, None], t).sample.square().mean(), unet.parameters(), args.repeats)
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    from dittomusic.utils import machine_info
+
     print(json.dumps({
-        "batch": b, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "machine": machine_info(), "batch": b, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "meldit": {"params_M": round(n(dit) / 1e6, 2), "step_s": round(t_dit, 3)},
         "unet2d": {"params_M": round(n(unet) / 1e6, 2), "step_s": round(t_unet, 3)},
         "unet_over_meldit": round(t_unet / t_dit, 1),

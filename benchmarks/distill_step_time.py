@@ -34,6 +34,7 @@ def main() -> None:
     from dittomusic.models.loading import load_model
     from dittomusic.train.base import autocast, cond_from_batch
     from dittomusic.train.common import adamw, optimizer_step
+    from dittomusic.utils import machine_info
 
     teacher, _ = load_model(device="cpu")
     ds = MelDataset(args.data, "train", random_crop=False)
@@ -78,7 +79,7 @@ def main() -> None:
             row["cd_step"] = row["cd_step_k1"]
             row["ctd_step_mean_k2.5"] = row["ctd_step_k1"] + 1.5 * teacher_s
             results[f"{bsz}_{prec}"] = {k: round(v, 2) for k, v in row.items()}
-            print(json.dumps({"batch": bsz, "precision": prec, **results[f"{bsz}_{prec}"]}), flush=True)
+            print(json.dumps({"batch": bsz, "precision": prec, "machine": machine_info(), **results[f"{bsz}_{prec}"]}), flush=True)
 
 if __name__ == "__main__":
     main()

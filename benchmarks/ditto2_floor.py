@@ -3,8 +3,11 @@
     python benchmarks/ditto2_floor.py [--student FILE] [--seeds 0 1 2 3] [--repeats 3] [--threads 2] \
         [--tol DB2] [--lr LR] [--refresh N] [--decode-steps N]
 
-The floor is what the run cannot avoid at its settings, each piece timed on its own (median of
---repeats) in the same process:
+The floor is what the run cannot avoid at its settings, each piece timed on its own in the same
+process, three calls right after every run, so that each run is set against a floor measured in the
+same stretch of time (each seed reports its median run; piece_s is the median over all runs). On a
+shared VM the speed drifts by up to 1.4x between measurements a minute apart, and a floor timed apart
+from its runs made wall / floor read 0.96-1.23 for the same settings:
 
     floor = K x (one-step surrogate forward + backward) + 1 surrogate forward (the last iterate)
           + decodes x decode + corrections x one-step forward + the final vocoder
@@ -27,14 +30,11 @@ from pathlib import Path
 import torch
 
 
-def _timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _timed(fn, calls: int = 3) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return (time.perf_counter() - t0) / calls
 
 
 def _stand_in_student(pipe, folder: Path) -> Path:
@@ -87,11 +87,7 @@ def main() -> None:
     def run(seed):
         return run_control(pipe, "ditto2", ctrl, tags, seed=seed, settings=s, task="intensity")
 
-    run(a.seeds[0])  # warm: the student is loaded and cached, as in the CLI's second clip
-    medians = []
-    for seed in a.seeds:
-        runs = [run(seed) for _ in range(a.repeats)]
-        medians.append(sorted(runs, key=lambda r: r.report["wall_s"])[len(runs) // 2])
+    warm = run(a.seeds[0])  # warm: the student is loaded and cached, as in the CLI's second clip
 
     st, meta = get_student(student, backend.device)
     sample = student_sampler(st, meta)
@@ -105,39 +101,57 @@ def main() -> None:
         x = x_T.clone().requires_grad_(True)
         ctrl.loss(one_step(x)).sum().backward()
 
+    @torch.no_grad()
     def surrogate_forward():
-        with torch.no_grad():
-            ctrl.loss(one_step(x_T))
+        ctrl.loss(one_step(x_T))
 
+    @torch.no_grad()
     def decode():
-        with torch.no_grad():
-            backend.decode(sample(x_T, cond, medians[0].report["decode_steps"]))
+        backend.decode(sample(x_T, cond, warm.report["decode_steps"]))
 
-    mel = medians[0].mel
-    t = {"surrogate_iteration": _timed(surrogate_iter, a.repeats),
-         "surrogate_forward": _timed(surrogate_forward, a.repeats),
-         "decode": _timed(decode, a.repeats),
-         "vocoder": _timed(torch.no_grad()(lambda: backend.vocoder(mel)), a.repeats)}
-    clips = []
-    for seed, o in zip(a.seeds, medians):
-        rep = o.report
+    pieces = {"surrogate_iteration": surrogate_iter, "surrogate_forward": surrogate_forward, "decode": decode,
+              "vocoder": torch.no_grad()(lambda: backend.vocoder(warm.mel))}
+    for fn in pieces.values():
+        fn()  # warm-up
+    def floor_parts(rep, t):
         k, decodes = rep["iterations"], rep["decodes"]
         # every decode but the last re-corrects the surrogate (the last met --tol, or is the final scoring)
         corrections = max(decodes - 1, 0)
-        parts = {"iterations": k * t["surrogate_iteration"], "last_forward": t["surrogate_forward"],
-                 "decodes": decodes * t["decode"], "corrections": corrections * t["surrogate_forward"],
-                 "vocoder": t["vocoder"]}
-        floor = sum(parts.values())
-        clips.append({"seed": seed, "wall_s": rep["wall_s"], "method_wall_s": rep["method_wall_s"], "iterations": k,
-                      "decodes": decodes, "stopped": rep["stopped"], METRIC["intensity"]: rep["metrics"][METRIC["intensity"]],
-                      "floor_parts_s": parts, "floor_s": floor, "wall_over_floor": rep["wall_s"] / floor})
+        return {"iterations": k * t["surrogate_iteration"], "last_forward": t["surrogate_forward"],
+                "decodes": decodes * t["decode"], "corrections": corrections * t["surrogate_forward"],
+                "vocoder": t["vocoder"]}
+
+    times = {name: [] for name in pieces}
+    clips, medians = [], []
+    for seed in a.seeds:
+        runs = []
+        for _ in range(a.repeats):
+            o = run(seed)
+            t_run = {name: _timed(fn) for name, fn in pieces.items()}  # this run's floor, timed right after it
+            for name, v in t_run.items():
+                times[name].append(v)
+            parts = floor_parts(o.report, t_run)
+            runs.append((o, parts, sum(parts.values())))
+        o, parts, floor = sorted(runs, key=lambda r: r[0].report["wall_s"])[len(runs) // 2]
+        medians.append(o)
+        rep = o.report
+        clips.append({"seed": seed, "wall_s": rep["wall_s"], "method_wall_s": rep["method_wall_s"],
+                      "iterations": rep["iterations"], "decodes": rep["decodes"], "stopped": rep["stopped"],
+                      METRIC["intensity"]: rep["metrics"][METRIC["intensity"]], "floor_parts_s": parts,
+                      "floor_s": floor, "wall_over_floor": rep["wall_s"] / floor,
+                      "wall_over_floor_runs": sorted(r[0].report["wall_s"] / r[2] for r in runs)})
+    t = {name: statistics.median(v) for name, v in times.items()}
     out = {"settings": {**vars(a), "iters": optim.iters, "lr": optim.lr, "tol": optim.tol,
                         "refresh": medians[0].report["refresh"], "decode_steps": medians[0].report["decode_steps"],
                         "threads": torch.get_num_threads(), "student": a.student or "stand-in (teacher weights, untrained)"},
            "clip_s": medians[0].clip_audio.shape[-1] / medians[0].sr, "piece_s": t,
+           "piece_spread": {name: max(v) / min(v) for name, v in times.items()},
            "wall_s_mean": statistics.mean(c["wall_s"] for c in clips), "wall_s_max": max(c["wall_s"] for c in clips),
            METRIC["intensity"] + "_mean": statistics.mean(c[METRIC["intensity"]] for c in clips),
            "wall_over_floor_max": max(c["wall_over_floor"] for c in clips), "clips": clips}
+    from dittomusic.utils import machine_info
+
+    out["machine"] = machine_info()
     print(json.dumps(out, indent=1))
     tmp.cleanup()
 

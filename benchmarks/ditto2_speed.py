@@ -106,6 +106,9 @@ def main() -> None:
     out["single_intensity_clip"] = {"wall_s": o.report["wall_s"], "method_wall_s": o.report["method_wall_s"],
                                     "clip_s": o.clip_audio.shape[-1] / o.sr,
                                     METRIC["intensity"]: o.report["metrics"][METRIC["intensity"]]}
+    from dittomusic.utils import machine_info
+
+    out["machine"] = machine_info()
     print(json.dumps(out, indent=1))
 
 

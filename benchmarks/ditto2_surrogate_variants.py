@@ -69,6 +69,9 @@ def main() -> None:
         rows["fp32_compiled_2_threads"] = _timed(fn, a.repeats)
     base = rows["fp32_eager_2_threads"]
     out["over_fp32_eager_2_threads"] = {k: v / base for k, v in rows.items()}
+    from dittomusic.utils import machine_info
+
+    out["machine"] = machine_info()
     print(json.dumps(out, indent=1))
 
 

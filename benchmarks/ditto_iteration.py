@@ -47,7 +47,9 @@ def main():
     args = ap.parse_args()
     bundled = per_iteration(None, args.iters, args.device)
     other = per_iteration(args.other, args.iters, args.device)
-    print(json.dumps({"bundled_s_per_iter": round(bundled, 3), f"{Path(args.other).stem}_s_per_iter": round(other, 3),
+    from dittomusic.utils import machine_info
+
+    print(json.dumps({"machine": machine_info(), "bundled_s_per_iter": round(bundled, 3), f"{Path(args.other).stem}_s_per_iter": round(other, 3),
                       "ratio": round(bundled / other, 2), "target_ratio": 1.25, "meets_target": bundled / other <= 1.25,
                       "torch_threads": torch.get_num_threads(), "iters": args.iters}, indent=1))
 

@@ -74,7 +74,10 @@ def main():
             voc_s[name] = round(timeit(lambda: voc(mel), args.repeats), 4)
     t_voc = voc_s[type(pipe.vocoder).__name__]
     total = rows[f"{default[0]}-20-cfg{default[2]:g}"]["sampling_s"] + t_voc
+    from dittomusic.utils import machine_info
+
     print(json.dumps({
+        "machine": machine_info(),
         "clip_seconds": round(clip_s, 3),
         "vocoder": type(pipe.vocoder).__name__,
         "vocoder_s": round(t_voc, 4),

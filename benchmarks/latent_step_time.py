@@ -66,8 +66,10 @@ def main():
 
     fp32, bf16, enc = cpu_time(step("fp32"), args.repeats), cpu_time(step("bf16"), args.repeats), \
         cpu_time(encode, args.repeats)
+    from dittomusic.utils import machine_info
+
     print(json.dumps({
-        "batch": B, "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "machine": machine_info(), "batch": B, "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "params_m": round(net.num_params() / 1e6, 2),
         "step_fp32_cpu_s": round(fp32, 3), "step_bf16_cpu_s": round(bf16, 3), "encode_cpu_s": round(enc, 3),
         "bf16_speedup": round(fp32 / bf16, 2),

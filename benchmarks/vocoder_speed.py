@@ -96,7 +96,9 @@ def main() -> None:
         gl = get_vocoder("griffinlim", mel_cfg)
         s = timeit(lambda: gl(mel), max(1, a.repeats // 2))
         rows["griffinlim"] = {"params_M": 0, "s_per_clip": round(s, 4), "realtime_x": round(seconds / s, 1)}
-    print(json.dumps({"threads": a.threads, "frames": a.frames, "clip_seconds": round(seconds, 3),
+    from dittomusic.utils import machine_info
+
+    print(json.dumps({"machine": machine_info(), "threads": a.threads, "frames": a.frames, "clip_seconds": round(seconds, 3),
                       "torch": torch.__version__, "vocoders": rows}, indent=1))
 
 

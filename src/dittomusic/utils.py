@@ -69,6 +69,24 @@ def fast_bf16(device) -> bool:
     return False
 
 
+def machine_info() -> dict:
+    """What a wall time depends on: the CPU model, its cores, torch's threads and whether bf16 is native.
+    Timing benchmarks print it, because the same code measured 1.5x apart on two 2-core machines."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "native_bf16_cpu": fast_bf16("cpu"), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def resolve_precision(precision: str | None, device) -> str:
     """"auto" (or None) -> "bf16" where the device has native bf16 (fast_bf16), else "fp32"."""
     from dittomusic.errors import DittoError
