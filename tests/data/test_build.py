@@ -53,7 +53,7 @@ def test_rerun_skips_finished_pieces(tiny_dataset):
 
 
 def test_resume_after_kill_reproduces_the_same_clips(tiny_dataset, tmp_path):
-    root, _ = tiny_dataset
+    root, summary = tiny_dataset
     copy = tmp_path / "ds"
     shutil.copytree(root, copy)
     shards = sorted((copy / "shards").glob("*.jsonl"))
@@ -77,6 +77,7 @@ def test_resume_after_kill_reproduces_the_same_clips(tiny_dataset, tmp_path):
         ma = np.load(root / "shards" / f"{a['shard']}.npy", mmap_mode="r")[a["frame"]:a["frame"] + 512]
         mb = np.load(copy / "shards" / f"{b['shard']}.npy", mmap_mode="r")[b["frame"]:b["frame"] + 512]
         np.testing.assert_array_equal(ma, mb)
+    assert s["fingerprint"] == summary["fingerprint"]  # the same content, wherever the re-render was stored
 
 
 def test_resume_refuses_different_settings(tiny_dataset):

@@ -1,8 +1,11 @@
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
-from dittomusic.data.dataset import MelDataset, TagVocab, read_clips
+from dittomusic.data.dataset import MelDataset, TagVocab, dataset_fingerprint, read_clips
 from dittomusic.data.stats import dataset_stats, format_stats, load_clip, plot_examples
 from dittomusic.errors import DittoError
 
@@ -58,7 +61,53 @@ def test_stats_and_plot(tiny_dataset, tmp_path):
     assert st["clips"] == summary["clips"]
     assert abs(sum(st["hours_per_collection"].values()) - st["hours"]) < 1e-9
     assert sum(st["hours_per_family"].values()) >= st["hours"]  # multi-instrument clips count per family
+    assert st["fingerprint"] == summary["fingerprint"]
     text = format_stats(st)
-    assert "hours per collection" in text and "chorale" in text
+    assert "hours per collection" in text and "chorale" in text and summary["fingerprint"] in text
     png = plot_examples(root, tmp_path / "ex.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _relaid(root, dst):
+    """The same build stored the other way round: shards renamed in reverse, rows reversed, as a build
+    whose workers finished in another order would store it."""
+    shutil.copytree(root, dst)
+    names = sorted(p.stem for p in (dst / "shards").glob("*.npy"))
+    rename = dict(zip(names, reversed(names)))
+    for n in names:
+        for ext in ("npy", "jsonl"):
+            (dst / "shards" / f"{n}.{ext}").rename(dst / "shards" / f"tmp_{n}.{ext}")
+    for n in names:
+        for ext in ("npy", "jsonl"):
+            (dst / "shards" / f"tmp_{n}.{ext}").rename(dst / "shards" / f"{rename[n]}.{ext}")
+    rows = [json.loads(line) for line in (root / "clips.jsonl").read_text().splitlines()]
+    (dst / "clips.jsonl").write_text("".join(json.dumps({**r, "shard": rename[r["shard"]]}) + "\n" for r in reversed(rows)))
+    return dst
+
+
+def test_clip_order_and_fingerprint_ignore_where_clips_are_stored(tiny_dataset, tmp_path):
+    root, summary = tiny_dataset
+    other = _relaid(root, tmp_path / "relaid")
+    assert len({p.stem for p in (root / "shards").glob("*.npy")}) > 1  # the relayout moves something
+    assert [r["clip_id"] for r in read_clips(other)] == [r["clip_id"] for r in read_clips(root)]
+    assert [r["clip_id"] for r in read_clips(other, "test")] == [r["clip_id"] for r in read_clips(root, "test")]
+    assert dataset_fingerprint(other) == dataset_fingerprint(root) == summary["fingerprint"]
+    a, b = MelDataset(root, "train", random_crop=False), MelDataset(other, "train", random_crop=False)
+    assert torch.equal(a[3]["mel"], b[3]["mel"])  # index i is the same clip in both
+
+
+def test_fingerprint_sees_a_changed_frame_or_tag(tiny_dataset, tmp_path):
+    root, summary = tiny_dataset
+    changed = tmp_path / "changed"
+    shutil.copytree(root, changed)
+    shard = sorted((changed / "shards").glob("*.npy"))[0]
+    a = np.load(shard)
+    a[5, 7] += 1
+    np.save(shard, a)
+    assert dataset_fingerprint(changed) != summary["fingerprint"]
+    retagged = tmp_path / "retagged"
+    shutil.copytree(root, retagged)
+    rows = [json.loads(line) for line in (root / "clips.jsonl").read_text().splitlines()]
+    rows[0]["tempo_bpm"] += 1
+    (retagged / "clips.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert dataset_fingerprint(retagged) != summary["fingerprint"]

@@ -400,7 +400,9 @@ class _Builder:
         return self._finalize(rows + new_rows, time.time() - t0, plan)
 
     def _finalize(self, rows: list[dict], seconds: float, plan: dict) -> dict:
-        rows.sort(key=lambda r: (r["shard"], r["frame"]))
+        from dittomusic.data.dataset import clip_order, dataset_fingerprint
+
+        rows.sort(key=clip_order)
         atomic_write_text(self.out / "clips.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         vocab = {
             "collections": plan["collections"],
@@ -430,6 +432,7 @@ class _Builder:
             "last_run_seconds": round(seconds, 1),
             "disk_bytes": _du(self.out),
             "workers": self.cfg.workers or os.cpu_count(),
+            "fingerprint": dataset_fingerprint(self.out, rows),
         }
         atomic_write_text(self.out / "build.json", json.dumps(summary, indent=2))
         return summary

@@ -51,14 +51,50 @@ class TagVocab:
         }
 
 
+LAYOUT_FIELDS = ("shard", "frame", "seg_start", "seg_end")  # where a clip is stored, not what it is
+
+
+def clip_order(row: dict) -> tuple:
+    """The canonical order of a dataset's clips: by piece, arrangement and clip. Where a render lands in the
+    shards depends on which worker finished first, so an order by storage position differs between two
+    builds of the same content, and with it every seeded pick of clips (eval sets, training batches)."""
+    return row["piece_id"], row["variant"], row["clip"]
+
+
 def read_clips(root: str | Path, split: str | None = None) -> list[dict]:
+    """A built dataset's clip rows (of one split), in the canonical order (clip_order)."""
     p = Path(root) / "clips.jsonl"
     if not p.exists():
         raise DittoError(f"{root} has no clips.jsonl: not a finished dataset (run `dittomusic dataset build`)")
-    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    rows = sorted((json.loads(line) for line in p.read_text().splitlines() if line.strip()), key=clip_order)
     if split is not None:
         rows = [r for r in rows if r["split"] == split]
     return rows
+
+
+def dataset_fingerprint(root: str | Path, rows: list[dict] | None = None) -> str:
+    """sha1 of what a build contains, not how it is laid out: every clip's metadata (less its storage
+    position) and the mel frames of every render, in the canonical order. Two builds with the same
+    fingerprint give the same clips to every seeded pick and the same bytes to every read."""
+    import hashlib
+
+    root = Path(root)
+    rows = sorted(rows, key=clip_order) if rows is not None else read_clips(root)
+    h = hashlib.sha1()
+    shards: dict[str, np.ndarray] = {}
+    seen = set()
+    for r in rows:
+        meta = {k: v for k, v in r.items() if k not in LAYOUT_FIELDS}
+        h.update(json.dumps(meta, sort_keys=True).encode())
+        h.update(str(r["frame"] - r["seg_start"]).encode())  # where in its render the clip starts
+        seg = (r["shard"], r["seg_start"], r["seg_end"])
+        if seg not in seen:
+            seen.add(seg)
+            a = shards.get(r["shard"])
+            if a is None:
+                a = shards[r["shard"]] = np.load(root / "shards" / f"{r['shard']}.npy", mmap_mode="r")
+            h.update(np.ascontiguousarray(a[r["seg_start"]:r["seg_end"]]).tobytes())
+    return h.hexdigest()
 
 
 class MelDataset(torch.utils.data.Dataset):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dittomusic.audio.mel import MelConfig
-from dittomusic.data.dataset import read_clips
+from dittomusic.data.dataset import dataset_fingerprint, read_clips
 from dittomusic.spectrogram import plot_mels  # noqa: F401  (re-exported: demo, eval.card)
 
 
@@ -28,12 +28,14 @@ def dataset_stats(root: str | Path) -> dict:
         "clips": len(rows),
         "pieces": len({r["piece_id"] for r in rows}),
         "hours": len(rows) * clip_h,
+        "fingerprint": dataset_fingerprint(root, rows),
         **{f"hours_per_{k}": dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in tables.items()},
     }
 
 
 def format_stats(st: dict) -> str:
-    lines = [f"{st['clips']} clips from {st['pieces']} pieces, {st['hours']:.2f} hours"]
+    lines = [f"{st['clips']} clips from {st['pieces']} pieces, {st['hours']:.2f} hours",
+             f"content fingerprint {st['fingerprint']} (equal fingerprints: the same clips in the same order)"]
     for key in ("collection", "family", "split", "tempo_bucket", "mode"):
         table = st[f"hours_per_{key}"]
         lines.append(f"\nhours per {key.replace('_', ' ')}:")
