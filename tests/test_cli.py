@@ -30,6 +30,7 @@ def test_stats_command(tiny_dataset, tmp_path):
                                  "--json", str(tmp_path / "s.json")])
     assert r.exit_code == 0, r.output
     assert "hours per collection" in r.output and "hours per family" in r.output
+    assert f"content fingerprint {summary['fingerprint']}" in r.output
     assert (tmp_path / "s.png").exists()
     assert json.loads((tmp_path / "s.json").read_text())["clips"] == summary["clips"]
 

@@ -45,6 +45,7 @@ def dataset_build(out, source, collection, small, hours, max_seconds, workers, s
     for k, v in s["hours_per_collection"].items():
         click.echo(f"  {k:<26} {v:7.2f} h")
     click.echo("  splits: " + ", ".join(f"{k} {v:.2f} h" for k, v in s["hours_per_split"].items()))
+    click.echo(f"  content fingerprint {s['fingerprint'][:12]} (the same for any build of the same clips)")
 
 
 @dataset.command("stats")
