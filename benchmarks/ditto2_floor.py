@@ -113,6 +113,7 @@ def main() -> None:
               "vocoder": torch.no_grad()(lambda: backend.vocoder(warm.mel))}
     for fn in pieces.values():
         fn()  # warm-up
+
     def floor_parts(rep, t):
         k, decodes = rep["iterations"], rep["decodes"]
         # every decode but the last re-corrects the surrogate (the last met --tol, or is the final scoring)
